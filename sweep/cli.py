@@ -1,0 +1,186 @@
+"""The ``sweep`` command: parses options and calls the library; nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from sweep.formatting import FORMATS, render
+from sweep.grids import grid_names, load_grid
+from sweep.planning import check_studies, summarize
+from sweep.queries import aggregate_cells, select_studies
+from sweep.spec import MODES, SpecError
+from sweep.store import ResultsStore, StoreError
+from trainables.backbones import BackboneError
+from trainables.datasets import DatasetError
+from trainables.metrics import MetricError
+from trainables.splits import SplitError
+
+USER_ERRORS = (SpecError, StoreError, DatasetError, BackboneError, SplitError, MetricError, ValueError)
+DEFAULT_RESULTS = "sweep-results"
+
+
+def _pairs(values: tuple[str, ...], option: str, value_type=str) -> dict:
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE", param_hint=option)
+        try:
+            out[name] = value_type(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: {value!r} is not a {value_type.__name__}", param_hint=option)
+    return out
+
+
+def _modes(values: dict, option: str) -> dict:
+    unknown = sorted(set(values) - set(MODES))
+    if unknown:
+        raise click.BadParameter(f"unknown mode(s) {unknown}; valid modes: {', '.join(MODES)}", param_hint=option)
+    return values
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="medsweep")
+def main() -> None:
+    """medsweep: which pretrained backbone, used how, is best for a small labelled data set.
+
+    Sweeps (dataset x backbone x mode x subset size x fold) studies as one Ray Tune
+    experiment: Optuna searches each study's learning rate, ASHA prunes within each study,
+    and every trial lands in a Parquet results store that `sweep results` queries.
+
+    Start with `sweep run --grid demo` (a few minutes on 2 CPU cores, no download).
+    """
+
+
+@main.command()
+@click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid to run: a module in search_spaces/.")
+@click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(file_okay=False), help="Results store directory.")
+@click.option("--resume", is_flag=True, help="Continue a sweep in --results: studies complete there are skipped.")
+@click.option("--allow-other-grid", is_flag=True, help="Add to a results directory that holds another grid's results.")
+@click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset (repeatable).")
+@click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="Weight file of a backbone (repeatable).")
+@click.option("--gpus-per-trial", multiple=True, metavar="MODE=FRACTION", help="GPU fraction a trial of MODE takes, e.g. linear=0.1 (repeatable). Ignored without GPUs.")
+@click.option("--cpus-per-trial", multiple=True, metavar="MODE=CPUS", help="CPUs a trial of MODE takes, e.g. finetune=2 (repeatable).")
+@click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share].")
+@click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts.")
+@click.option("--quiet", is_flag=True, help="No Ray Tune progress tables.")
+def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, quiet):
+    """Run a grid's studies and print the mean ± std table of its cells.
+
+    \b
+    Example:
+      sweep run --grid demo --results ./sweep-results
+    """
+    from sweep.runner import RunOptions, run_sweep
+
+    studies = load_grid(grid_name)
+    options = RunOptions(
+        results=results,
+        resume=resume,
+        allow_other_grid=allow_other_grid,
+        data_roots=_pairs(data, "--data"),
+        weights=_pairs(weights, "--weights"),
+        gpus_per_trial=_modes(_pairs(gpus_per_trial, "--gpus-per-trial", float), "--gpus-per-trial"),
+        cpus_per_trial=_modes(_pairs(cpus_per_trial, "--cpus-per-trial", float), "--cpus-per-trial"),
+        max_concurrent=max_concurrent,
+        address=address,
+        verbose=0 if quiet else 1,
+    )
+    summary = run_sweep(studies, options)
+    store = ResultsStore(summary.results)
+    trials = store.read_trials().to_pylist()
+    ours = {s.study_id for s in studies}
+    cells = aggregate_cells(select_studies(r for r in trials if r["study_id"] in ours))
+    click.echo(render(cells, "table", "cells"))
+    n_trials = sum(1 for r in trials if r["study_id"] in ours)
+    stopped = sum(1 for r in trials if r["study_id"] in ours and r["stopped_early"])
+    errors = sum(1 for r in trials if r["study_id"] in ours and r["status"] == "error")
+    click.echo(
+        f"\n{len(cells)} cells, {summary.studies} studies ({summary.skipped} already complete), "
+        f"{n_trials} trials ({stopped} stopped early by ASHA, {errors} failed), "
+        f"{summary.wall_s:.0f} s"
+    )
+    click.echo(f"results: {summary.results}  (query: sweep results --results {summary.results} --level cells)")
+
+
+@main.command()
+@click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid to plan.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def plan(grid_name, fmt):
+    """Print a grid's studies and trials per dataset and mode, without running anything.
+
+    \b
+    Example:
+      sweep plan --grid paper --format json
+    """
+    studies = load_grid(grid_name)
+    check_studies(studies)
+    summary = summarize(grid_name, studies)
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=1))
+        return
+    from sweep.formatting import render_table
+
+    click.echo(render_table(summary["by_dataset_mode"], ("dataset", "mode", "studies", "trials")))
+    click.echo(
+        f"\ngrid {grid_name}: {summary['studies']} studies, {summary['trials']} trials, "
+        f"{summary['cells']} cells; backbones {', '.join(summary['backbones'])}"
+    )
+
+
+@main.command()
+@click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(file_okay=False), help="Results store directory.")
+@click.option("--level", type=click.Choice(["trials", "studies", "cells"]), default="cells", show_default=True,
+              help="trials: every trial; studies: each study's selected trial (best validation score); cells: mean ± std over folds.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (required for parquet).")
+def results(results, level, fmt, out):
+    """Query the results store at one of three levels.
+
+    \b
+    Example:
+      sweep results --level cells --format csv --out cells.csv
+    """
+    store = ResultsStore(results)
+    if store.meta() is None:
+        raise StoreError(f"{store.root} is not a medsweep results directory (no store.json)")
+    rows = store.read_trials().to_pylist()
+    if level in ("studies", "cells"):
+        rows = select_studies(rows)
+    if level == "cells":
+        rows = aggregate_cells(rows)
+    text = render(rows, fmt, level, out)
+    if text is not None:
+        click.echo(text)
+    elif out:
+        click.echo(f"wrote {len(rows)} rows to {out}", err=True)
+
+
+@main.command("grids")
+def grids():
+    """List the grids, datasets and backbones medsweep knows."""
+    from trainables.backbones import backbone_names, get_backbone_info
+    from trainables.datasets import dataset_names, get_dataset_info
+
+    click.echo("grids:     " + ", ".join(grid_names()))
+    click.echo("datasets:")
+    for d in dataset_names():
+        click.echo(f"  {d:12s} {get_dataset_info(d).description}")
+    click.echo("backbones:")
+    for b in backbone_names():
+        click.echo(f"  {b:14s} {get_backbone_info(b).description}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

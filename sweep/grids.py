@@ -1,0 +1,34 @@
+"""Grids are Python modules under ``search_spaces/``, each defining ``STUDIES``.
+
+Example::
+
+    >>> len(load_grid("demo")) > 0
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import search_spaces
+from sweep.spec import SpecError, StudySpec
+
+
+def grid_names() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(search_spaces.__path__) if not m.name.startswith("_"))
+
+
+def load_grid(name: str) -> list[StudySpec]:
+    if name not in grid_names():
+        raise SpecError(f"unknown grid {name!r}; valid grids: {', '.join(grid_names())}")
+    module = importlib.import_module(f"search_spaces.{name}")
+    studies = getattr(module, "STUDIES", None)
+    if not studies or not all(isinstance(s, StudySpec) for s in studies):
+        raise SpecError(f"search_spaces/{name}.py must define STUDIES, a non-empty list of StudySpec")
+    ids = [s.study_id for s in studies]
+    if len(set(ids)) != len(ids):
+        raise SpecError(f"grid {name!r} lists the same study more than once")
+    if any(s.grid != name for s in studies):
+        raise SpecError(f"grid {name!r}: every StudySpec must carry grid={name!r}")
+    return list(studies)

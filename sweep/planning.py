@@ -1,0 +1,54 @@
+"""What a grid will run, checked before any trial starts.
+
+``check_studies`` validates names and sizes against the registries; ``summarize`` counts
+studies, trials and cells per dataset and mode (trials = studies x n_trials, the most a
+study runs; ASHA stops some of them early but each still counts as a trial).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sweep.spec import SpecError, StudySpec
+from trainables.backbones import get_backbone_info
+from trainables.datasets import get_dataset_info
+
+
+def check_studies(studies: list[StudySpec]) -> None:
+    """Raise SpecError naming the first study field that cannot run."""
+    for s in studies:
+        info = get_dataset_info(s.dataset)
+        for b in s.backbones:
+            get_backbone_info(b)
+        if s.n_train > info.pool_size:
+            raise SpecError(
+                f"study {s.study_id}: n_train {s.n_train} is larger than the {s.dataset} "
+                f"training pool ({info.pool_size} images)"
+            )
+        if s.n_train // s.n_folds < 2:
+            raise SpecError(
+                f"study {s.study_id}: {s.n_train} images in {s.n_folds} folds leave validation "
+                f"folds of fewer than 2 images"
+            )
+
+
+def summarize(grid: str, studies: list[StudySpec]) -> dict:
+    by_key: Counter = Counter()
+    trials_by_key: Counter = Counter()
+    for s in studies:
+        by_key[(s.dataset, s.mode)] += 1
+        trials_by_key[(s.dataset, s.mode)] += s.n_trials
+    rows = [
+        {"dataset": d, "mode": m, "studies": by_key[(d, m)], "trials": trials_by_key[(d, m)]}
+        for d, m in sorted(by_key)
+    ]
+    return {
+        "grid": grid,
+        "studies": len(studies),
+        "trials": sum(s.n_trials for s in studies),
+        "cells": len({s.cell_id for s in studies}),
+        "datasets": sorted({s.dataset for s in studies}),
+        "backbones": sorted({b for s in studies for b in s.backbones}),
+        "modes": sorted({s.mode for s in studies}),
+        "by_dataset_mode": rows,
+    }

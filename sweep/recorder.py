@@ -1,0 +1,82 @@
+"""Driver-side Tune callback: every finished trial becomes one row of the results store.
+
+Trials that ASHA stops, trials that run to the end and trials that fail all land here, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+
+from ray.tune import Callback
+
+from sweep.spec import StudySpec
+from sweep.store import ResultsStore
+
+log = logging.getLogger(__name__)
+
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(StudySpec))
+
+
+def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str | None, context: dict) -> dict:
+    """One results row from a trial's config (study + lr + run context) and its last result."""
+    epochs = int(result.get("epoch") or 0)
+    row = {name: config[name] for name in SPEC_FIELDS}
+    row["backbones"] = list(config["backbones"])
+    row.update(
+        backbone=config["backbone"],
+        study_id=config["study_id"],
+        cell_id=config["cell_id"],
+        trial_id=trial_id,
+        lr=float(config["lr"]),
+        epochs=epochs,
+        best_epoch=result.get("best_epoch"),
+        stopped_early=status == "ok" and epochs < config["max_epochs"],
+        val_score=result.get("best_val_score"),
+        test_score=result.get("test_score"),
+        metric=context["metrics"][config["dataset"]],
+        status=status,
+        error=error,
+        wall_s=result.get("time_total_s"),
+        node_id=result.get("node_id"),
+        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        data_fingerprint=context["fingerprints"].get(config["dataset"]),
+        weights_digests=json.dumps({b: context["weights_digests"][b] for b in config["backbones"]}),
+        embedding_keys=json.dumps(config.get("embedding_keys", {})),
+        versions=json.dumps(context["versions"]),
+    )
+    if status == "ok" and not epochs:
+        row.update(status="error", error="trial finished without reporting an epoch")
+    return row
+
+
+def _error_text(trial) -> str:
+    try:
+        err = trial.get_pickled_error()
+        if err is not None:
+            cause = getattr(err, "__cause__", None) or err
+            return f"{type(cause).__name__}: {cause}"[:2000]
+        text = trial.get_error()
+        if text:
+            return text.strip().splitlines()[-1][:2000]
+    except Exception as exc:  # the row matters more than the message: never lose it here
+        log.warning("could not read the error of trial %s: %s", trial.trial_id, exc)
+    return "trial failed (no error text recorded)"
+
+
+class StoreCallback(Callback):
+    def __init__(self, store: ResultsStore, context: dict):
+        self.store, self.context = store, context
+        self.written: list[str] = []
+
+    def _write(self, trial, status: str, error: str | None) -> None:
+        row = trial_row(trial.config, trial.last_result or {}, trial.trial_id, status, error, self.context)
+        self.written.append(self.store.write_trial(row))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._write(trial, "ok", None)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._write(trial, "error", _error_text(trial))

@@ -1,0 +1,174 @@
+"""One Tuner for the whole sweep, with every study searched and pruned on its own.
+
+``StudySearcher`` keeps one ``OptunaSearch`` per study (log-uniform learning rate in the
+study's range) and ``StudyScheduler`` one ``ASHAScheduler`` per study: trials of one study
+compete only with each other, on the same validation split, while the Tuner packs trials of
+many studies onto the cluster at once. Ray's own OptunaSearch cannot mix grid axes, and
+``Repeater`` must not be combined with ASHA (notes/ray.md), hence these two routers on Ray's
+public extension points.
+
+Example::
+
+    >>> searcher = StudySearcher([study_config(spec)], metric="val_score", mode="max")  # doctest: +SKIP
+    >>> tune.TuneConfig(search_alg=searcher, scheduler=StudyScheduler(...), num_samples=-1)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Optional
+
+import optuna
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+METRIC = "val_score"
+MODE = "max"
+
+
+def _optuna_for(config: dict, done: list[tuple[float, float]]) -> OptunaSearch:
+    """One study's Optuna search, warm-started with trials already in the results store."""
+    space = {"lr": optuna.distributions.FloatDistribution(config["lr_min"], config["lr_max"], log=True)}
+    # Seeded per study: the same grid suggests the same learning rates on every run.
+    sampler = optuna.samplers.TPESampler(seed=config["seed"] * 7919 + config["fold"], n_startup_trials=2)
+    return OptunaSearch(
+        space=space,
+        metric=METRIC,
+        mode=MODE,
+        sampler=sampler,
+        points_to_evaluate=[{"lr": lr} for lr, _ in done] or None,
+        evaluated_rewards=[reward for _, reward in done] or None,
+    )
+
+
+class StudySearcher(Searcher):
+    """Suggests full trial configs (study fields + ``lr``), study by study.
+
+    ``max_in_flight_per_study`` (default 1) keeps a study's trials mostly one after another,
+    so Optuna learns from finished trials and ASHA has rungs to compare against, while the
+    Tuner's concurrency is filled with trials of other studies.
+    """
+
+    def __init__(
+        self,
+        studies: list[dict],
+        metric: str = METRIC,
+        mode: str = MODE,
+        max_in_flight_per_study: int = 1,
+        done: Optional[dict[str, list[tuple[float, float]]]] = None,
+    ):
+        super().__init__(metric=metric, mode=mode)
+        done = done or {}
+        self._studies = {c["study_id"]: c for c in studies}
+        self._remaining = {sid: c["n_trials"] - len(done.get(sid, [])) for sid, c in self._studies.items()}
+        self._searchers = {sid: _optuna_for(c, done.get(sid, [])) for sid, c in self._studies.items()}
+        self._in_flight: dict[str, int] = {sid: 0 for sid in self._studies}
+        self._trial_study: dict[str, str] = {}
+        self._max_in_flight = max_in_flight_per_study
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        # Metric and mode are fixed by the design; accept Tune's call when it agrees.
+        return (metric in (None, self._metric)) and (mode in (None, self._mode))
+
+    def _next_study(self) -> Optional[str]:
+        for sid, left in self._remaining.items():
+            if left > 0 and self._in_flight[sid] < self._max_in_flight:
+                return sid
+        return None
+
+    def suggest(self, trial_id: str):
+        if not any(left > 0 for left in self._remaining.values()):
+            return Searcher.FINISHED
+        sid = self._next_study()
+        if sid is None:
+            return None  # every study with trials left is busy: Tune asks again later
+        params = self._searchers[sid].suggest(trial_id)
+        self._remaining[sid] -= 1
+        self._in_flight[sid] += 1
+        self._trial_study[trial_id] = sid
+        return {**self._studies[sid], **params}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        sid = self._trial_study.get(trial_id)
+        if sid is not None and METRIC in result:
+            self._searchers[sid].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        sid = self._trial_study.get(trial_id)
+        if sid is None:
+            return
+        self._in_flight[sid] -= 1
+        # Optuna learns from the trial's best validation score, not its last epoch's.
+        if result and "best_val_score" in result:
+            result = {**result, METRIC: result["best_val_score"]}
+        self._searchers[sid].on_trial_complete(trial_id, result, error)
+
+    def study_of(self, trial_id: str) -> Optional[str]:
+        return self._trial_study.get(trial_id)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+class StudyScheduler(FIFOScheduler):
+    """Routes each trial to its own study's ASHA; runs trials in submission order."""
+
+    def __init__(self, metric: str = METRIC, mode: str = MODE):
+        super().__init__()
+        self._metric, self._mode = metric, mode
+        self._asha: dict[str, ASHAScheduler] = {}
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return (metric in (None, self._metric)) and (mode in (None, self._mode))
+
+    def _for(self, trial) -> ASHAScheduler:
+        config = trial.config
+        sid = config["study_id"]
+        if sid not in self._asha:
+            self._asha[sid] = ASHAScheduler(
+                time_attr="training_iteration",
+                metric=self._metric,
+                mode=self._mode,
+                max_t=config["max_epochs"],
+                grace_period=config["grace_period"],
+                reduction_factor=config["reduction_factor"],
+            )
+        return self._asha[sid]
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._for(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return self._for(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._for(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        asha = self._for(trial)
+        if trial.trial_id in asha._trial_info:
+            asha.on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        self._for(trial).on_trial_error(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        stopped = sum(a._num_stopped for a in self._asha.values())
+        return f"ASHA per study: {len(self._asha)} studies, {stopped} trials stopped early"
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+__all__ = ["StudySearcher", "StudyScheduler", "TrialScheduler", "METRIC", "MODE"]

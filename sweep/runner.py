@@ -1,0 +1,193 @@
+"""Run a list of studies as one Ray Tune experiment, results into the store.
+
+Steps: open the store (refusing another grid's), drop studies already complete there
+(``resume``), check every dataset and weight file before anything starts, extract the
+embeddings frozen modes need (Ray tasks, once per dataset x backbone), then one ``tune.Tuner``
+whose searcher and scheduler keep each study to itself.
+
+Example::
+
+    >>> summary = run_sweep(load_grid("demo"), RunOptions(results="/tmp/r"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Optional
+
+from sweep.planning import check_studies
+from sweep.spec import SpecError, StudySpec, study_config
+from sweep.store import ResultsStore, StoreError
+from trainables.backbones import get_backbone_info, weights_digest
+from trainables.datasets import get_dataset_info, load_dataset
+from trainables.embeddings import embedding_key
+
+
+@dataclass
+class RunOptions:
+    results: str = "sweep-results"
+    resume: bool = False
+    allow_other_grid: bool = False
+    data_roots: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+    # Per-mode override of the GPU fraction a trial takes (e.g. {"linear": 0.1}).
+    gpus_per_trial: dict = field(default_factory=dict)
+    cpus_per_trial: dict = field(default_factory=dict)
+    max_concurrent: Optional[int] = None
+    address: Optional[str] = None
+    verbose: int = 1
+
+
+@dataclass
+class RunSummary:
+    results: str
+    studies: int
+    skipped: int
+    trials_written: int
+    wall_s: float
+
+
+def _versions() -> dict:
+    names = ("medsweep", "torch", "torchvision", "timm", "ray", "optuna", "scikit-learn", "pyarrow")
+    return {n: version(n) for n in names}
+
+
+def _abs_roots(roots: dict) -> dict:
+    # Trials run with their cwd under Ray's session dir: every path they get must be absolute.
+    return {k: os.path.abspath(v) for k, v in roots.items()}
+
+
+def _check_weights(studies: list[StudySpec], weights: dict) -> None:
+    missing = {}
+    for s in studies:
+        for b in s.backbones:
+            info = get_backbone_info(b)
+            if info.needs_weights and b not in weights:
+                missing[b] = info.weight_files
+    if missing:
+        lines = "; ".join(f"{b} (published file: {', '.join(f)})" for b, f in sorted(missing.items()))
+        raise SpecError(f"weights missing for: {lines}. Give each with --weights NAME=PATH")
+    for b, path in weights.items():
+        if not os.path.isfile(path):
+            raise SpecError(f"--weights {b}={path}: no such file")
+
+
+def _extract_all(pairs: list[tuple[str, str]], options: RunOptions, cache_dir: str, has_gpu: bool) -> dict:
+    """(dataset, backbone) -> cache file, as Ray tasks (one GPU each where the cluster has GPUs)."""
+    import ray
+
+    from trainables.embeddings import ensure_embeddings
+
+    task = ray.remote(num_cpus=1, num_gpus=1 if has_gpu else 0)(ensure_embeddings)
+    refs = {
+        (d, b): task.remote(d, options.data_roots.get(d), b, options.weights.get(b), cache_dir)
+        for d, b in pairs
+    }
+    return {pair: ray.get(ref) for pair, ref in refs.items()}
+
+
+def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
+    import ray
+    from ray import tune
+
+    from sweep.recorder import StoreCallback
+    from sweep.routing import METRIC, MODE, StudyScheduler, StudySearcher
+    from trainables.trainable import run_trial
+
+    started = time.perf_counter()
+    grid = studies[0].grid
+    check_studies(studies)
+    options = dataclasses.replace(options, data_roots=_abs_roots(options.data_roots), weights=_abs_roots(options.weights))
+    _check_weights(studies, options.weights)
+    store = ResultsStore(options.results)
+    store.open_for(grid, options.allow_other_grid)
+    done = store.done_trials()
+    if done and not options.resume:
+        ours = {s.study_id for s in studies} & set(done)
+        if ours:
+            raise StoreError(
+                f"{store.root} already holds trials of {len(ours)} of these studies; "
+                f"pass --resume to continue the sweep, or use another --results"
+            )
+    pending = [s for s in studies if len(done.get(s.study_id, [])) < s.n_trials]
+    skipped = len(studies) - len(pending)
+    if not pending:
+        return RunSummary(store.root, len(studies), skipped, 0, time.perf_counter() - started)
+
+    # Load each dataset once on the driver: a missing root or unreadable layout fails here,
+    # before Ray starts, and its fingerprint goes into every row.
+    datasets = {d: load_dataset(d, options.data_roots.get(d)) for d in sorted({s.dataset for s in pending})}
+    context = {
+        "metrics": {d: get_dataset_info(d).metric for d in datasets},
+        "fingerprints": {d: data.fingerprint for d, data in datasets.items()},
+        "weights_digests": {
+            b: weights_digest(b, options.weights.get(b)) for s in pending for b in s.backbones
+        },
+        "versions": _versions(),
+    }
+
+    if not ray.is_initialized():
+        ray.init(
+            address=options.address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=options.verbose > 0,
+        )
+    resources = ray.cluster_resources()
+    has_gpu = resources.get("GPU", 0) > 0
+
+    frozen_pairs = sorted({(s.dataset, b) for s in pending if s.mode != "finetune" for b in s.backbones})
+    files = _extract_all(frozen_pairs, options, store.cache_dir, has_gpu)
+    keys = {
+        (d, b): embedding_key(d, datasets[d], b, options.weights.get(b)) for d, b in frozen_pairs
+    }
+
+    configs = []
+    for s in pending:
+        config = study_config(s)
+        config["cpus"] = options.cpus_per_trial.get(s.mode, s.cpus)
+        config["gpus"] = options.gpus_per_trial.get(s.mode, s.gpus) if has_gpu else 0.0
+        config["data_roots"] = options.data_roots
+        config["weights"] = options.weights
+        if s.mode != "finetune":
+            config["embedding_files"] = {b: files[(s.dataset, b)] for b in s.backbones}
+            config["embedding_keys"] = {b: keys[(s.dataset, b)] for b in s.backbones}
+        configs.append(config)
+
+    max_concurrent = options.max_concurrent or max(
+        1, int(resources.get("CPU", 1) / min(c["cpus"] for c in configs))
+    )
+    searcher = StudySearcher(configs, done={s.study_id: done.get(s.study_id, []) for s in pending})
+    recorder = StoreCallback(store, context)
+    trainable = tune.with_resources(
+        run_trial,
+        lambda config: tune.PlacementGroupFactory(
+            [{k: v for k, v in (("CPU", config["cpus"]), ("GPU", config["gpus"])) if v > 0}]
+        ),
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode=MODE,
+            search_alg=searcher,
+            scheduler=StudyScheduler(),
+            num_samples=-1,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{grid}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=store.ray_dir,
+            callbacks=[recorder],
+            verbose=options.verbose,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    tuner.fit()
+    return RunSummary(store.root, len(studies), skipped, len(recorder.written), time.perf_counter() - started)

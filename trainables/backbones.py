@@ -1,0 +1,221 @@
+"""Backbone registry: name -> timm architecture, its preprocessing and how it embeds an image.
+
+Each backbone carries its own mean/std (nothing else in the project hard-codes ImageNet
+constants). An unknown name raises an error listing the valid ones.
+
+Example::
+
+    >>> model, info = create_backbone("test_resnet", img_size=32)
+    >>> embed(model, info, torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 96])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import timm
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be built or loaded; the message names it and what was expected."""
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    name: str
+    timm_name: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    # "pool": the model's pooled features; "dino_last4": DINO's linear-eval feature, the
+    # final-norm'd CLS token of each of the last 4 blocks concatenated (384 * 4 = 1536).
+    embedding: str = "pool"
+    # ViTs take the dataset's image size at creation (position embeddings resampled).
+    takes_img_size: bool = False
+    # Published weight files this backbone is loaded from; empty: random init is the point.
+    weight_files: tuple[str, ...] = ()
+    timm_kwargs: tuple = field(default_factory=tuple)  # extra create_model kwargs, as pairs
+    description: str = ""
+
+    @property
+    def needs_weights(self) -> bool:
+        return bool(self.weight_files)
+
+
+_REGISTRY: dict[str, BackboneInfo] = {}
+
+
+def register_backbone(info: BackboneInfo) -> BackboneInfo:
+    if info.embedding not in ("pool", "dino_last4"):
+        raise BackboneError(f"backbone {info.name!r}: unknown embedding {info.embedding!r}")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def backbone_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_backbone_info(name: str) -> BackboneInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise BackboneError(
+            f"unknown backbone {name!r}; valid backbones: {', '.join(backbone_names())}"
+        ) from None
+
+
+def weights_digest(name: str, weights_path: Optional[str] = None, seed: int = 0) -> str:
+    """What makes this backbone's parameters what they are: the file's sha256, or the init seed."""
+    if weights_path is None:
+        return f"init-seed{seed}"
+    sha = hashlib.sha256()
+    with open(weights_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def load_state_dict_file(model: nn.Module, info: BackboneInfo, path: str) -> None:
+    """Load a flat state dict (torchvision/timm naming) with ``weights_only=True``.
+
+    Only the classifier may be missing; anything else missing or unexpected is an error that
+    names the keys. The published self-supervised layouts (VISSL, hub, DINO checkpoints) are
+    converted by issue 4's loaders.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refused or corrupt file: say which file and why
+        raise BackboneError(f"{path}: cannot load as a weights-only checkpoint: {exc}") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BackboneError(f"{path}: expected a flat state dict of tensors for {info.name!r}")
+    # The backbone is built with num_classes=0, so the file's classifier (timm's
+    # pretrained_cfg names it: "fc" for ResNets, "head" for ViTs) is the one part left out.
+    head = model.pretrained_cfg.get("classifier", "fc") + "."
+    state = {k: v for k, v in state.items() if not k.startswith(head)}
+    result = model.load_state_dict(state, strict=False)
+    missing = result.missing_keys
+    if missing or result.unexpected_keys:
+        raise BackboneError(
+            f"{path}: does not fit {info.name!r} ({info.timm_name}): "
+            f"missing {missing[:10]}, unexpected {result.unexpected_keys[:10]}"
+        )
+
+
+def create_backbone(
+    name: str, img_size: Optional[int] = None, weights_path: Optional[str] = None, seed: int = 0
+) -> tuple[nn.Module, BackboneInfo]:
+    """Build a backbone without classifier (``num_classes=0``), seeded, weights loaded if given."""
+    info = get_backbone_info(name)
+    if info.needs_weights and weights_path is None:
+        raise BackboneError(
+            f"backbone {name!r} needs its weights: give --weights {name}=PATH "
+            f"(published file: {', '.join(info.weight_files)})"
+        )
+    kwargs = dict(info.timm_kwargs)
+    if info.takes_img_size and img_size is not None:
+        kwargs["img_size"] = img_size
+    # Seeded: a "random" backbone must be the same random backbone in every trial and cache key.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
+    if weights_path is not None:
+        load_state_dict_file(model, info, weights_path)
+    return model, info
+
+
+def embedding_dim(model: nn.Module, info: BackboneInfo) -> int:
+    return model.num_features * 4 if info.embedding == "dino_last4" else model.num_features
+
+
+def embed(model: nn.Module, info: BackboneInfo, images: torch.Tensor) -> torch.Tensor:
+    """Normalised images (B, 3, H, W) -> the paper's embedding (B, D)."""
+    if info.embedding == "dino_last4":
+        out = model.forward_intermediates(
+            images,
+            indices=4,
+            norm=True,
+            return_prefix_tokens=True,
+            intermediates_only=True,
+            output_fmt="NLC",
+        )
+        return torch.cat([prefix[:, 0] for _, prefix in out], dim=-1)
+    return model(images)
+
+
+# --- tiny random-init backbones for the demo and tests (timm's own test models) -------------
+for _name, _desc in (
+    ("test_resnet", "timm test_resnet: a 0.4M-parameter ResNet, 96-d features"),
+    ("test_vit", "timm test_vit: a 0.3M-parameter ViT, 64-d features"),
+    ("test_convnext", "timm test_convnext: a 0.2M-parameter ConvNeXt, 64-d features"),
+):
+    register_backbone(
+        BackboneInfo(
+            name=_name,
+            timm_name=_name,
+            mean=(0.5, 0.5, 0.5),  # timm's pretrained_cfg for these models
+            std=(0.5, 0.5, 0.5),
+            takes_img_size=_name == "test_vit",
+            description=_desc,
+        )
+    )
+
+# --- the paper's five (protocol.md, notes/formats.md) ----------------------------------------
+register_backbone(
+    BackboneInfo(
+        name="random",
+        timm_name="resnet50",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        description="ResNet-50, Kaiming init (seeded): the paper's lower bound",
+    )
+)
+register_backbone(
+    BackboneInfo(
+        name="supervised",
+        timm_name="resnet50",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weight_files=("resnet50-0676ba61.pth",),
+        description="ResNet-50, supervised ImageNet (torchvision IMAGENET1K_V1)",
+    )
+)
+register_backbone(
+    BackboneInfo(
+        name="swav",
+        timm_name="resnet50",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weight_files=("model_final_checkpoint_phase799.torch", "swav_800ep_pretrain.pth.tar"),
+        description="ResNet-50, SwAV (VISSL model zoo)",
+    )
+)
+register_backbone(
+    BackboneInfo(
+        name="simclr",
+        timm_name="resnet50",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weight_files=("model_final_checkpoint_phase799.torch", "resnet50-1x.pth"),
+        description="ResNet-50, SimCLR (VISSL model zoo)",
+    )
+)
+register_backbone(
+    BackboneInfo(
+        name="dino",
+        timm_name="vit_small_patch8_224",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        embedding="dino_last4",
+        takes_img_size=True,
+        weight_files=("dino_deitsmall8_pretrain.pth",),
+        description="ViT-S/8, DINO (official weights); 1536-d last-4 CLS embedding",
+    )
+)

@@ -1,0 +1,219 @@
+"""Dataset registry: name -> what the grid needs to know (metric, pool size, sizes) and a loader.
+
+Like timm's ``register_model``/``create_model``: grids name datasets, never paths; an unknown
+name raises an error listing the valid ones.
+
+Example::
+
+    >>> info = get_dataset_info("digits")
+    >>> info.metric, info.pool_size
+    ('auc', 1257)
+    >>> data = load_dataset("digits")
+    >>> data.pool.labels.shape, tuple(data.pool.images.shape[1:])
+    ((1257,), (3, 8, 8))
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from trainables.metrics import METRICS
+
+# Chest X-rays are not flipped (the heart sits on the left); fundus and histology may be.
+AUGMENTS = ("none", "flip", "rotate", "flip_rotate")
+
+
+class DatasetError(ValueError):
+    """Data that cannot be used; the message names the dataset, file or value."""
+
+
+@dataclass
+class ImageSet:
+    """Images (uint8, C x H x W each, indexable), integer labels (-1 where hidden), groups."""
+
+    images: torch.Tensor
+    labels: np.ndarray
+    ids: list[str]
+    groups: Optional[np.ndarray] = None  # patient of each image, where the data has patients
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class LoadedDataset:
+    name: str
+    classes: tuple[str, ...]
+    pool: ImageSet  # the training pool that subsets and folds are drawn from
+    test: ImageSet  # the fixed test set every fold's model is scored on
+    fingerprint: str  # content digest: part of every embedding-cache key
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    metric: str
+    n_classes: int
+    pool_size: int
+    # Paper subset labels -> sizes; "F" is the whole pool.
+    sizes: dict = field(default_factory=dict)
+    # Training augmentation of the modality: one of AUGMENTS.
+    augment: str = "none"
+    # Side of the square images the backbones see. With resize_to set, images are resized to
+    # resize_to then cropped to image_size (the paper: 256 -> 224, random crop in training,
+    # centre crop in evaluation); without it they are resized straight to image_size.
+    image_size: int = 224
+    resize_to: Optional[int] = None
+    needs_root: bool = True
+    description: str = ""
+    loader: Optional[Callable[[Optional[str]], LoadedDataset]] = None
+
+
+_REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    if info.metric not in METRICS:
+        raise DatasetError(f"dataset {info.name!r}: unknown metric {info.metric!r}; valid: {METRICS}")
+    if info.augment not in AUGMENTS:
+        raise DatasetError(f"dataset {info.name!r}: unknown augment {info.augment!r}; valid: {AUGMENTS}")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def dataset_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise DatasetError(
+            f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}"
+        ) from None
+
+
+def load_dataset(name: str, root: Optional[str] = None) -> LoadedDataset:
+    info = get_dataset_info(name)
+    if info.needs_root and not root:
+        raise DatasetError(
+            f"dataset {name!r} is read from local files: give its folder with --data {name}=ROOT"
+        )
+    if info.loader is None:
+        raise DatasetError(
+            f"dataset {name!r}: reading its public layout is not implemented in this version "
+            f"(only its grid metadata is); datasets that load now: "
+            f"{', '.join(n for n in dataset_names() if _REGISTRY[n].loader)}"
+        )
+    return info.loader(root)
+
+
+# --- digits: the demo's data, shipped inside scikit-learn (no download) -----------------------
+
+DIGITS_TEST_FRACTION = 0.3  # a fixed, stratified test set of 540 images; the pool keeps 1,257
+DIGITS_SPLIT_SEED = 20210823  # the paper's arXiv date: fixed so the test set never moves
+
+
+def _load_digits(root: Optional[str]) -> LoadedDataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    # 8x8 grey levels 0..16 -> uint8 0..255, three identical channels like a greyscale X-ray.
+    grey = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    images = torch.from_numpy(grey).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    labels = bunch.target.astype(np.int64)
+    ids = [f"digit{i:04d}" for i in range(len(labels))]
+    pool_idx, test_idx = train_test_split(
+        np.arange(len(labels)),
+        test_size=DIGITS_TEST_FRACTION,
+        stratify=labels,
+        random_state=DIGITS_SPLIT_SEED,
+    )
+    pool_idx, test_idx = np.sort(pool_idx), np.sort(test_idx)
+
+    def part(idx: np.ndarray) -> ImageSet:
+        return ImageSet(images[idx], labels[idx], [ids[i] for i in idx])
+
+    digest = hashlib.sha256(grey.tobytes() + labels.tobytes()).hexdigest()[:16]
+    return LoadedDataset(
+        name="digits",
+        classes=tuple(str(c) for c in range(10)),
+        pool=part(pool_idx),
+        test=part(test_idx),
+        fingerprint=f"digits-{digest}",
+    )
+
+
+register_dataset(
+    DatasetInfo(
+        name="digits",
+        metric="auc",
+        n_classes=10,
+        pool_size=1257,
+        sizes={"S": 50, "M": 250, "F": 1257},
+        augment="none",  # digits are orientation-sensitive: a flipped 2 is no 2
+        image_size=32,  # 8x8 upsampled: the tiny timm backbones downsample 32x
+        needs_root=False,
+        description="scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes); the demo's data",
+        loader=_load_digits,
+    )
+)
+
+# --- the paper's four datasets (protocol.md). Their public-layout readers are issue 3; the grid
+# metadata (metric, pool, sizes) is what planning needs and is fixed by the paper. -----------
+
+register_dataset(
+    DatasetInfo(
+        name="patchcam",
+        metric="auc",
+        n_classes=2,
+        pool_size=50000,
+        sizes={"S": 500, "M": 5000, "F": 50000},
+        augment="flip",
+        image_size=96,  # the paper keeps patches at 96x96: no resize, no crop
+        description="Kaggle histopathologic-cancer-detection, 96x96 patches; test labels hidden",
+    )
+)
+register_dataset(
+    DatasetInfo(
+        name="aptos",
+        metric="kappa_quadratic",
+        n_classes=5,
+        pool_size=3662,
+        sizes={"S": 50, "M": 500, "F": 3662},
+        augment="flip_rotate",
+        resize_to=256,
+        description="Kaggle APTOS 2019 fundus images, grades 0-4; test labels hidden",
+    )
+)
+register_dataset(
+    DatasetInfo(
+        name="pneumonia",
+        metric="auc",
+        n_classes=2,
+        pool_size=5216,
+        sizes={"S": 50, "M": 500, "F": 5216},
+        augment="rotate",
+        resize_to=256,
+        description="Kermany chest X-ray (Kaggle chest-xray-pneumonia), patients in file names",
+    )
+)
+register_dataset(
+    DatasetInfo(
+        name="nih",
+        metric="auc",
+        n_classes=5,
+        pool_size=2414,
+        sizes={"S": 20, "M": 200, "F": 2414},
+        augment="rotate",
+        resize_to=256,
+        description="NIH ChestX-ray14 with the four-findings expert labels (5 classes)",
+    )
+)

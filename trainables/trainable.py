@@ -1,0 +1,176 @@
+"""What runs inside one Ray Tune trial: one learning rate of one study.
+
+Everything comes from the config (the study's fields, ``lr`` from the searcher, and the run
+context: data roots, weights, embedding files). Frozen modes (linear, dvme) train a head on
+cached embeddings and never run a backbone; finetune trains the whole backbone on images.
+
+Each epoch is reported once. ``test_score`` is the test score of the epoch with the best
+validation score so far (scored whenever validation improves), so a trial that ASHA stops
+still carries the test score of its selected model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from trainables.backbones import create_backbone, embed, embedding_dim
+from trainables.datasets import get_dataset_info, load_dataset
+from trainables.embeddings import load_embeddings
+from trainables.engine import fit, predict
+from trainables.heads import DVME
+from trainables.metrics import score
+from trainables.splits import balanced_subset, fold_split
+from trainables.transforms import build_transform
+
+
+class ImageDataset(Dataset):
+    def __init__(self, images: torch.Tensor, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, torch.as_tensor(labels), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+class FeatureDataset(Dataset):
+    """Rows of several embedding matrices (one per backbone) and their labels."""
+
+    def __init__(self, features: list[np.ndarray], labels: np.ndarray, rows: np.ndarray):
+        # Fancy indexing copies only this split's rows out of the memory-mapped cache.
+        self.features = [torch.from_numpy(np.ascontiguousarray(f[rows])) for f in features]
+        self.labels = torch.as_tensor(labels[rows])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return [f[i] for f in self.features], self.labels[i]
+
+
+class LinearProbe(nn.Module):
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, n_classes)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.linear(features[0])
+
+
+class Finetuned(nn.Module):
+    def __init__(self, backbone: nn.Module, info, dim: int, n_classes: int):
+        super().__init__()
+        self.backbone, self.info = backbone, info
+        self.classifier = nn.Linear(dim, n_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(embed(self.backbone, self.info, images))
+
+
+def study_split(labels: np.ndarray, groups: Optional[np.ndarray], config: dict):
+    """(train, validation) pool indices of this study's subset and fold."""
+    subset = balanced_subset(labels, config["n_train"], config["seed"])
+    return fold_split(labels, subset, config["n_folds"], config["fold"], config["seed"], groups)
+
+
+def _loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def build_frozen(config: dict):
+    """Model and loaders of a linear or DVME trial, from the embedding cache only."""
+    n_classes = get_dataset_info(config["dataset"]).n_classes
+    cached = [load_embeddings(config["embedding_files"][b]) for b in config["backbones"]]
+    pool, test = [c["pool"] for c in cached], [c["test"] for c in cached]
+    labels = pool[0].labels
+    train_rows, val_rows = study_split(labels, pool[0].groups, config)
+    seed, batch = config["seed"], config["batch_size"]
+    loaders = (
+        _loader(FeatureDataset([p.features for p in pool], labels, train_rows), batch, True, seed),
+        _loader(FeatureDataset([p.features for p in pool], labels, val_rows), batch, False, seed),
+        _loader(
+            FeatureDataset([t.features for t in test], test[0].labels, np.arange(len(test[0].labels))),
+            batch,
+            False,
+            seed,
+        ),
+    )
+    dims = [p.features.shape[1] for p in pool]
+    if config["mode"] == "linear":
+        model = LinearProbe(dims[0], n_classes)
+    else:
+        model = DVME(
+            dims,
+            n_classes,
+            proj_dim=config["proj_dim"],
+            attention=config["attention"],
+            attention_form=config["attention_form"],
+        )
+    return model, loaders
+
+
+def build_finetune(config: dict):
+    """Model and loaders of a finetuning trial: the whole backbone trains on images."""
+    name = config["backbones"][0]
+    ds_info = get_dataset_info(config["dataset"])
+    data = load_dataset(config["dataset"], config.get("data_roots", {}).get(config["dataset"]))
+    backbone, bb_info = create_backbone(
+        name,
+        img_size=ds_info.image_size,
+        weights_path=config.get("weights", {}).get(name),
+        seed=config["seed"],
+    )
+    train_rows, val_rows = study_split(data.pool.labels, data.pool.groups, config)
+    train_tf = build_transform(ds_info, bb_info, train=True)
+    eval_tf = build_transform(ds_info, bb_info, train=False)
+    seed, batch = config["seed"], config["batch_size"]
+    pool = data.pool
+    loaders = (
+        _loader(ImageDataset(pool.images[train_rows], pool.labels[train_rows], train_tf), batch, True, seed),
+        _loader(ImageDataset(pool.images[val_rows], pool.labels[val_rows], eval_tf), batch, False, seed),
+        _loader(ImageDataset(data.test.images, data.test.labels, eval_tf), batch, False, seed),
+    )
+    return Finetuned(backbone, bb_info, embedding_dim(backbone, bb_info), ds_info.n_classes), loaders
+
+
+def trial_epochs(config: dict) -> Iterator[dict]:
+    """Train one trial; yield each epoch's record with the best-so-far selection and test score."""
+    torch.manual_seed(config["seed"] * 1009 + config["fold"])
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    build = build_finetune if config["mode"] == "finetune" else build_frozen
+    model, (train, val, test) = build(config)
+    metric = get_dataset_info(config["dataset"]).metric
+    best: dict = {"best_val_score": -math.inf, "best_epoch": 0, "test_score": float("nan")}
+    for record in fit(
+        model, train, val, lr=config["lr"], max_epochs=config["max_epochs"], metric=metric, device=device
+    ):
+        if record["val_score"] > best["best_val_score"]:
+            _, probs, labels = predict(model, test, device)
+            test_score = score(metric, labels, probs, where="test set") if (labels >= 0).all() else float("nan")
+            best = {"best_val_score": record["val_score"], "best_epoch": record["epoch"], "test_score": test_score}
+        yield {**record, **best}
+
+
+def run_trial(config: dict) -> None:
+    """The Ray Tune function trainable."""
+    import os
+
+    import ray
+    from ray import tune
+
+    if not config["gpus"]:
+        # Ray sets no CUDA_VISIBLE_DEVICES for a trial without GPUs: on a GPU node it would
+        # see (and allocate on) every GPU. Hide them before torch first touches CUDA.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    node_id = ray.get_runtime_context().get_node_id()
+    for record in trial_epochs(config):
+        tune.report({**record, "node_id": node_id})
