@@ -17,7 +17,7 @@ FORMATS = ("table", "csv", "json", "parquet")
 TABLE_COLUMNS = {
     "trials": ("study_id", "trial_id", "lr", "epochs", "stopped_early", "val_score", "test_score", "status"),
     "studies": ("dataset", "backbone", "mode", "n_train", "fold", "lr", "epochs", "val_score", "test_score", "trials"),
-    "cells": ("dataset", "backbone", "mode", "subset", "n_train", "metric", "mean", "std", "folds", "trials"),
+    "cells": ("dataset", "backbone", "mode", "subset", "n_train", "metric", "mean ± std", "folds", "trials"),
 }
 
 
@@ -27,6 +27,13 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
     return str(value)
+
+
+def mean_std(mean: Optional[float], std: Optional[float]) -> str:
+    """The paper's way to write a cell: 0.9868 ± 0.0008."""
+    if mean is None:
+        return "-"
+    return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
 
 
 def render_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
@@ -50,6 +57,8 @@ def render(rows: Sequence[dict], fmt: str, level: str, out: Optional[str] = None
         pq.write_table(pa.Table.from_pylist(list(rows)), out)
         return None
     if fmt == "table":
+        if level == "cells":
+            rows = [{**r, "mean ± std": mean_std(r["mean"], r["std"])} for r in rows]
         text = render_table(rows, TABLE_COLUMNS[level])
     elif fmt == "json":
         # JSON has no NaN: a missing score is null.

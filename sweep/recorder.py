@@ -66,14 +66,30 @@ def _error_text(trial) -> str:
     return "trial failed (no error text recorded)"
 
 
+def progress_line(row: dict, done: int, total: int) -> str:
+    """One line per finished trial, the sweep's progress view."""
+    width = len(str(total))
+    head = f"[{done:>{width}}/{total}] {row['dataset']} {row['mode']} {row['backbone']} n={row['n_train']} fold {row['fold']}"
+    if row["status"] != "ok":
+        return f"{head}  lr {row['lr']:.2e}  FAILED: {row['error']}"
+    note = "  (stopped early by ASHA)" if row["stopped_early"] else ""
+    return (
+        f"{head}  lr {row['lr']:.2e}  {row['epochs']} epochs  val {row['val_score']:.4f}  "
+        f"test {row['test_score']:.4f}{note}"
+    )
+
+
 class StoreCallback(Callback):
-    def __init__(self, store: ResultsStore, context: dict):
+    def __init__(self, store: ResultsStore, context: dict, total: int = 0, echo=None):
         self.store, self.context = store, context
+        self.total, self.echo = total, echo
         self.written: list[str] = []
 
     def _write(self, trial, status: str, error: str | None) -> None:
         row = trial_row(trial.config, trial.last_result or {}, trial.trial_id, status, error, self.context)
         self.written.append(self.store.write_trial(row))
+        if self.echo is not None:
+            self.echo(progress_line(row, len(self.written), self.total))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._write(trial, "ok", None)

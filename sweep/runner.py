@@ -52,6 +52,10 @@ class RunSummary:
     wall_s: float
 
 
+def print_flush(line: str) -> None:
+    print(line, flush=True)
+
+
 def _versions() -> dict:
     names = ("medsweep", "torch", "torchvision", "timm", "ray", "optuna", "scikit-learn", "pyarrow")
     return {n: version(n) for n in names}
@@ -99,6 +103,9 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     from sweep.routing import METRIC, MODE, StudyScheduler, StudySearcher
     from trainables.trainable import run_trial
 
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per study
     started = time.perf_counter()
     grid = studies[0].grid
     check_studies(studies)
@@ -114,7 +121,12 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
                 f"{store.root} already holds trials of {len(ours)} of these studies; "
                 f"pass --resume to continue the sweep, or use another --results"
             )
-    pending = [s for s in studies if len(done.get(s.study_id, [])) < s.n_trials]
+    # Costliest first (finetune, then DVME, then linear) so that no long trial starts last and
+    # leaves the rest of the machine idle while it finishes.
+    cost = {"finetune": 0, "dvme": 1, "linear": 2}
+    pending = sorted(
+        (s for s in studies if len(done.get(s.study_id, [])) < s.n_trials), key=lambda s: cost[s.mode]
+    )
     skipped = len(studies) - len(pending)
     if not pending:
         return RunSummary(store.root, len(studies), skipped, 0, time.perf_counter() - started)
@@ -163,7 +175,8 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         1, int(resources.get("CPU", 1) / min(c["cpus"] for c in configs))
     )
     searcher = StudySearcher(configs, done={s.study_id: done.get(s.study_id, []) for s in pending})
-    recorder = StoreCallback(store, context)
+    remaining = sum(s.n_trials - len(done.get(s.study_id, [])) for s in pending)
+    recorder = StoreCallback(store, context, total=remaining, echo=print_flush if options.verbose else None)
     trainable = tune.with_resources(
         run_trial,
         lambda config: tune.PlacementGroupFactory(
@@ -185,7 +198,9 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
             name=f"{grid}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=store.ray_dir,
             callbacks=[recorder],
-            verbose=options.verbose,
+            # Tune's own tables print every trial's whole config; the recorder's one line per
+            # finished trial is the progress view instead.
+            verbose=0,
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )

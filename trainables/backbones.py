@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import timm
+from timm.layers import resample_abs_pos_embed
 import torch
 from torch import nn
 
@@ -100,13 +101,25 @@ def load_state_dict_file(model: nn.Module, info: BackboneInfo, path: str) -> Non
     # pretrained_cfg names it: "fc" for ResNets, "head" for ViTs) is the one part left out.
     head = model.pretrained_cfg.get("classifier", "fc") + "."
     state = {k: v for k, v in state.items() if not k.startswith(head)}
-    result = model.load_state_dict(state, strict=False)
-    missing = result.missing_keys
-    if missing or result.unexpected_keys:
-        raise BackboneError(
-            f"{path}: does not fit {info.name!r} ({info.timm_name}): "
-            f"missing {missing[:10]}, unexpected {result.unexpected_keys[:10]}"
+    pos = getattr(model, "pos_embed", None)
+    if pos is not None and "pos_embed" in state and state["pos_embed"].shape != pos.shape:
+        # A ViT built for another image size (ViT-S/8 on 96x96 PatchCam): resample the grid.
+        state["pos_embed"] = resample_abs_pos_embed(
+            state["pos_embed"],
+            new_size=list(model.patch_embed.grid_size),
+            num_prefix_tokens=getattr(model, "num_prefix_tokens", 1),
         )
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong_shape:
+        raise BackboneError(
+            f"{path}: does not fit {info.name!r} ({info.timm_name}): {len(missing)} missing "
+            f"{missing[:8]}, {len(unexpected)} unexpected {unexpected[:8]}, "
+            f"{len(wrong_shape)} of another shape {wrong_shape[:8]}"
+        )
+    model.load_state_dict(state, strict=True)
 
 
 def create_backbone(

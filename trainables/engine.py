@@ -61,7 +61,7 @@ def fit(
 ) -> Iterator[dict]:
     """Train ``model``; after each epoch yield ``epoch, train_loss, val_loss, val_score, lr``."""
     model.to(device)
-    params = [p for p in (parameters or model.parameters()) if p.requires_grad]
+    params = [p for p in (model.parameters() if parameters is None else parameters) if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", patience=PLATEAU_PATIENCE, factor=PLATEAU_FACTOR

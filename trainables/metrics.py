@@ -34,10 +34,13 @@ def score(metric: str, labels: np.ndarray, probs: np.ndarray, where: str = "spli
             )
         if probs.shape[1] == 2:
             return float(roc_auc_score(labels, probs[:, 1]))
-        # One-vs-rest over the classes present; the labels argument keeps column order right.
         if len(present) < probs.shape[1]:
-            cols = probs[:, present]
-            cols = cols / cols.sum(axis=1, keepdims=True)
-            return float(roc_auc_score(labels, cols, multi_class="ovr", average="macro", labels=present))
+            # A small fold may miss a class: score over the classes present, renormalised
+            # (scikit-learn's ovr needs rows that sum to 1 over the columns it is given).
+            probs = probs[:, present]
+            probs = probs / probs.sum(axis=1, keepdims=True)
+            if len(present) == 2:
+                return float(roc_auc_score(labels == present[1], probs[:, 1]))
+            return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=present))
         return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
     return float(cohen_kappa_score(labels, probs.argmax(axis=1), weights="quadratic"))

@@ -1,0 +1,111 @@
+import pickle
+
+import pytest
+import timm
+import torch
+
+from trainables.backbones import (
+    BackboneError,
+    BackboneInfo,
+    backbone_names,
+    create_backbone,
+    embed,
+    embedding_dim,
+    get_backbone_info,
+    weights_digest,
+)
+
+PAPER_DIMS = {"random": 2048, "supervised": 2048, "swav": 2048, "simclr": 2048, "dino": 1536}
+
+
+@pytest.mark.parametrize("name", backbone_names())
+def test_every_registered_backbone_builds_or_asks_for_its_weights(name):
+    info = get_backbone_info(name)
+    assert len(info.mean) == 3 and len(info.std) == 3
+    if info.needs_weights:
+        with pytest.raises(BackboneError, match=f"--weights {name}=PATH.*{info.weight_files[0]}"):
+            create_backbone(name)
+        return
+    size = 32 if name.startswith("test_") else 64
+    model, info = create_backbone(name, img_size=size)
+    out = embed(model.eval(), info, torch.zeros(2, 3, size, size))
+    assert out.shape == (2, embedding_dim(model, info))
+    if name in PAPER_DIMS:
+        assert out.shape[1] == PAPER_DIMS[name]
+
+
+def test_unknown_backbone_lists_the_valid_ones():
+    with pytest.raises(BackboneError, match="unknown backbone 'resnet51'; valid backbones: .*dino.*swav"):
+        get_backbone_info("resnet51")
+
+
+def test_random_init_is_seeded():
+    a, _ = create_backbone("test_resnet", seed=3)
+    b, _ = create_backbone("test_resnet", seed=3)
+    c, _ = create_backbone("test_resnet", seed=4)
+    wa, wb, wc = (next(m.parameters()) for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_flat_state_dict_with_classifier_loads_exactly(tmp_path):
+    src = timm.create_model("resnet50", pretrained=False, num_classes=1000)
+    path = tmp_path / "resnet50-0676ba61.pth"
+    torch.save(src.state_dict(), path)
+    model, _ = create_backbone("supervised", weights_path=str(path))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, src.state_dict()[key]), key
+    assert weights_digest("supervised", str(path)) == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+
+
+def test_state_dict_of_another_architecture_is_refused_naming_keys(tmp_path):
+    path = tmp_path / "wrong.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), path)
+    with pytest.raises(BackboneError, match="does not fit 'supervised'.*missing \\[.*'layer1.0.bn3.bias'"):
+        create_backbone("supervised", weights_path=str(path))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this ran code",))
+
+
+def test_checkpoint_that_needs_code_to_unpickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"conv1.weight": _Payload()}, f)
+    with pytest.raises(BackboneError, match="cannot load as a weights-only checkpoint"):
+        create_backbone("supervised", weights_path=str(path))
+
+
+def test_dino_embedding_is_the_normed_cls_of_the_last_four_blocks(tmp_path):
+    ref = timm.create_model("vit_small_patch8_224", pretrained=False, num_classes=0, img_size=32).eval()
+    path = tmp_path / "dino_deitsmall8_pretrain.pth"
+    torch.save(ref.state_dict(), path)
+    model, info = create_backbone("dino", img_size=32, weights_path=str(path))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = embed(model.eval(), info, x)
+        tokens = ref._pos_embed(ref.patch_embed(x))
+        cls = []
+        for block in ref.blocks:
+            tokens = block(tokens)
+            cls.append(ref.norm(tokens)[:, 0])
+        expected = torch.cat(cls[-4:], dim=-1)
+    assert got.shape == (2, 1536)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_vit_weights_for_224_load_into_a_96_model_by_resampling(tmp_path):
+    src = timm.create_model("vit_small_patch8_224", pretrained=False, num_classes=0)
+    path = tmp_path / "dino.pth"
+    torch.save(src.state_dict(), path)
+    model, _ = create_backbone("dino", img_size=96, weights_path=str(path))
+    assert model.pos_embed.shape == (1, 1 + 12 * 12, 384)
+    assert torch.equal(model.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
+
+
+def test_bad_embedding_kind_is_refused():
+    from trainables.backbones import register_backbone
+
+    with pytest.raises(BackboneError, match="unknown embedding"):
+        register_backbone(BackboneInfo(name="x", timm_name="resnet18", mean=(0,) * 3, std=(1,) * 3, embedding="gem"))

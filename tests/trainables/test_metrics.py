@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
+from trainables.metrics import MetricError, score
+
+
+def test_binary_auc_uses_the_positive_column():
+    y = np.array([0, 0, 1, 1])
+    p1 = np.array([0.1, 0.6, 0.4, 0.9])
+    probs = np.stack([1 - p1, p1], axis=1)
+    assert score("auc", y, probs) == pytest.approx(roc_auc_score(y, p1)) == pytest.approx(0.75)
+
+
+def test_multiclass_auc_is_one_vs_rest_macro():
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1, 2] * 10)
+    probs = rng.dirichlet(np.ones(3), size=30)
+    expected = roc_auc_score(y, probs, multi_class="ovr", average="macro")
+    assert score("auc", y, probs) == pytest.approx(expected)
+
+
+def test_multiclass_auc_with_a_class_absent_from_the_split():
+    y = np.array([0, 1, 0, 1, 0, 1])
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]] * 3)
+    assert score("auc", y, probs) == pytest.approx(1.0)
+
+
+def test_quadratic_kappa_of_the_argmax():
+    y = np.array([0, 1, 2, 3, 4, 4])
+    probs = np.eye(5)[[0, 1, 1, 3, 4, 2]]
+    assert score("kappa_quadratic", y, probs) == pytest.approx(
+        cohen_kappa_score(y, [0, 1, 1, 3, 4, 2], weights="quadratic")
+    )
+
+
+def test_single_class_split_is_a_named_error_not_nan():
+    with pytest.raises(MetricError, match="validation fold holds only class \\[1\\]"):
+        score("auc", np.ones(4, int), np.full((4, 2), 0.5), where="validation fold")
+
+
+def test_unknown_metric_lists_valid_ones():
+    with pytest.raises(MetricError, match="auc, kappa_quadratic"):
+        score("f1", np.array([0, 1]), np.eye(2))

@@ -1,0 +1,88 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from sweep.spec import StudySpec, study_config
+from trainables.embeddings import ensure_embeddings
+from trainables.engine import fit
+from trainables.trainable import study_split, trial_epochs
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    cache = str(tmp_path_factory.mktemp("cache"))
+    return {b: ensure_embeddings("digits", None, b, None, cache) for b in ("test_resnet", "test_vit")}
+
+
+def _config(files, mode, backbones, **kw):
+    spec = StudySpec(grid="t", dataset="digits", backbones=backbones, mode=mode, subset="M", n_train=100,
+                     fold=1, max_epochs=4, batch_size=32, proj_dim=32, **kw)
+    config = study_config(spec)
+    config.update(lr=3e-3, embedding_files={b: files[b] for b in backbones}, data_roots={}, weights={})
+    return config
+
+
+@pytest.mark.parametrize(
+    "mode,backbones,extra",
+    [
+        ("linear", ("test_resnet",), {}),
+        ("dvme", ("test_resnet", "test_vit"), {}),
+        ("dvme", ("test_resnet", "test_vit"), {"attention": False}),
+        ("dvme", ("test_resnet", "test_vit"), {"attention_form": "listing"}),
+        ("finetune", ("test_vit",), {}),
+    ],
+)
+def test_each_mode_trains_reports_every_epoch_and_scores_its_best_epoch(files, mode, backbones, extra):
+    records = list(trial_epochs(_config(files, mode, backbones, **extra)))
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    for r in records:
+        assert 0.0 <= r["val_score"] <= 1.0 and math.isfinite(r["val_loss"])
+        assert r["best_val_score"] == max(x["val_score"] for x in records[: r["epoch"]])
+        assert 0.0 <= r["test_score"] <= 1.0
+    # The test score changes only when validation improves: it belongs to the selected epoch.
+    for prev, cur in zip(records, records[1:]):
+        if cur["best_epoch"] == prev["best_epoch"]:
+            assert cur["test_score"] == prev["test_score"]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+
+
+def test_linear_and_finetune_see_the_same_split(files):
+    lin, ft = _config(files, "linear", ("test_resnet",)), _config(files, "finetune", ("test_resnet",))
+    from trainables.datasets import load_dataset
+    from trainables.embeddings import load_embeddings
+
+    labels = load_embeddings(files["test_resnet"])["pool"].labels
+    assert np.array_equal(labels, load_dataset("digits").pool.labels)
+    a, b = study_split(labels, None, lin), study_split(labels, None, ft)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert len(a[0]) == 80 and len(a[1]) == 20
+
+
+def test_trial_is_deterministic(files):
+    config = _config(files, "linear", ("test_vit",))
+    a = [r["val_score"] for r in trial_epochs(config)]
+    b = [r["val_score"] for r in trial_epochs(config)]
+    assert a == b
+
+
+def test_nan_loss_stops_the_trial_with_a_named_error():
+    x = torch.randn(16, 4)
+    x[0, 0] = float("nan")
+    data = DataLoader(TensorDataset(x, torch.tensor([0, 1] * 8)), batch_size=16)
+    with pytest.raises(FloatingPointError, match="training loss became nan at epoch 1"):
+        next(fit(torch.nn.Linear(4, 2), data, data, lr=1e-3, max_epochs=2, metric="auc"))
+
+
+def test_learning_rate_drops_after_five_epochs_without_better_validation_loss():
+    # The optimiser holds a parameter outside the model: the model never changes, validation
+    # loss never improves, and the plateau scheduler cuts the LR once its patience of 5 is spent.
+    x, y = torch.randn(20, 3), torch.tensor([0, 1] * 10)
+    data = DataLoader(TensorDataset(x, y), batch_size=20)
+    model = torch.nn.Linear(3, 2)
+    detached = torch.nn.Parameter(torch.zeros(1))
+    records = list(fit(model, data, data, lr=1e-3, max_epochs=8, metric="auc", parameters=[detached]))
+    lrs = [r["lr_now"] for r in records]
+    assert lrs[:6] == [1e-3] * 6 and lrs[6] == pytest.approx(1e-4)
