@@ -1,0 +1,78 @@
+import csv
+import os
+
+import pytest
+
+from search_spaces import paper
+from sweep.grids import grid_names, load_grid
+from sweep.planning import check_studies, summarize
+from sweep.spec import SpecError
+
+PAPER_RESULTS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "paper", "results.csv")
+
+
+@pytest.mark.parametrize("name", grid_names())
+def test_every_grid_loads_and_passes_planning_checks(name):
+    studies = load_grid(name)
+    check_studies(studies)
+    summary = summarize(name, studies)
+    assert summary["studies"] == len(studies)
+    assert summary["trials"] == sum(s.n_trials for s in studies) > summary["studies"]
+    # Every cell has all its folds.
+    folds = {}
+    for s in studies:
+        folds.setdefault(s.cell_id, set()).add(s.fold)
+    assert all(f == set(range(5)) for f in folds.values())
+
+
+def test_demo_covers_every_mode_at_two_sizes_with_several_learning_rates():
+    studies = load_grid("demo")
+    assert {s.mode for s in studies} == {"linear", "finetune", "dvme"}
+    assert all(len(s.backbones) >= 2 for s in studies if s.mode == "dvme")
+    for mode in ("linear", "finetune", "dvme"):
+        assert len({s.n_train for s in studies if s.mode == mode}) >= 2
+    assert min(s.n_trials for s in studies) >= 3
+    assert {s.dataset for s in studies} == {"digits"}
+
+
+def test_paper_grid_is_the_papers_whole_design():
+    studies = load_grid("paper")
+    assert {s.dataset for s in studies} == {"patchcam", "aptos", "pneumonia", "nih"}
+    assert {b for s in studies for b in s.backbones} == {"random", "supervised", "swav", "simclr", "dino"}
+    assert {s.mode for s in studies} == {"linear", "finetune", "dvme"}
+    assert {s.attention for s in studies if s.mode == "dvme"} == {True, False}
+    dino_ft = [s for s in studies if s.mode == "finetune" and s.backbones == ("dino",)]
+    assert {(s.lr_min, s.lr_max, s.batch_size) for s in dino_ft} == {(1e-5, 5e-4, 16)}
+    rn_ft = [s for s in studies if s.mode == "finetune" and s.backbones != ("dino",)]
+    assert {(s.lr_min, s.lr_max, s.batch_size) for s in rn_ft} == {(1e-4, 1e-3, 64)}
+    # 26 (dataset, size) pairs x 5 folds x (5 linear + 5 finetune + 2 dvme)
+    assert len(studies) == 26 * 5 * 12 == 1560
+    assert sum(s.n_trials for s in studies) == 26 * 5 * (5 * 8 + 5 * 4 + 2 * 8)
+
+
+@pytest.mark.skipif(not os.path.exists(PAPER_RESULTS), reason="shared/paper not beside the checkout")
+def test_paper_grid_has_every_cell_the_paper_reports():
+    studies = load_grid("paper")
+    ours = {(s.dataset, s.mode, s.n_train) for s in studies}
+    with open(PAPER_RESULTS) as f:
+        for row in csv.DictReader(f):
+            mode = "linear" if row["mode"] == "linear" and "dvme" not in row["method"] else row["mode"]
+            if "dvme" in row["method"]:
+                mode = "dvme"
+            if row["method"] == "best_single":
+                continue
+            assert (row["dataset"], mode, int(row["n_train"])) in ours, row
+    labels = {(s.dataset, s.subset) for s in studies if s.subset in "SMF"}
+    assert len(labels) == 12
+    assert paper.DETAIL_SIZES["nih"] == (20, 50, 100, 150, 200, 2414)
+
+
+def test_unknown_grid_lists_the_valid_ones():
+    with pytest.raises(SpecError, match="unknown grid 'papr'; valid grids: demo, paper"):
+        load_grid("papr")
+
+
+def test_planning_rejects_a_subset_larger_than_the_pool():
+    (study, *_) = load_grid("demo")
+    with pytest.raises(SpecError, match="n_train 5000 is larger than the digits training pool \\(1257 images\\)"):
+        check_studies([study.replace(n_train=5000)])

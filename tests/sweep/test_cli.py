@@ -1,0 +1,65 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sweep.cli import main
+
+
+@pytest.mark.parametrize("args", [[], ["run"], ["plan"], ["results"], ["grids"]])
+def test_every_command_explains_itself(args):
+    result = CliRunner().invoke(main, args + ["--help"])
+    assert result.exit_code == 0
+    assert "Usage: main" in result.output or "Usage: sweep" in result.output
+    assert len(result.output.splitlines()) > 4
+
+
+def test_run_help_names_its_options():
+    text = CliRunner().invoke(main, ["run", "--help"]).output
+    for option in ("--grid", "--results", "--resume", "--data", "--weights", "--gpus-per-trial", "--address"):
+        assert option in text
+
+
+def test_plan_json_counts_the_paper_grid():
+    result = CliRunner().invoke(main, ["plan", "--grid", "paper", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["studies"] == 1560 and plan["trials"] == 9880
+    by = {(r["dataset"], r["mode"]): r for r in plan["by_dataset_mode"]}
+    # nih: 6 sizes x 5 folds x 5 backbones linear studies, 8 trials each
+    assert by[("nih", "linear")] == {"dataset": "nih", "mode": "linear", "studies": 150, "trials": 1200}
+
+
+def test_plan_table_prints_studies_and_trials_per_dataset_and_mode():
+    result = CliRunner().invoke(main, ["plan", "--grid", "demo"])
+    assert result.exit_code == 0
+    assert "digits   finetune  10       30" in result.output
+    assert "grid demo: 40 studies, 150 trials, 8 cells" in result.output
+
+
+def test_unknown_grid_is_a_one_line_error_listing_valid_grids():
+    result = CliRunner().invoke(main, ["plan", "--grid", "nope"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: unknown grid 'nope'; valid grids: demo, paper"
+
+
+def test_malformed_key_value_option_is_named():
+    result = CliRunner().invoke(main, ["run", "--data", "digits"])
+    assert result.exit_code == 2 and "'digits': expected NAME=VALUE" in result.output
+
+
+def test_unknown_mode_in_gpus_per_trial_is_named():
+    result = CliRunner().invoke(main, ["run", "--gpus-per-trial", "probe=0.1"])
+    assert result.exit_code == 2 and "unknown mode(s) ['probe']" in result.output
+
+
+def test_results_of_a_directory_that_is_no_store(tmp_path):
+    result = CliRunner().invoke(main, ["results", "--results", str(tmp_path)])
+    assert result.exit_code == 1 and "is not a medsweep results directory" in result.output
+
+
+def test_missing_weights_fail_before_anything_runs(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--grid", "paper", "--results", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "weights missing for: dino (published file: dino_deitsmall8_pretrain.pth)" in result.output
+    assert not (tmp_path / "r").exists()

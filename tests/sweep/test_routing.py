@@ -1,0 +1,115 @@
+"""The searcher and scheduler routers, driven directly with stand-in trials (no Ray runtime)."""
+
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+from sweep.routing import StudyScheduler, StudySearcher
+from sweep.spec import StudySpec, study_config
+
+
+def _configs(n_studies=2, n_trials=3, **kw):
+    return [
+        study_config(
+            StudySpec(grid="g", dataset="digits", backbones=("test_resnet",), mode="linear", subset="S",
+                      n_train=50, fold=f, n_trials=n_trials, max_epochs=8, grace_period=2,
+                      reduction_factor=2, lr_min=1e-4, lr_max=1e-2, **kw)
+        )
+        for f in range(n_studies)
+    ]
+
+
+def test_searcher_suggests_each_study_its_trials_then_finishes():
+    configs = _configs(n_studies=2, n_trials=3)
+    searcher = StudySearcher(configs, max_in_flight_per_study=3)
+    suggested = [searcher.suggest(f"t{i}") for i in range(6)]
+    assert all(1e-4 <= s["lr"] <= 1e-2 for s in suggested)
+    per_study = [s["study_id"] for s in suggested]
+    assert per_study.count(configs[0]["study_id"]) == 3 and per_study.count(configs[1]["study_id"]) == 3
+    assert suggested[0]["n_train"] == 50 and suggested[0]["mode"] == "linear"
+    assert searcher.suggest("t6") == Searcher.FINISHED
+
+
+def test_searcher_keeps_a_study_to_its_in_flight_limit_and_fills_with_others():
+    configs = _configs(n_studies=2, n_trials=3)
+    searcher = StudySearcher(configs, max_in_flight_per_study=1)
+    a, b = searcher.suggest("t0"), searcher.suggest("t1")
+    assert a["study_id"] != b["study_id"]
+    assert searcher.suggest("t2") is None  # both studies busy: wait, don't finish
+    searcher.on_trial_complete("t0", {"val_score": 0.5, "best_val_score": 0.7, "training_iteration": 2})
+    assert searcher.suggest("t2")["study_id"] == a["study_id"]
+
+
+def test_optuna_learns_from_each_study_separately():
+    configs = _configs(n_studies=2, n_trials=3)
+    searcher = StudySearcher(configs, max_in_flight_per_study=1)
+    t0 = searcher.suggest("t0")
+    searcher.on_trial_complete("t0", {"val_score": 0.2, "best_val_score": 0.9, "training_iteration": 8})
+    ot_a = searcher._searchers[t0["study_id"]]._ot_study
+    other = [sid for sid in searcher._searchers if sid != t0["study_id"]][0]
+    assert [t.value for t in ot_a.trials if t.value is not None] == [0.9]  # best, not last
+    assert searcher._searchers[other]._ot_study.trials == []
+
+
+def test_searcher_warm_starts_from_trials_in_the_store_and_runs_only_the_rest():
+    configs = _configs(n_studies=1, n_trials=3)
+    sid = configs[0]["study_id"]
+    searcher = StudySearcher(configs, done={sid: [(1e-3, 0.8), (5e-4, 0.6)]}, max_in_flight_per_study=3)
+    assert searcher.suggest("t0")["study_id"] == sid
+    assert searcher.suggest("t1") == Searcher.FINISHED
+    values = sorted(t.value for t in searcher._searchers[sid]._ot_study.trials if t.value is not None)
+    assert values == [0.6, 0.8]
+
+
+def test_searcher_state_survives_save_and_restore(tmp_path):
+    configs = _configs()
+    a = StudySearcher(configs)
+    a.suggest("t0")
+    a.save(str(tmp_path / "s.pkl"))
+    b = StudySearcher(configs)
+    b.restore(str(tmp_path / "s.pkl"))
+    assert b.study_of("t0") == a.study_of("t0") and b._remaining == a._remaining
+
+
+def _trial(trial_id, config):
+    return SimpleNamespace(trial_id=trial_id, config=config)
+
+
+def test_asha_of_one_study_never_sees_another_studys_trials():
+    a_cfg, b_cfg = _configs(n_studies=2)
+    sched = StudyScheduler()
+    a1, b1, b2 = _trial("a1", a_cfg), _trial("b1", b_cfg), _trial("b2", b_cfg)
+    for t in (a1, b1, b2):
+        sched.on_trial_add(None, t)
+    result = lambda it, score: {"training_iteration": it, "val_score": score}
+    # Study A records a very high score at the first rung (epoch 2).
+    assert sched.on_trial_result(None, a1, result(2, 0.99)) == TrialScheduler.CONTINUE
+    # Study B's first trial is far below A's, yet continues: it is compared with study B only.
+    assert sched.on_trial_result(None, b1, result(2, 0.40)) == TrialScheduler.CONTINUE
+    # Study B's second trial is below B's first at the same rung: ASHA stops it.
+    assert sched.on_trial_result(None, b2, result(2, 0.30)) == TrialScheduler.STOP
+    assert set(sched._asha) == {a_cfg["study_id"], b_cfg["study_id"]}
+
+
+def test_each_study_gets_its_own_rungs_from_its_settings():
+    (cfg,) = _configs(n_studies=1)
+    cfg = {**cfg, "max_epochs": 16, "grace_period": 4, "reduction_factor": 2}
+    sched = StudyScheduler()
+    t = _trial("x", cfg)
+    sched.on_trial_add(None, t)
+    milestones = [m for m, _ in sched._asha[cfg["study_id"]]._brackets[0]._rungs]
+    assert sorted(milestones) == [4, 8, 16]  # grace x rf^k up to max_t
+    # The last epoch stops the trial (it is done), whatever its score.
+    assert sched.on_trial_result(None, t, {"training_iteration": 16, "val_score": 0.1}) == TrialScheduler.STOP
+
+
+def test_scheduler_state_survives_save_and_restore(tmp_path):
+    (cfg,) = _configs(n_studies=1)
+    a = StudyScheduler()
+    a.on_trial_add(None, _trial("x", cfg))
+    a.save(str(tmp_path / "s.pkl"))
+    b = StudyScheduler()
+    b.restore(str(tmp_path / "s.pkl"))
+    assert set(b._asha) == {cfg["study_id"]}

@@ -1,0 +1,41 @@
+import pytest
+
+from sweep.spec import SpecError, StudySpec, spec_from_config, study_config
+
+BASE = dict(grid="g", dataset="digits", backbones=("test_resnet",), mode="linear", subset="S", n_train=50, fold=0)
+
+
+def test_study_and_cell_ids():
+    a = StudySpec(**BASE)
+    b = a.replace(fold=1)
+    c = a.replace(lr_max=2e-3)
+    assert a.study_id != b.study_id and a.cell_id == b.cell_id
+    assert a.cell_id != c.cell_id  # any setting other than the fold makes another cell
+    assert a.study_id.startswith("digits-linear-test_resnet-n50-f0-")
+
+
+def test_config_round_trip():
+    spec = StudySpec(**{**BASE, "mode": "dvme", "backbones": ("a", "b")})
+    config = study_config(spec)
+    assert config["backbone"] == "a+b" and config["backbones"] == ["a", "b"]
+    assert spec_from_config(config) == spec
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"mode": "probe"}, "unknown mode 'probe'; valid modes: linear, finetune, dvme"),
+        ({"mode": "dvme"}, "'dvme' fuses at least 2 backbones"),
+        ({"backbones": ("a", "b")}, "mode 'linear' takes exactly 1 backbone"),
+        ({"backbones": "test_resnet"}, "backbones must be a tuple"),
+        ({"fold": 5}, "fold 5 outside 0..4"),
+        ({"n_train": 3}, "n_train 3 is smaller than n_folds 5"),
+        ({"lr_min": 1e-2, "lr_max": 1e-3}, "learning-rate range"),
+        ({"grace_period": 50, "max_epochs": 10}, "grace_period 50 outside 1..max_epochs 10"),
+        ({"attention_form": "graph"}, "unknown attention_form 'graph'"),
+        ({"gpus": -1.0}, "gpus >= 0"),
+    ],
+)
+def test_invalid_studies_are_named_errors(change, message):
+    with pytest.raises(SpecError, match=message.replace("(", "\\(").replace(".", "\\.")):
+        StudySpec(**{**BASE, **change})

@@ -1,0 +1,93 @@
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from sweep.store import SCHEMA_VERSION, ResultsStore, StoreError, TRIAL_SCHEMA
+
+
+def _row(study="s1", trial="t1", val=0.8, test=0.7, status="ok", **kw):
+    return {"grid": "g", "dataset": "digits", "backbone": "b", "backbones": ["b"], "mode": "linear",
+            "study_id": study, "cell_id": "c", "trial_id": trial, "lr": 1e-3, "val_score": val,
+            "test_score": test, "status": status, "fold": 0, "n_train": 50, **kw}
+
+
+def test_one_parquet_file_per_trial_with_the_full_schema(tmp_path):
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    path = store.write_trial(_row())
+    assert path == os.path.join(str(tmp_path), "trials", "s1", "t1.parquet")
+    assert pq.read_schema(path).equals(TRIAL_SCHEMA)
+    table = store.read_trials()
+    assert table.num_rows == 1 and table.column("val_score").to_pylist() == [0.8]
+
+
+def test_rewriting_a_trial_replaces_it_instead_of_duplicating(tmp_path):
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    store.write_trial(_row(val=0.5))
+    store.write_trial(_row(val=0.9))
+    store.write_trial(_row(trial="t2"))
+    rows = store.read_trials().to_pylist()
+    assert sorted((r["trial_id"], r["val_score"]) for r in rows) == [("t1", 0.9), ("t2", 0.8)]
+
+
+def test_leftover_temporary_files_of_a_crashed_write_are_not_read(tmp_path):
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    store.write_trial(_row())
+    with open(os.path.join(str(tmp_path), "trials", "s1", ".tmp-abc.parquet"), "wb") as f:
+        f.write(b"PAR1 half a file")
+    assert store.read_trials().num_rows == 1
+
+
+def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+
+    def boom(table, where):
+        with open(where, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("sweep.store.pq.write_table", boom)
+    with pytest.raises(OSError, match="disk full"):
+        store.write_trial(_row())
+    assert os.listdir(os.path.join(str(tmp_path), "trials", "s1")) == []
+
+
+def test_done_trials_counts_only_successful_ones(tmp_path):
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    store.write_trial(_row(trial="t1", val=0.8))
+    store.write_trial(_row(trial="t2", val=None, status="error", error="boom"))
+    assert store.done_trials() == {"s1": [(1e-3, 0.8)]}
+
+
+def test_store_of_another_grid_is_refused_unless_asked(tmp_path):
+    store = ResultsStore(str(tmp_path))
+    store.open_for("demo")
+    with pytest.raises(StoreError, match="holds results of grid\\(s\\) demo, not 'paper'.*--allow-other-grid"):
+        store.open_for("paper")
+    store.open_for("paper", allow_other_grid=True)
+    assert store.meta()["grids"] == ["demo", "paper"]
+
+
+def test_store_of_another_schema_version_is_refused(tmp_path):
+    (tmp_path / "store.json").write_text(f'{{"schema_version": {SCHEMA_VERSION + 1}, "grids": ["demo"]}}')
+    with pytest.raises(StoreError, match="schema version"):
+        ResultsStore(str(tmp_path)).open_for("demo")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_unwritable_directory_is_a_clear_error(tmp_path):
+    tmp_path.chmod(0o500)
+    with pytest.raises(StoreError, match="not writable"):
+        ResultsStore(str(tmp_path / "r")).open_for("g")
+
+
+def test_unwritable_directory_is_a_clear_error_even_as_root(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="not writable"):
+        ResultsStore(str(blocker / "results")).open_for("g")
