@@ -9,7 +9,9 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 
+from ray import cloudpickle
 from ray.tune import Callback
 
 from sweep.spec import StudySpec
@@ -53,14 +55,19 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
 
 
 def _error_text(trial) -> str:
+    """The failing trial's own exception, as "Type: message" (Ray wraps it in RayTaskError)."""
     try:
-        err = trial.get_pickled_error()
-        if err is not None:
-            cause = getattr(err, "__cause__", None) or err
+        path = trial.pickled_error_file
+        if path and os.path.exists(path):
+            with open(path, "rb") as f:
+                err = cloudpickle.load(f)
+            cause = getattr(err, "cause", None) or err
             return f"{type(cause).__name__}: {cause}"[:2000]
-        text = trial.get_error()
-        if text:
-            return text.strip().splitlines()[-1][:2000]
+        path = trial.error_file
+        if path and os.path.exists(path):
+            with open(path) as f:
+                lines = [line for line in f.read().splitlines() if line.strip()]
+            return lines[-1][:2000] if lines else "trial failed"
     except Exception as exc:  # the row matters more than the message: never lose it here
         log.warning("could not read the error of trial %s: %s", trial.trial_id, exc)
     return "trial failed (no error text recorded)"

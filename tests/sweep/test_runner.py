@@ -1,0 +1,110 @@
+"""A small grid through the real path: Ray, the one Tuner, the routers, the store."""
+
+import os
+
+import pytest
+import timm
+import torch
+
+from sweep.queries import aggregate_cells, select_studies
+from sweep.runner import RunOptions, run_sweep
+from sweep.spec import StudySpec
+from sweep.store import ResultsStore, StoreError
+
+COMMON = dict(grid="mini", dataset="digits", subset="S", n_train=60, max_epochs=6, grace_period=1,
+              reduction_factor=2, batch_size=32, cpus=0.5)
+
+
+def _grid():
+    linear = [StudySpec(backbones=("test_resnet",), mode="linear", fold=f, n_trials=4,
+                        lr_min=1e-3, lr_max=1e-1, **COMMON) for f in (0, 1)]
+    dvme = [StudySpec(backbones=("test_resnet", "test_vit"), mode="dvme", fold=0, n_trials=3,
+                      proj_dim=32, **COMMON)]
+    finetune = [StudySpec(backbones=("test_vit",), mode="finetune", fold=0, n_trials=2,
+                          **{**COMMON, "cpus": 1.0, "max_epochs": 3})]
+    return linear + dvme + finetune
+
+
+@pytest.fixture(scope="module")
+def swept(ray_local, tmp_path_factory):
+    results = str(tmp_path_factory.mktemp("results"))
+    studies = _grid()
+    summary = run_sweep(studies, RunOptions(results=results, verbose=0))
+    return studies, results, summary
+
+
+def test_every_trial_of_every_study_lands_once(swept):
+    studies, results, summary = swept
+    rows = ResultsStore(results).read_trials().to_pylist()
+    assert summary.trials_written == len(rows) == sum(s.n_trials for s in studies) == 13
+    assert len({r["trial_id"] for r in rows}) == len(rows)
+    for s in studies:
+        mine = [r for r in rows if r["study_id"] == s.study_id]
+        assert len(mine) == s.n_trials
+        assert all(s.lr_min <= r["lr"] <= s.lr_max for r in mine)
+    assert all(r["status"] == "ok" and r["node_id"] and r["metric"] == "auc" for r in rows)
+    assert all(0 <= r["test_score"] <= 1 and 1 <= r["epochs"] <= r["max_epochs"] for r in rows)
+
+
+def test_rows_carry_the_study_and_what_reproduces_it(swept):
+    _, results, _ = swept
+    row = next(r for r in ResultsStore(results).read_trials().to_pylist() if r["mode"] == "dvme")
+    assert row["backbone"] == "test_resnet+test_vit" and row["backbones"] == ["test_resnet", "test_vit"]
+    assert '"torch": "' in row["versions"] and row["data_fingerprint"].startswith("digits-")
+    assert set(__import__("json").loads(row["embedding_keys"])) == {"test_resnet", "test_vit"}
+
+
+def test_asha_stopped_some_trials_within_their_study(swept):
+    _, results, _ = swept
+    rows = ResultsStore(results).read_trials().to_pylist()
+    linear = [r for r in rows if r["mode"] == "linear"]
+    assert any(r["stopped_early"] for r in linear)
+    # In every study the first trial to reach a rung sets it, so some trial ran to the end.
+    for sid in {r["study_id"] for r in rows}:
+        assert any(r["epochs"] == r["max_epochs"] for r in rows if r["study_id"] == sid)
+
+
+def test_embeddings_were_extracted_once_per_dataset_and_backbone(swept):
+    _, results, _ = swept
+    cache = os.path.join(results, "cache")
+    assert len([f for f in os.listdir(cache) if f.endswith(".arrow")]) == 2
+
+
+def test_cells_aggregate_the_folds(swept):
+    _, results, _ = swept
+    cells = aggregate_cells(select_studies(ResultsStore(results).read_trials().to_pylist()))
+    linear = next(c for c in cells if c["mode"] == "linear")
+    assert linear["folds"] == 2 and linear["trials"] == 8 and linear["std"] is not None
+
+
+def test_rerun_without_resume_is_refused_and_resume_reruns_only_what_is_missing(swept):
+    studies, results, _ = swept
+    with pytest.raises(StoreError, match="pass --resume"):
+        run_sweep(studies, RunOptions(results=results, verbose=0))
+    store = ResultsStore(results)
+    before = store.read_trials().to_pylist()
+    victim = next(r for r in before if r["mode"] == "linear")
+    os.remove(store.trial_path(victim["study_id"], victim["trial_id"]))
+    summary = run_sweep(studies, RunOptions(results=results, resume=True, verbose=0))
+    assert summary.skipped == len(studies) - 1 and summary.trials_written == 1
+    after = store.read_trials().to_pylist()
+    assert len(after) == len(before)
+    assert sum(r["study_id"] == victim["study_id"] for r in after) == victim["n_trials"]
+    # A third run finds everything complete and starts nothing.
+    again = run_sweep(studies, RunOptions(results=results, resume=True, verbose=0))
+    assert again.trials_written == 0 and again.skipped == len(studies)
+
+
+def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(ray_local, tmp_path):
+    bad = tmp_path / "test_vit.pth"
+    torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), bad)
+    studies = [
+        StudySpec(backbones=("test_vit",), mode="finetune", fold=0, n_trials=1, **{**COMMON, "grid": "bad"}),
+        StudySpec(backbones=("test_resnet",), mode="linear", fold=0, n_trials=2, **{**COMMON, "grid": "bad"}),
+    ]
+    run_sweep(studies, RunOptions(results=str(tmp_path / "r"), weights={"test_vit": str(bad)}, verbose=0))
+    rows = ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()
+    failed = [r for r in rows if r["status"] == "error"]
+    assert len(failed) == 1 and failed[0]["mode"] == "finetune"
+    assert "does not fit 'test_vit'" in failed[0]["error"]
+    assert sum(r["status"] == "ok" for r in rows) == 2
