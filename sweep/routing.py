@@ -42,7 +42,19 @@ def _optuna_for(config: dict, done: list[tuple[float, float]]) -> OptunaSearch:
     )
 
 
-class StudySearcher(Searcher):
+class _PickledState:
+    """Tune saves searcher and scheduler state with the experiment, for resume."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+class StudySearcher(_PickledState, Searcher):
     """Suggests full trial configs (study fields + ``lr``), study by study.
 
     ``max_in_flight_per_study`` (default 1) keeps a study's trials mostly one after another,
@@ -107,16 +119,8 @@ class StudySearcher(Searcher):
     def study_of(self, trial_id: str) -> Optional[str]:
         return self._trial_study.get(trial_id)
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
 
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-
-
-class StudyScheduler(FIFOScheduler):
+class StudyScheduler(_PickledState, FIFOScheduler):
     """Routes each trial to its own study's ASHA; runs trials in submission order."""
 
     def __init__(self, metric: str = METRIC, mode: str = MODE):
@@ -161,14 +165,6 @@ class StudyScheduler(FIFOScheduler):
     def debug_string(self) -> str:
         stopped = sum(a._num_stopped for a in self._asha.values())
         return f"ASHA per study: {len(self._asha)} studies, {stopped} trials stopped early"
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
 
 
 __all__ = ["StudySearcher", "StudyScheduler", "TrialScheduler", "METRIC", "MODE"]

@@ -21,6 +21,8 @@ from timm.layers import resample_abs_pos_embed
 import torch
 from torch import nn
 
+from trainables.registry import Registry
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -50,27 +52,21 @@ class BackboneInfo:
         return bool(self.weight_files)
 
 
-_REGISTRY: dict[str, BackboneInfo] = {}
+_REGISTRY: Registry[BackboneInfo] = Registry("backbone", BackboneError)
 
 
 def register_backbone(info: BackboneInfo) -> BackboneInfo:
     if info.embedding not in ("pool", "dino_last4"):
         raise BackboneError(f"backbone {info.name!r}: unknown embedding {info.embedding!r}")
-    _REGISTRY[info.name] = info
-    return info
+    return _REGISTRY.add(info.name, info)
 
 
 def backbone_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_backbone_info(name: str) -> BackboneInfo:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise BackboneError(
-            f"unknown backbone {name!r}; valid backbones: {', '.join(backbone_names())}"
-        ) from None
+    return _REGISTRY.get(name)
 
 
 def weights_digest(name: str, weights_path: Optional[str] = None, seed: int = 0) -> str:

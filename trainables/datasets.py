@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from trainables.metrics import METRICS
+from trainables.registry import Registry
 
 # Chest X-rays are not flipped (the heart sits on the left); fundus and histology may be.
 AUGMENTS = ("none", "flip", "rotate", "flip_rotate")
@@ -74,7 +75,7 @@ class DatasetInfo:
     loader: Optional[Callable[[Optional[str]], LoadedDataset]] = None
 
 
-_REGISTRY: dict[str, DatasetInfo] = {}
+_REGISTRY: Registry[DatasetInfo] = Registry("dataset", DatasetError)
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
@@ -82,21 +83,15 @@ def register_dataset(info: DatasetInfo) -> DatasetInfo:
         raise DatasetError(f"dataset {info.name!r}: unknown metric {info.metric!r}; valid: {METRICS}")
     if info.augment not in AUGMENTS:
         raise DatasetError(f"dataset {info.name!r}: unknown augment {info.augment!r}; valid: {AUGMENTS}")
-    _REGISTRY[info.name] = info
-    return info
+    return _REGISTRY.add(info.name, info)
 
 
 def dataset_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise DatasetError(
-            f"unknown dataset {name!r}; valid datasets: {', '.join(dataset_names())}"
-        ) from None
+    return _REGISTRY.get(name)
 
 
 def load_dataset(name: str, root: Optional[str] = None) -> LoadedDataset:
@@ -109,7 +104,7 @@ def load_dataset(name: str, root: Optional[str] = None) -> LoadedDataset:
         raise DatasetError(
             f"dataset {name!r}: reading its public layout is not implemented in this version "
             f"(only its grid metadata is); datasets that load now: "
-            f"{', '.join(n for n in dataset_names() if _REGISTRY[n].loader)}"
+            f"{', '.join(n for n in dataset_names() if _REGISTRY.get(n).loader)}"
         )
     return info.loader(root)
 
