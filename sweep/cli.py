@@ -167,6 +167,47 @@ def results(results, level, fmt, out):
         click.echo(f"wrote {len(rows)} rows to {out}", err=True)
 
 
+@main.group()
+def data():
+    """Inspect datasets in their public layouts."""
+
+
+@data.command("check")
+@click.argument("name")
+@click.option("--root", type=click.Path(), help="The dataset's folder (or .npz) [default: $MEDSWEEP_DATA/NAME].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def data_check(name, root, as_json):
+    """Read NAME's layout, decode every image once, report counts and every problem.
+
+    Exit status 1 when the data cannot be used as it is.
+
+    \b
+    Example:
+      sweep data check pneumonia --root /data/chest_xray --json
+    """
+    from sweep.datacheck import check_dataset
+    from trainables.datasets import get_dataset_info, resolve_root
+
+    get_dataset_info(name)
+    report = check_dataset(name, resolve_root(name, {name: root} if root else None))
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        click.echo(f"{name} at {report['root']}")
+        click.echo(f"  training pool: {report['train']}  " + ", ".join(f"{k}: {v}" for k, v in report["train_classes"].items()))
+        click.echo(f"  test set: {report['test']} ({'labelled' if report['test_labels'] else 'labels hidden'})")
+        click.echo(f"  patients: {report['groups'] if report['groups'] is not None else '-'}")
+        for reason, count in report.get("excluded", {}).items():
+            click.echo(f"  left out by the protocol: {count} rows, {reason}")
+        click.echo(f"  problems: {len(report['problems'])}")
+        for problem in report["problems"][:50]:
+            click.echo(f"    {problem}")
+        if len(report["problems"]) > 50:
+            click.echo(f"    ... and {len(report['problems']) - 50} more (--json lists all)")
+    if not report["usable"]:
+        sys.exit(1)
+
+
 @main.command("grids")
 def grids():
     """List the grids, datasets and backbones medsweep knows."""

@@ -20,7 +20,7 @@ def check_studies(studies: list[StudySpec]) -> None:
         info = get_dataset_info(s.dataset)
         for b in s.backbones:
             get_backbone_info(b)
-        if s.n_train > info.pool_size:
+        if info.pool_size is not None and s.n_train > info.pool_size:
             raise SpecError(
                 f"study {s.study_id}: n_train {s.n_train} is larger than the {s.dataset} "
                 f"training pool ({info.pool_size} images)"

@@ -24,7 +24,7 @@ from sweep.planning import check_studies
 from sweep.spec import SpecError, StudySpec, study_config
 from sweep.store import ResultsStore, StoreError
 from trainables.backbones import get_backbone_info, weights_digest
-from trainables.datasets import get_dataset_info, load_dataset
+from trainables.datasets import get_dataset_info, load_dataset, resolve_root
 from trainables.embeddings import embedding_key
 
 
@@ -109,7 +109,10 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     started = time.perf_counter()
     grid = studies[0].grid
     check_studies(studies)
-    options = dataclasses.replace(options, data_roots=_abs_roots(options.data_roots), weights=_abs_roots(options.weights))
+    roots = {d: resolve_root(d, options.data_roots) for d in sorted({s.dataset for s in studies})}
+    options = dataclasses.replace(
+        options, data_roots={d: r for d, r in roots.items() if r}, weights=_abs_roots(options.weights)
+    )
     _check_weights(studies, options.weights)
     store = ResultsStore(options.results)
     store.open_for(grid, options.allow_other_grid)
@@ -165,6 +168,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         config["cpus"] = options.cpus_per_trial.get(s.mode, s.cpus)
         config["gpus"] = options.gpus_per_trial.get(s.mode, s.gpus) if has_gpu else 0.0
         config["data_roots"] = options.data_roots
+        config["n_classes"] = len(datasets[s.dataset].classes)
         config["weights"] = options.weights
         if s.mode != "finetune":
             config["embedding_files"] = {b: files[(s.dataset, b)] for b in s.backbones}

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -53,14 +54,17 @@ class LoadedDataset:
     pool: ImageSet  # the training pool that subsets and folds are drawn from
     test: ImageSet  # the fixed test set every fold's model is scored on
     fingerprint: str  # content digest: part of every embedding-cache key
+    # What the protocol leaves out on purpose (NIH: rows not adjudicated, several findings),
+    # counted so that nothing is dropped unsaid.
+    excluded: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
     metric: str
-    n_classes: int
-    pool_size: int
+    n_classes: Optional[int]  # None: read from the data (medmnist, folder)
+    pool_size: Optional[int]  # the paper's training pool; None where it depends on the data
     # Paper subset labels -> sizes; "F" is the whole pool.
     sizes: dict = field(default_factory=dict)
     # Training augmentation of the modality: one of AUGMENTS.
@@ -71,8 +75,11 @@ class DatasetInfo:
     image_size: int = 224
     resize_to: Optional[int] = None
     needs_root: bool = True
+    # Rare classes drawn more often in training (a sampler; validation rows are never repeated).
+    oversample: bool = False
     description: str = ""
-    loader: Optional[Callable[[Optional[str]], LoadedDataset]] = None
+    # loader(root, problems): problems None -> raise on any; a list -> append each and go on.
+    loader: Optional[Callable[..., LoadedDataset]] = None
 
 
 _REGISTRY: Registry[DatasetInfo] = Registry("dataset", DatasetError)
@@ -94,19 +101,39 @@ def get_dataset_info(name: str) -> DatasetInfo:
     return _REGISTRY.get(name)
 
 
-def load_dataset(name: str, root: Optional[str] = None) -> LoadedDataset:
+DATA_ENV = "MEDSWEEP_DATA"  # a folder with one sub-folder (or .npz) per dataset name
+
+
+def resolve_root(name: str, roots: Optional[dict] = None) -> Optional[str]:
+    """``--data NAME=ROOT`` first, else ``$MEDSWEEP_DATA/NAME`` if it exists; absolute."""
+    root = (roots or {}).get(name)
+    if not root and os.environ.get(DATA_ENV):
+        candidates = [os.path.join(os.environ[DATA_ENV], name), os.path.join(os.environ[DATA_ENV], f"{name}.npz")]
+        root = next((c for c in candidates if os.path.exists(c)), None)
+    return os.path.abspath(root) if root else None
+
+
+def load_dataset(name: str, root: Optional[str] = None, problems: Optional[list] = None) -> LoadedDataset:
+    """Read ``name`` from ``root``; see trainables/readers.py for ``problems``."""
     info = get_dataset_info(name)
     if info.needs_root and not root:
         raise DatasetError(
-            f"dataset {name!r} is read from local files: give its folder with --data {name}=ROOT"
+            f"dataset {name!r} is read from local files: give its folder with --data {name}=ROOT "
+            f"or put it in ${DATA_ENV}/{name}"
         )
-    if info.loader is None:
-        raise DatasetError(
-            f"dataset {name!r}: reading its public layout is not implemented in this version "
-            f"(only its grid metadata is); datasets that load now: "
-            f"{', '.join(n for n in dataset_names() if _REGISTRY.get(n).loader)}"
-        )
-    return info.loader(root)
+    if info.needs_root and not os.path.exists(root):
+        raise DatasetError(f"dataset {name!r}: {root} does not exist")
+    return info.loader(root, problems)
+
+
+def _reader(function: str) -> Callable[..., LoadedDataset]:
+    def load(root: Optional[str], problems: Optional[list] = None) -> LoadedDataset:
+        from trainables import readers  # imported on use: readers import this module
+
+        return getattr(readers, function)(root, problems)
+
+    load.__name__ = function
+    return load
 
 
 # --- digits: the demo's data, shipped inside scikit-learn (no download) -----------------------
@@ -115,7 +142,7 @@ DIGITS_TEST_FRACTION = 0.3  # a fixed, stratified test set of 540 images; the po
 DIGITS_SPLIT_SEED = 20210823  # the paper's arXiv date: fixed so the test set never moves
 
 
-def _load_digits(root: Optional[str]) -> LoadedDataset:
+def _load_digits(root: Optional[str], problems: Optional[list] = None) -> LoadedDataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -161,8 +188,7 @@ register_dataset(
     )
 )
 
-# --- the paper's four datasets (protocol.md). Their public-layout readers are issue 3; the grid
-# metadata (metric, pool, sizes) is what planning needs and is fixed by the paper. -----------
+# --- the paper's four datasets (protocol.md); readers in trainables/readers.py ----------------
 
 register_dataset(
     DatasetInfo(
@@ -174,6 +200,7 @@ register_dataset(
         augment="flip",
         image_size=96,  # the paper keeps patches at 96x96: no resize, no crop
         description="Kaggle histopathologic-cancer-detection, 96x96 patches; test labels hidden",
+        loader=_reader("read_patchcam"),
     )
 )
 register_dataset(
@@ -186,6 +213,7 @@ register_dataset(
         augment="flip_rotate",
         resize_to=256,
         description="Kaggle APTOS 2019 fundus images, grades 0-4; test labels hidden",
+        loader=_reader("read_aptos"),
     )
 )
 register_dataset(
@@ -198,6 +226,7 @@ register_dataset(
         augment="rotate",
         resize_to=256,
         description="Kermany chest X-ray (Kaggle chest-xray-pneumonia), patients in file names",
+        loader=_reader("read_pneumonia"),
     )
 )
 register_dataset(
@@ -210,5 +239,33 @@ register_dataset(
         augment="rotate",
         resize_to=256,
         description="NIH ChestX-ray14 with the four-findings expert labels (5 classes)",
+        oversample=True,  # the paper: too few images of the rarest findings to balance
+        loader=_reader("read_nih"),
+    )
+)
+
+# --- any data the user has ------------------------------------------------------------------
+register_dataset(
+    DatasetInfo(
+        name="medmnist",
+        metric="auc",
+        n_classes=None,
+        pool_size=None,
+        augment="none",
+        image_size=32,
+        description="any single-label MedMNIST .npz (pool = train + val), e.g. pneumoniamnist.npz",
+        loader=_reader("read_medmnist"),
+    )
+)
+register_dataset(
+    DatasetInfo(
+        name="folder",
+        metric="auc",
+        n_classes=None,
+        pool_size=None,
+        augment="flip",
+        resize_to=256,
+        description="your own images: train/<class>/ and test/<class>/ folders, or train.csv/test.csv (path,label)",
+        loader=_reader("read_folder"),
     )
 )

@@ -17,7 +17,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from trainables.backbones import create_backbone, embed, embedding_dim
 from trainables.datasets import get_dataset_info, load_dataset
@@ -80,21 +80,31 @@ def study_split(labels: np.ndarray, groups: Optional[np.ndarray], config: dict):
     return fold_split(labels, subset, config["n_folds"], config["fold"], config["seed"], groups)
 
 
-def _loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def _loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, balance: bool = False) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
+    if balance:
+        return DataLoader(dataset, batch_size=batch_size, sampler=class_balanced_sampler(dataset.labels, generator))
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def class_balanced_sampler(labels: torch.Tensor, generator: torch.Generator) -> WeightedRandomSampler:
+    """Oversampling: each class drawn equally often in expectation, one epoch = len(labels) draws."""
+    counts = torch.bincount(labels)
+    weights = 1.0 / counts[labels].double()
+    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
 
 
 def build_frozen(config: dict):
     """Model and loaders of a linear or DVME trial, from the embedding cache only."""
-    n_classes = get_dataset_info(config["dataset"]).n_classes
+    n_classes = config["n_classes"]
     cached = [load_embeddings(config["embedding_files"][b]) for b in config["backbones"]]
     pool, test = [c["pool"] for c in cached], [c["test"] for c in cached]
     labels = pool[0].labels
     train_rows, val_rows = study_split(labels, pool[0].groups, config)
     seed, batch = config["seed"], config["batch_size"]
+    balance = get_dataset_info(config["dataset"]).oversample
     loaders = (
-        _loader(FeatureDataset([p.features for p in pool], labels, train_rows), batch, True, seed),
+        _loader(FeatureDataset([p.features for p in pool], labels, train_rows), batch, True, seed, balance),
         _loader(FeatureDataset([p.features for p in pool], labels, val_rows), batch, False, seed),
         _loader(
             FeatureDataset([t.features for t in test], test[0].labels, np.arange(len(test[0].labels))),
@@ -121,11 +131,11 @@ def build_finetune(config: dict):
     """Model and loaders of a finetuning trial: the whole backbone trains on images."""
     name = config["backbones"][0]
     ds_info = get_dataset_info(config["dataset"])
-    data = load_dataset(config["dataset"], config.get("data_roots", {}).get(config["dataset"]))
+    data = load_dataset(config["dataset"], config["data_roots"].get(config["dataset"]))
     backbone, bb_info = create_backbone(
         name,
         img_size=ds_info.image_size,
-        weights_path=config.get("weights", {}).get(name),
+        weights_path=config["weights"].get(name),
         seed=config["seed"],
     )
     train_rows, val_rows = study_split(data.pool.labels, data.pool.groups, config)
@@ -134,11 +144,13 @@ def build_finetune(config: dict):
     seed, batch = config["seed"], config["batch_size"]
     pool = data.pool
     loaders = (
-        _loader(ImageDataset(pool.images[train_rows], pool.labels[train_rows], train_tf), batch, True, seed),
+        _loader(
+            ImageDataset(pool.images[train_rows], pool.labels[train_rows], train_tf), batch, True, seed, ds_info.oversample
+        ),
         _loader(ImageDataset(pool.images[val_rows], pool.labels[val_rows], eval_tf), batch, False, seed),
         _loader(ImageDataset(data.test.images, data.test.labels, eval_tf), batch, False, seed),
     )
-    return Finetuned(backbone, bb_info, embedding_dim(backbone, bb_info), ds_info.n_classes), loaders
+    return Finetuned(backbone, bb_info, embedding_dim(backbone, bb_info), len(data.classes)), loaders
 
 
 def trial_epochs(config: dict) -> Iterator[dict]:

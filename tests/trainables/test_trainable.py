@@ -21,7 +21,7 @@ def _config(files, mode, backbones, **kw):
     spec = StudySpec(grid="t", dataset="digits", backbones=backbones, mode=mode, subset="M", n_train=100,
                      fold=1, max_epochs=4, batch_size=32, proj_dim=32, **kw)
     config = study_config(spec)
-    config.update(lr=3e-3, embedding_files={b: files[b] for b in backbones}, data_roots={}, weights={})
+    config.update(lr=3e-3, n_classes=10, embedding_files={b: files[b] for b in backbones}, data_roots={}, weights={})
     return config
 
 
@@ -86,3 +86,31 @@ def test_learning_rate_drops_after_five_epochs_without_better_validation_loss():
     records = list(fit(model, data, data, lr=1e-3, max_epochs=8, metric="auc", parameters=[detached]))
     lrs = [r["lr_now"] for r in records]
     assert lrs[:6] == [1e-3] * 6 and lrs[6] == pytest.approx(1e-4)
+
+
+def test_oversampling_draws_rare_classes_as_often_as_common_ones():
+    from trainables.trainable import class_balanced_sampler
+
+    labels = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
+    sampler = class_balanced_sampler(labels, torch.Generator().manual_seed(0))
+    draws = labels[torch.tensor(list(sampler))]
+    assert len(draws) == 100
+    counts = torch.bincount(torch.cat([labels[torch.tensor(list(sampler))] for _ in range(50)]), minlength=3)
+    assert counts.min() / counts.max() > 0.85  # ~1/3 each, where plain shuffling gives 90/9/1
+
+
+def test_nih_trains_with_the_oversampler_and_validates_without(tmp_path):
+    from torch.utils.data import WeightedRandomSampler
+
+    from tests import layouts
+    from trainables.trainable import build_frozen
+
+    layouts.nih(str(tmp_path / "nih"))
+    path = ensure_embeddings("nih", str(tmp_path / "nih"), "test_resnet", None, str(tmp_path / "cache"))
+    spec = StudySpec(grid="t", dataset="nih", backbones=("test_resnet",), mode="linear", subset="6",
+                     n_train=6, fold=0, n_folds=2, max_epochs=1, grace_period=1, batch_size=4)
+    config = {**study_config(spec), "lr": 1e-3, "n_classes": 5, "embedding_files": {"test_resnet": path}}
+    _, (train, val, test) = build_frozen(config)
+    assert isinstance(train.sampler, WeightedRandomSampler)
+    assert not isinstance(val.sampler, WeightedRandomSampler) and not isinstance(test.sampler, WeightedRandomSampler)
+    assert len(val.dataset) + len(train.dataset) == 6
