@@ -45,6 +45,7 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         node_id=result.get("node_id"),
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         data_fingerprint=context["fingerprints"].get(config["dataset"]),
+        manifest_digest=config.get("manifest_digest"),
         weights_digests=json.dumps({b: context["weights_digests"][b] for b in config["backbones"]}),
         embedding_keys=json.dumps(config.get("embedding_keys", {})),
         versions=json.dumps(context["versions"]),

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Optional
 
+from sweep.manifests import write_manifests
 from sweep.planning import check_studies
 from sweep.spec import SpecError, StudySpec, study_config
 from sweep.store import ResultsStore, StoreError
@@ -162,6 +163,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         (d, b): embedding_key(d, datasets[d], b, options.weights.get(b)) for d, b in frozen_pairs
     }
 
+    manifests = write_manifests(store.manifests_dir, pending, datasets)
     configs = []
     for s in pending:
         config = study_config(s)
@@ -169,6 +171,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         config["gpus"] = options.gpus_per_trial.get(s.mode, s.gpus) if has_gpu else 0.0
         config["data_roots"] = options.data_roots
         config["n_classes"] = len(datasets[s.dataset].classes)
+        config["manifest_digest"], config["manifest_file"] = manifests[s.study_id]
         config["weights"] = options.weights
         if s.mode != "finetune":
             config["embedding_files"] = {b: files[(s.dataset, b)] for b in s.backbones}

@@ -4,6 +4,7 @@ Layout under ``--results DIR``::
 
     store.json                       schema version and the grid this store belongs to
     trials/<study_id>/<trial_id>.parquet
+    manifests/<digest>.json          each study's training and validation ids
     cache/                           the embedding cache (Arrow IPC files)
     ray/                             Ray Tune's experiment directory
 
@@ -72,6 +73,7 @@ TRIAL_SCHEMA = pa.schema(
         ("node_id", pa.string()),
         ("finished_at", pa.string()),
         ("data_fingerprint", pa.string()),
+        ("manifest_digest", pa.string()),  # the fold manifest: manifests/<digest>.json
         ("weights_digests", pa.string()),  # JSON: backbone -> file sha256 or init seed
         ("embedding_keys", pa.string()),  # JSON: backbone -> cache key (frozen modes)
         ("versions", pa.string()),  # JSON: medsweep, torch, timm, ray, optuna, ...
@@ -89,6 +91,7 @@ class ResultsStore:
         self.trials_dir = os.path.join(self.root, "trials")
         self.cache_dir = os.path.join(self.root, "cache")
         self.ray_dir = os.path.join(self.root, "ray")
+        self.manifests_dir = os.path.join(self.root, "manifests")
 
     @property
     def meta_path(self) -> str:

@@ -11,6 +11,7 @@ still carries the test score of its selected model.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Iterator, Optional
 
@@ -75,7 +76,12 @@ class Finetuned(nn.Module):
 
 
 def study_split(labels: np.ndarray, groups: Optional[np.ndarray], config: dict):
-    """(train, validation) pool indices of this study's subset and fold."""
+    """(train, validation) pool indices: from the driver's fold manifest when the sweep wrote
+    one (so the row's manifest digest is the split used), else computed the same way."""
+    if config.get("manifest_file"):
+        with open(config["manifest_file"]) as f:
+            manifest = json.load(f)
+        return np.asarray(manifest["train_rows"], dtype=np.int64), np.asarray(manifest["val_rows"], dtype=np.int64)
     subset = balanced_subset(labels, config["n_train"], config["seed"])
     return fold_split(labels, subset, config["n_folds"], config["fold"], config["seed"], groups)
 

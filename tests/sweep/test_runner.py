@@ -52,6 +52,10 @@ def test_rows_carry_the_study_and_what_reproduces_it(swept):
     assert row["backbone"] == "test_resnet+test_vit" and row["backbones"] == ["test_resnet", "test_vit"]
     assert '"torch": "' in row["versions"] and row["data_fingerprint"].startswith("digits-")
     assert set(__import__("json").loads(row["embedding_keys"])) == {"test_resnet", "test_vit"}
+    manifest = os.path.join(results, "manifests", f"{row['manifest_digest']}.json")
+    with open(manifest) as f:
+        split = __import__("json").load(f)
+    assert len(split["train_ids"]) + len(split["val_ids"]) == row["n_train"]
 
 
 def test_asha_stopped_some_trials_within_their_study(swept):

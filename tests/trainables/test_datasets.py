@@ -25,7 +25,7 @@ def test_every_dataset_has_its_paper_metadata(name):
 
 
 def test_unknown_dataset_lists_the_valid_ones():
-    with pytest.raises(DatasetError, match="unknown dataset 'cifar'; valid datasets: aptos, digits, nih"):
+    with pytest.raises(DatasetError, match="unknown dataset 'cifar'; valid datasets: aptos, digits, folder, medmnist, nih, patchcam, pneumonia"):
         get_dataset_info("cifar")
 
 

@@ -1,0 +1,61 @@
+"""Fold manifests: which images each study trains and validates on, written beside the
+results under a content digest that every results row carries.
+
+The driver computes each study's split once (the same pure functions a trial would use),
+writes it to ``<results>/manifests/<digest>.json`` and hands the trial the file: the trial
+reads its split from there, so the digest in a row is exactly the split that trial used.
+Studies that differ only by backbone or mode share a manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+
+from sweep.spec import StudySpec
+from trainables.datasets import LoadedDataset
+from trainables.splits import balanced_subset, fold_split
+
+
+def study_manifest(spec: StudySpec, data: LoadedDataset) -> dict:
+    labels, groups = data.pool.labels, data.pool.groups
+    subset = balanced_subset(labels, spec.n_train, spec.seed)
+    train, val = fold_split(labels, subset, spec.n_folds, spec.fold, spec.seed, groups)
+    return {
+        "dataset": spec.dataset,
+        "fingerprint": data.fingerprint,
+        "n_train": spec.n_train,
+        "n_folds": spec.n_folds,
+        "fold": spec.fold,
+        "seed": spec.seed,
+        "train_rows": train.tolist(),
+        "val_rows": val.tolist(),
+        "train_ids": [data.pool.ids[i] for i in train],
+        "val_ids": [data.pool.ids[i] for i in val],
+    }
+
+
+def manifest_digest(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_manifests(directory: str, studies: list[StudySpec], datasets: dict[str, LoadedDataset]) -> dict:
+    """study_id -> (digest, path); each distinct split written once, atomically."""
+    os.makedirs(directory, exist_ok=True)
+    out, by_split = {}, {}
+    for spec in studies:
+        key = (spec.dataset, spec.n_train, spec.n_folds, spec.fold, spec.seed)
+        if key not in by_split:
+            manifest = study_manifest(spec, datasets[spec.dataset])
+            digest = manifest_digest(manifest)
+            path = os.path.join(directory, f"{digest}.json")
+            if not os.path.exists(path):
+                fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+                with os.fdopen(fd, "w") as f:
+                    json.dump(manifest, f)
+                os.replace(tmp, path)
+            by_split[key] = (digest, path)
+        out[spec.study_id] = by_split[key]
+    return out
