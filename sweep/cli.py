@@ -112,6 +112,11 @@ def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_tr
         f"{summary.wall_s:.0f} s"
     )
     click.echo(f"results: {summary.results}  (query: sweep results --results {summary.results} --level cells)")
+    if summary.submissions:
+        click.echo(
+            f"Kaggle submissions (test labels hidden): {summary.submissions} files under "
+            f"{summary.results}/submissions; score them with sweep kaggle-score"
+        )
 
 
 @main.command()
@@ -206,6 +211,24 @@ def data_check(name, root, as_json):
             click.echo(f"    ... and {len(report['problems']) - 50} more (--json lists all)")
     if not report["usable"]:
         sys.exit(1)
+
+
+@main.command("kaggle-score")
+@click.option("--dataset", required=True, help="A Kaggle-scored dataset: patchcam or aptos.")
+@click.option("--private", type=float, required=True, help="The private leaderboard score of a submission.")
+@click.option("--public", type=float, required=True, help="Its public leaderboard score.")
+def kaggle_score(dataset, private, public):
+    """The paper's final score of a Kaggle submission: alpha*private + (1-alpha)*public.
+
+    alpha is the private leaderboard's share of the test set: 0.51 for patchcam, 0.85 for aptos.
+
+    \b
+    Example:
+      sweep kaggle-score --dataset aptos --private 0.80 --public 0.70
+    """
+    from sweep.kaggle import final_score
+
+    click.echo(f"{final_score(dataset, private, public):.4f}")
 
 
 @main.command("grids")

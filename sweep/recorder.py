@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import os
 
 from ray import cloudpickle
@@ -20,6 +21,10 @@ from sweep.store import ResultsStore
 log = logging.getLogger(__name__)
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(StudySpec))
+
+
+def _finite(value):
+    return None if value is None or math.isnan(value) else float(value)
 
 
 def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str | None, context: dict) -> dict:
@@ -37,7 +42,7 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         best_epoch=result.get("best_epoch"),
         stopped_early=status == "ok" and epochs < config["max_epochs"],
         val_score=result.get("best_val_score"),
-        test_score=result.get("test_score"),
+        test_score=_finite(result.get("test_score")),  # null where test labels are hidden
         metric=context["metrics"][config["dataset"]],
         status=status,
         error=error,

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Optional
 
+from sweep.kaggle import write_submissions
 from sweep.manifests import write_manifests
+from sweep.queries import select_studies
 from sweep.planning import check_studies
 from sweep.spec import SpecError, StudySpec, study_config
 from sweep.store import ResultsStore, StoreError
@@ -51,6 +53,7 @@ class RunSummary:
     skipped: int
     trials_written: int
     wall_s: float
+    submissions: int = 0  # Kaggle submission files written (hidden test labels)
 
 
 def print_flush(line: str) -> None:
@@ -172,6 +175,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         config["data_roots"] = options.data_roots
         config["n_classes"] = len(datasets[s.dataset].classes)
         config["manifest_digest"], config["manifest_file"] = manifests[s.study_id]
+        config["predictions_dir"] = store.predictions_dir
         config["weights"] = options.weights
         if s.mode != "finetune":
             config["embedding_files"] = {b: files[(s.dataset, b)] for b in s.backbones}
@@ -212,4 +216,12 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         ),
     )
     tuner.fit()
-    return RunSummary(store.root, len(studies), skipped, len(recorder.written), time.perf_counter() - started)
+    hidden = {d: data.test.ids for d, data in datasets.items() if get_dataset_info(d).kaggle is not None}
+    submissions = []
+    if hidden:
+        ours = {s.study_id for s in studies}
+        selected = select_studies(r for r in store.read_trials().to_pylist() if r["study_id"] in ours)
+        submissions = write_submissions(store.root, selected, hidden)
+    return RunSummary(
+        store.root, len(studies), skipped, len(recorder.written), time.perf_counter() - started, len(submissions)
+    )

@@ -5,6 +5,8 @@ Layout under ``--results DIR``::
     store.json                       schema version and the grid this store belongs to
     trials/<study_id>/<trial_id>.parquet
     manifests/<digest>.json          each study's training and validation ids
+    predictions/<study_id>/<trial_id>.npy   test probabilities where test labels are hidden
+    submissions/<cell>/fold<k>.csv, ensemble.csv   Kaggle submission files
     cache/                           the embedding cache (Arrow IPC files)
     ray/                             Ray Tune's experiment directory
 
@@ -92,6 +94,7 @@ class ResultsStore:
         self.cache_dir = os.path.join(self.root, "cache")
         self.ray_dir = os.path.join(self.root, "ray")
         self.manifests_dir = os.path.join(self.root, "manifests")
+        self.predictions_dir = os.path.join(self.root, "predictions")
 
     @property
     def meta_path(self) -> str:

@@ -75,6 +75,9 @@ class DatasetInfo:
     image_size: int = 224
     resize_to: Optional[int] = None
     needs_root: bool = True
+    # Kaggle competitions with hidden test labels: (id column, label column, alpha), alpha the
+    # private leaderboard's share of the test set (final = alpha*private + (1-alpha)*public).
+    kaggle: Optional[tuple] = None
     # Rare classes drawn more often in training (a sampler; validation rows are never repeated).
     oversample: bool = False
     description: str = ""
@@ -200,6 +203,7 @@ register_dataset(
         augment="flip",
         image_size=96,  # the paper keeps patches at 96x96: no resize, no crop
         description="Kaggle histopathologic-cancer-detection, 96x96 patches; test labels hidden",
+        kaggle=("id", "label", 0.51),
         loader=_reader("read_patchcam"),
     )
 )
@@ -213,6 +217,7 @@ register_dataset(
         augment="flip_rotate",
         resize_to=256,
         description="Kaggle APTOS 2019 fundus images, grades 0-4; test labels hidden",
+        kaggle=("id_code", "diagnosis", 0.85),
         loader=_reader("read_aptos"),
     )
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Iterator, Optional
 
 import numpy as np
@@ -159,8 +160,20 @@ def build_finetune(config: dict):
     return Finetuned(backbone, bb_info, embedding_dim(backbone, bb_info), len(data.classes)), loaders
 
 
-def trial_epochs(config: dict) -> Iterator[dict]:
-    """Train one trial; yield each epoch's record with the best-so-far selection and test score."""
+def save_predictions(path: str, probs: np.ndarray) -> None:
+    """Test-set class probabilities of the selected epoch, written atomically (.npy)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.npy"
+    np.save(tmp, probs.astype(np.float32))
+    os.replace(tmp, path)
+
+
+def trial_epochs(config: dict, predictions_file: Optional[str] = None) -> Iterator[dict]:
+    """Train one trial; yield each epoch's record with the best-so-far selection and test score.
+
+    Where the test labels are hidden (Kaggle), there is no test score: the selected epoch's
+    test probabilities go to ``predictions_file`` instead, for the submission files.
+    """
     torch.manual_seed(config["seed"] * 1009 + config["fold"])
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -173,15 +186,16 @@ def trial_epochs(config: dict) -> Iterator[dict]:
     ):
         if record["val_score"] > best["best_val_score"]:
             _, probs, labels = predict(model, test, device)
-            test_score = score(metric, labels, probs, where="test set") if (labels >= 0).all() else float("nan")
+            hidden = bool((labels < 0).any())
+            test_score = float("nan") if hidden else score(metric, labels, probs, where="test set")
+            if hidden and predictions_file:
+                save_predictions(predictions_file, probs)
             best = {"best_val_score": record["val_score"], "best_epoch": record["epoch"], "test_score": test_score}
         yield {**record, **best}
 
 
 def run_trial(config: dict) -> None:
     """The Ray Tune function trainable."""
-    import os
-
     import ray
     from ray import tune
 
@@ -190,5 +204,9 @@ def run_trial(config: dict) -> None:
         # see (and allocate on) every GPU. Hide them before torch first touches CUDA.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     node_id = ray.get_runtime_context().get_node_id()
-    for record in trial_epochs(config):
+    predictions = None
+    if config.get("predictions_dir"):
+        trial_id = tune.get_context().get_trial_id()
+        predictions = os.path.join(config["predictions_dir"], config["study_id"], f"{trial_id}.npy")
+    for record in trial_epochs(config, predictions):
         tune.report({**record, "node_id": node_id})

@@ -1,0 +1,52 @@
+import csv
+import os
+
+import pytest
+
+from sweep.kaggle import final_score
+from sweep.runner import RunOptions, run_sweep
+from sweep.spec import StudySpec
+from sweep.store import ResultsStore
+from tests import layouts
+from trainables.datasets import DatasetError
+
+
+def test_final_score_is_the_papers_alpha_weighting():
+    assert final_score("aptos", private=0.80, public=0.70) == pytest.approx(0.85 * 0.80 + 0.15 * 0.70)
+    assert final_score("patchcam", private=0.90, public=0.80) == pytest.approx(0.51 * 0.90 + 0.49 * 0.80)
+    with pytest.raises(DatasetError, match="not scored on Kaggle"):
+        final_score("pneumonia", 0.9, 0.9)
+
+
+def test_hidden_label_sweep_writes_submissions_per_fold_and_ensemble(ray_local, tmp_path):
+    root = str(tmp_path / "aptos")
+    layouts.aptos(root, labels=tuple(range(5)) * 5, n_test=4)
+    studies = [
+        StudySpec(grid="kaggle", dataset="aptos", backbones=("test_resnet",), mode="linear", subset="25",
+                  n_train=25, fold=f, n_trials=2, max_epochs=2, grace_period=1, cpus=0.5, batch_size=8)
+        for f in range(5)
+    ]
+    results = str(tmp_path / "results")
+    run_sweep(studies, RunOptions(results=results, data_roots={"aptos": root}, verbose=0))
+    rows = ResultsStore(results).read_trials().to_pylist()
+    assert len(rows) == 10 and all(r["status"] == "ok" and r["test_score"] is None for r in rows)
+    (folder,) = os.listdir(os.path.join(results, "submissions"))
+    files = sorted(os.listdir(os.path.join(results, "submissions", folder)))
+    assert files == ["ensemble.csv", "fold0.csv", "fold1.csv", "fold2.csv", "fold3.csv", "fold4.csv"]
+    with open(os.path.join(root, "test.csv")) as f:
+        test_ids = [r["id_code"] for r in csv.DictReader(f)]
+    with open(os.path.join(results, "submissions", folder, "ensemble.csv")) as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["id_code", "diagnosis"]
+        sub = list(reader)
+    assert [r["id_code"] for r in sub] == test_ids
+    assert all(r["diagnosis"] in {"0", "1", "2", "3", "4"} for r in sub)
+
+
+def test_kaggle_score_command():
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    result = CliRunner().invoke(main, ["kaggle-score", "--dataset", "patchcam", "--private", "0.9", "--public", "0.8"])
+    assert result.exit_code == 0 and result.output.strip() == "0.8510"
