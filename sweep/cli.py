@@ -74,8 +74,9 @@ def main() -> None:
 @click.option("--cpus-per-trial", multiple=True, metavar="MODE=CPUS", help="CPUs a trial of MODE takes, e.g. finetune=2 (repeatable).")
 @click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share].")
 @click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts.")
-@click.option("--quiet", is_flag=True, help="No Ray Tune progress tables.")
-def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, quiet):
+@click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle.")
+@click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
+def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, quiet):
     """Run a grid's studies and print the mean ± std table of its cells.
 
     \b
@@ -95,6 +96,7 @@ def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_tr
         cpus_per_trial=_modes(_pairs(cpus_per_trial, "--cpus-per-trial", float), "--cpus-per-trial"),
         max_concurrent=max_concurrent,
         address=address,
+        holdout=holdout,
         verbose=0 if quiet else 1,
     )
     summary = run_sweep(studies, options)

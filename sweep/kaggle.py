@@ -59,13 +59,13 @@ def write_submissions(root: str, studies: list[dict], test_ids: dict[str, list[s
         id_col, label_col, _ = get_dataset_info(first["dataset"]).kaggle
         ids = test_ids[first["dataset"]]
         folder = os.path.join(root, "submissions", f"{first['dataset']}-{first['mode']}-{first['backbone']}-n{first['n_train']}-{cell_id}")
-        os.makedirs(folder, exist_ok=True)
         fold_probs = []
         for row in sorted(rows, key=lambda r: r["fold"]):
             path = os.path.join(root, "predictions", row["study_id"], f"{row['trial_id']}.npy")
             if not os.path.exists(path):
                 continue
-            probs = np.load(path)
+            probs = np.load(path, allow_pickle=False)
+            os.makedirs(folder, exist_ok=True)
             if len(probs) != len(ids):
                 raise DatasetError(f"{path}: {len(probs)} predictions for a test set of {len(ids)}")
             fold_probs.append(probs)

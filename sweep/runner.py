@@ -42,6 +42,8 @@ class RunOptions:
     gpus_per_trial: dict = field(default_factory=dict)
     cpus_per_trial: dict = field(default_factory=dict)
     max_concurrent: Optional[int] = None
+    # A labelled test set carved from the pool (fraction), replacing the dataset's own.
+    holdout: Optional[float] = None
     address: Optional[str] = None
     verbose: int = 1
 
@@ -93,7 +95,7 @@ def _extract_all(pairs: list[tuple[str, str]], options: RunOptions, cache_dir: s
 
     task = ray.remote(num_cpus=1, num_gpus=1 if has_gpu else 0)(ensure_embeddings)
     refs = {
-        (d, b): task.remote(d, options.data_roots.get(d), b, options.weights.get(b), cache_dir)
+        (d, b): task.remote(d, options.data_roots.get(d), b, options.weights.get(b), cache_dir, holdout=options.holdout)
         for d, b in pairs
     }
     return {pair: ray.get(ref) for pair, ref in refs.items()}
@@ -119,7 +121,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     )
     _check_weights(studies, options.weights)
     store = ResultsStore(options.results)
-    store.open_for(grid, options.allow_other_grid)
+    store.open_for(grid, options.allow_other_grid, options.holdout)
     done = store.done_trials()
     if done and not options.resume:
         ours = {s.study_id for s in studies} & set(done)
@@ -140,7 +142,10 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
 
     # Load each dataset once on the driver: a missing root or unreadable layout fails here,
     # before Ray starts, and its fingerprint goes into every row.
-    datasets = {d: load_dataset(d, options.data_roots.get(d)) for d in sorted({s.dataset for s in pending})}
+    datasets = {
+        d: load_dataset(d, options.data_roots.get(d), holdout=options.holdout)
+        for d in sorted({s.dataset for s in pending})
+    }
     context = {
         "metrics": {d: get_dataset_info(d).metric for d in datasets},
         "fingerprints": {d: data.fingerprint for d, data in datasets.items()},
@@ -176,6 +181,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         config["n_classes"] = len(datasets[s.dataset].classes)
         config["manifest_digest"], config["manifest_file"] = manifests[s.study_id]
         config["predictions_dir"] = store.predictions_dir
+        config["holdout"] = options.holdout
         config["weights"] = options.weights
         if s.mode != "finetune":
             config["embedding_files"] = {b: files[(s.dataset, b)] for b in s.backbones}
@@ -216,7 +222,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         ),
     )
     tuner.fit()
-    hidden = {d: data.test.ids for d, data in datasets.items() if get_dataset_info(d).kaggle is not None}
+    hidden = {d: data.test.ids for d, data in datasets.items() if (data.test.labels < 0).any()}
     submissions = []
     if hidden:
         ours = {s.study_id for s in studies}

@@ -106,8 +106,11 @@ class ResultsStore:
         with open(self.meta_path) as f:
             return json.load(f)
 
-    def open_for(self, grid: str, allow_other_grid: bool = False) -> None:
-        """Create the store for ``grid``, or check that an existing one may take its results."""
+    def open_for(self, grid: str, allow_other_grid: bool = False, holdout: Optional[float] = None) -> None:
+        """Create the store for ``grid``, or check that an existing one may take its results.
+
+        The holdout fraction is fixed per store: test scores on the dataset's own test set and
+        on a holdout must never be mixed in one table."""
         try:
             os.makedirs(self.trials_dir, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-probe-", delete=True)
@@ -116,12 +119,17 @@ class ResultsStore:
             raise StoreError(f"results directory {self.root} is not writable: {exc}") from exc
         meta = self.meta()
         if meta is None:
-            self._write_json(self.meta_path, {"schema_version": SCHEMA_VERSION, "grids": [grid]})
+            self._write_json(self.meta_path, {"schema_version": SCHEMA_VERSION, "grids": [grid], "holdout": holdout})
             return
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.meta_path}: schema version {meta.get('schema_version')} is not this "
                 f"medsweep's {SCHEMA_VERSION}; use another --results directory"
+            )
+        if meta.get("holdout") != holdout:
+            raise StoreError(
+                f"{self.root} was swept with --holdout {meta.get('holdout')}, not {holdout}: "
+                f"use the same --holdout, or another --results"
             )
         grids = meta.get("grids", [])
         if grid not in grids:

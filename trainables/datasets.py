@@ -116,8 +116,40 @@ def resolve_root(name: str, roots: Optional[dict] = None) -> Optional[str]:
     return os.path.abspath(root) if root else None
 
 
-def load_dataset(name: str, root: Optional[str] = None, problems: Optional[list] = None) -> LoadedDataset:
-    """Read ``name`` from ``root``; see trainables/readers.py for ``problems``."""
+HOLDOUT_SEED = 1729  # fixed: the holdout never moves between sweeps, sizes or folds
+
+
+def apply_holdout(data: LoadedDataset, fraction: float) -> LoadedDataset:
+    """Carve a labelled test set out of the training pool (stratified by class, grouped by
+    patient where there are patients); it replaces the data set's own test set, and the
+    folds are drawn from the rest, so it is disjoint from every fold."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0 < fraction <= 0.5:
+        raise DatasetError(f"--holdout {fraction}: expected a fraction in (0, 0.5]")
+    pool = data.pool
+    n_splits = max(2, round(1 / fraction))
+    groups = pool.groups if pool.groups is not None else np.arange(len(pool))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=HOLDOUT_SEED)
+    keep, held = next(splitter.split(np.zeros(len(pool)), pool.labels, groups))
+
+    def part(idx: np.ndarray) -> ImageSet:
+        return ImageSet(
+            pool.images[idx], pool.labels[idx], [pool.ids[i] for i in idx],
+            None if pool.groups is None else pool.groups[idx],
+        )
+
+    return LoadedDataset(
+        data.name, data.classes, part(np.sort(keep)), part(np.sort(held)),
+        f"{data.fingerprint}-holdout{fraction:g}", data.excluded,
+    )
+
+
+def load_dataset(
+    name: str, root: Optional[str] = None, problems: Optional[list] = None, holdout: Optional[float] = None
+) -> LoadedDataset:
+    """Read ``name`` from ``root``; see trainables/readers.py for ``problems``; ``holdout``
+    replaces the test set by that fraction of the pool (see :func:`apply_holdout`)."""
     info = get_dataset_info(name)
     if info.needs_root and not root:
         raise DatasetError(
@@ -126,7 +158,8 @@ def load_dataset(name: str, root: Optional[str] = None, problems: Optional[list]
         )
     if info.needs_root and not os.path.exists(root):
         raise DatasetError(f"dataset {name!r}: {root} does not exist")
-    return info.loader(root, problems)
+    data = info.loader(root, problems)
+    return apply_holdout(data, holdout) if holdout else data
 
 
 def _reader(function: str) -> Callable[..., LoadedDataset]:

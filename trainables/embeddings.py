@@ -93,12 +93,13 @@ def ensure_embeddings(
     weights_path: Optional[str],
     cache_dir: str,
     seed: int = 0,
+    holdout: Optional[float] = None,
 ) -> str:
     """Extract unless the cache already holds this key; return the file's path.
 
     Written to a temporary file and renamed, so a crash never leaves a half file under a key.
     """
-    data = load_dataset(dataset, data_root)
+    data = load_dataset(dataset, data_root, holdout=holdout)
     key = embedding_key(dataset, data, backbone, weights_path, seed)
     path = cache_path(cache_dir, key)
     if os.path.exists(path):

@@ -50,3 +50,17 @@ def test_kaggle_score_command():
 
     result = CliRunner().invoke(main, ["kaggle-score", "--dataset", "patchcam", "--private", "0.9", "--public", "0.8"])
     assert result.exit_code == 0 and result.output.strip() == "0.8510"
+
+
+def test_holdout_gives_test_scores_without_kaggle(ray_local, tmp_path):
+    root = str(tmp_path / "aptos")
+    layouts.aptos(root, labels=tuple(range(5)) * 6, n_test=2)
+    studies = [StudySpec(grid="holdout", dataset="aptos", backbones=("test_resnet",), mode="linear", subset="20",
+                         n_train=20, fold=f, n_folds=2, n_trials=1, max_epochs=2, grace_period=1, cpus=0.5,
+                         batch_size=8) for f in range(2)]
+    results = str(tmp_path / "results")
+    summary = run_sweep(studies, RunOptions(results=results, data_roots={"aptos": root}, holdout=0.2, verbose=0))
+    rows = ResultsStore(results).read_trials().to_pylist()
+    assert len(rows) == 2 and all(r["test_score"] is not None for r in rows)
+    assert summary.submissions == 0 and not os.path.exists(os.path.join(results, "submissions"))
+    assert all(r["data_fingerprint"].endswith("-holdout0.2") for r in rows)

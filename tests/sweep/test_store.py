@@ -91,3 +91,11 @@ def test_unwritable_directory_is_a_clear_error_even_as_root(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="not writable"):
         ResultsStore(str(blocker / "results")).open_for("g")
+
+
+def test_holdout_is_fixed_per_store(tmp_path):
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g", holdout=0.2)
+    store.open_for("g", holdout=0.2)
+    with pytest.raises(StoreError, match="was swept with --holdout 0.2, not None"):
+        store.open_for("g")

@@ -32,3 +32,27 @@ def test_unknown_dataset_lists_the_valid_ones():
 def test_paper_metrics_match_the_protocol():
     assert get_dataset_info("aptos").metric == "kappa_quadratic"
     assert {get_dataset_info(d).metric for d in ("patchcam", "pneumonia", "nih")} == {"auc"}
+
+
+def test_holdout_is_a_stratified_labelled_test_set_disjoint_from_the_pool():
+    full = load_dataset("digits")
+    data = load_dataset("digits", holdout=0.2)
+    assert len(data.pool) + len(data.test) == len(full.pool)
+    assert not set(data.pool.ids) & set(data.test.ids)
+    assert set(data.pool.ids) | set(data.test.ids) == set(full.pool.ids)
+    assert (data.test.labels >= 0).all() and np.bincount(data.test.labels).min() >= 20
+    assert data.fingerprint != full.fingerprint
+    assert load_dataset("digits", holdout=0.2).test.ids == data.test.ids  # never moves
+
+
+def test_holdout_keeps_patients_on_one_side(tmp_path):
+    from tests import layouts
+
+    layouts.pneumonia(str(tmp_path))
+    data = load_dataset("pneumonia", str(tmp_path), holdout=0.5)
+    assert not set(data.pool.groups) & set(data.test.groups)
+
+
+def test_holdout_fraction_is_checked():
+    with pytest.raises(DatasetError, match="--holdout 0.9: expected a fraction in \\(0, 0.5\\]"):
+        load_dataset("digits", holdout=0.9)
