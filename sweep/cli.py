@@ -75,8 +75,9 @@ def main() -> None:
 @click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share].")
 @click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts.")
 @click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle.")
+@click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
-def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, quiet):
+def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, skip_unreadable, quiet):
     """Run a grid's studies and print the mean ± std table of its cells.
 
     \b
@@ -97,6 +98,7 @@ def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_tr
         max_concurrent=max_concurrent,
         address=address,
         holdout=holdout,
+        skip_unreadable=skip_unreadable,
         verbose=0 if quiet else 1,
     )
     summary = run_sweep(studies, options)

@@ -19,9 +19,11 @@ from trainables.datasets import DatasetError, load_dataset
 from trainables.images import FileImages, ImageDecodeError, decode_file
 
 
-def _decode_problems(images, workers: int) -> list[str]:
+def unreadable(images, workers: Optional[int] = None) -> list[tuple[int, str]]:
+    """(index, message) of every image that does not decode."""
     if not isinstance(images, FileImages):
         return []  # already decoded in memory (digits, MedMNIST)
+    workers = workers or min(8, os.cpu_count() or 1)
 
     def one(path: str) -> Optional[str]:
         try:
@@ -32,7 +34,19 @@ def _decode_problems(images, workers: int) -> list[str]:
 
     # Decoding releases the GIL in libpng/libjpeg/libtiff: threads keep every core busy.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [p for p in pool.map(one, images.paths, chunksize=64) if p]
+        return [(i, p) for i, p in enumerate(pool.map(one, images.paths, chunksize=64)) if p]
+
+
+def skip_list(name: str, root: Optional[str]) -> tuple[list[str], list[str]]:
+    """``--skip-unreadable``: (ids of images that do not decode, every problem found)."""
+    problems: list[str] = []
+    data = load_dataset(name, root, problems)
+    ids = []
+    for part in (data.pool, data.test):
+        for index, message in unreadable(part.images):
+            ids.append(part.ids[index])
+            problems.append(message)
+    return ids, problems
 
 
 def check_dataset(name: str, root: Optional[str], workers: Optional[int] = None) -> dict:
@@ -45,9 +59,8 @@ def check_dataset(name: str, root: Optional[str], workers: Optional[int] = None)
     except DatasetError as exc:
         problems.append(str(exc))
         return report
-    workers = workers or min(8, os.cpu_count() or 1)
-    problems.extend(_decode_problems(data.pool.images, workers))
-    problems.extend(_decode_problems(data.test.images, workers))
+    for part in (data.pool, data.test):
+        problems.extend(message for _, message in unreadable(part.images, workers))
     counts = np.bincount(data.pool.labels, minlength=len(data.classes)) if len(data.pool) else []
     report.update(
         train=len(data.pool),

@@ -19,7 +19,7 @@ from trainables.datasets import LoadedDataset
 from trainables.splits import balanced_subset, fold_split
 
 
-def study_manifest(spec: StudySpec, data: LoadedDataset) -> dict:
+def study_manifest(spec: StudySpec, data: LoadedDataset, skipped: tuple = ()) -> dict:
     labels, groups = data.pool.labels, data.pool.groups
     subset = balanced_subset(labels, spec.n_train, spec.seed)
     train, val = fold_split(labels, subset, spec.n_folds, spec.fold, spec.seed, groups)
@@ -34,6 +34,8 @@ def study_manifest(spec: StudySpec, data: LoadedDataset) -> dict:
         "val_rows": val.tolist(),
         "train_ids": [data.pool.ids[i] for i in train],
         "val_ids": [data.pool.ids[i] for i in val],
+        # Images --skip-unreadable left out of this data set (reasons in skipped/<dataset>.json).
+        "skipped_ids": sorted(skipped),
     }
 
 
@@ -41,14 +43,16 @@ def manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_manifests(directory: str, studies: list[StudySpec], datasets: dict[str, LoadedDataset]) -> dict:
+def write_manifests(
+    directory: str, studies: list[StudySpec], datasets: dict[str, LoadedDataset], skips: dict | None = None
+) -> dict:
     """study_id -> (digest, path); each distinct split written once, atomically."""
     os.makedirs(directory, exist_ok=True)
     out, by_split = {}, {}
     for spec in studies:
         key = (spec.dataset, spec.n_train, spec.n_folds, spec.fold, spec.seed)
         if key not in by_split:
-            manifest = study_manifest(spec, datasets[spec.dataset])
+            manifest = study_manifest(spec, datasets[spec.dataset], tuple((skips or {}).get(spec.dataset, ())))
             digest = manifest_digest(manifest)
             path = os.path.join(directory, f"{digest}.json")
             if not os.path.exists(path):

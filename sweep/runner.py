@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -44,6 +45,8 @@ class RunOptions:
     max_concurrent: Optional[int] = None
     # A labelled test set carved from the pool (fraction), replacing the dataset's own.
     holdout: Optional[float] = None
+    # Leave out unreadable images and unusable rows, each recorded in skipped/<dataset>.json.
+    skip_unreadable: bool = False
     address: Optional[str] = None
     verbose: int = 1
 
@@ -87,7 +90,25 @@ def _check_weights(studies: list[StudySpec], weights: dict) -> None:
             raise SpecError(f"--weights {b}={path}: no such file")
 
 
-def _extract_all(pairs: list[tuple[str, str]], options: RunOptions, cache_dir: str, has_gpu: bool) -> dict:
+def _skip_unreadable(names: list[str], options: RunOptions, store: ResultsStore) -> dict:
+    """dataset -> ids to leave out; every problem written to ``skipped/<dataset>.json``."""
+    from sweep.datacheck import skip_list
+
+    skips = {}
+    os.makedirs(store.skipped_dir, exist_ok=True)
+    for name in names:
+        ids, problems = skip_list(name, options.data_roots.get(name))
+        skips[name] = ids
+        with open(os.path.join(store.skipped_dir, f"{name}.json"), "w") as f:
+            json.dump({"dataset": name, "skipped_ids": ids, "problems": problems}, f, indent=1)
+        if problems:
+            print_flush(f"{name}: {len(problems)} problem(s) left out, listed in {store.skipped_dir}/{name}.json")
+    return skips
+
+
+def _extract_all(
+    pairs: list[tuple[str, str]], options: RunOptions, cache_dir: str, has_gpu: bool, skips: dict
+) -> dict:
     """(dataset, backbone) -> cache file, as Ray tasks (one GPU each where the cluster has GPUs)."""
     import ray
 
@@ -95,7 +116,10 @@ def _extract_all(pairs: list[tuple[str, str]], options: RunOptions, cache_dir: s
 
     task = ray.remote(num_cpus=1, num_gpus=1 if has_gpu else 0)(ensure_embeddings)
     refs = {
-        (d, b): task.remote(d, options.data_roots.get(d), b, options.weights.get(b), cache_dir, holdout=options.holdout)
+        (d, b): task.remote(
+            d, options.data_roots.get(d), b, options.weights.get(b), cache_dir,
+            holdout=options.holdout, skip=skips.get(d),
+        )
         for d, b in pairs
     }
     return {pair: ray.get(ref) for pair, ref in refs.items()}
@@ -142,9 +166,11 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
 
     # Load each dataset once on the driver: a missing root or unreadable layout fails here,
     # before Ray starts, and its fingerprint goes into every row.
+    names = sorted({s.dataset for s in pending})
+    skips = _skip_unreadable(names, options, store) if options.skip_unreadable else {}
     datasets = {
-        d: load_dataset(d, options.data_roots.get(d), holdout=options.holdout)
-        for d in sorted({s.dataset for s in pending})
+        d: load_dataset(d, options.data_roots.get(d), holdout=options.holdout, skip=skips.get(d))
+        for d in names
     }
     context = {
         "metrics": {d: get_dataset_info(d).metric for d in datasets},
@@ -166,12 +192,12 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     has_gpu = resources.get("GPU", 0) > 0
 
     frozen_pairs = sorted({(s.dataset, b) for s in pending if s.mode != "finetune" for b in s.backbones})
-    files = _extract_all(frozen_pairs, options, store.cache_dir, has_gpu)
+    files = _extract_all(frozen_pairs, options, store.cache_dir, has_gpu, skips)
     keys = {
         (d, b): embedding_key(d, datasets[d], b, options.weights.get(b)) for d, b in frozen_pairs
     }
 
-    manifests = write_manifests(store.manifests_dir, pending, datasets)
+    manifests = write_manifests(store.manifests_dir, pending, datasets, skips)
     configs = []
     for s in pending:
         config = study_config(s)
@@ -182,6 +208,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         config["manifest_digest"], config["manifest_file"] = manifests[s.study_id]
         config["predictions_dir"] = store.predictions_dir
         config["holdout"] = options.holdout
+        config["skip"] = {s.dataset: skips[s.dataset]} if s.dataset in skips else {}
         config["weights"] = options.weights
         if s.mode != "finetune":
             config["embedding_files"] = {b: files[(s.dataset, b)] for b in s.backbones}

@@ -7,6 +7,7 @@ Layout under ``--results DIR``::
     manifests/<digest>.json          each study's training and validation ids
     predictions/<study_id>/<trial_id>.npy   test probabilities where test labels are hidden
     submissions/<cell>/fold<k>.csv, ensemble.csv   Kaggle submission files
+    skipped/<dataset>.json           what --skip-unreadable left out, file by file
     cache/                           the embedding cache (Arrow IPC files)
     ray/                             Ray Tune's experiment directory
 
@@ -95,6 +96,7 @@ class ResultsStore:
         self.ray_dir = os.path.join(self.root, "ray")
         self.manifests_dir = os.path.join(self.root, "manifests")
         self.predictions_dir = os.path.join(self.root, "predictions")
+        self.skipped_dir = os.path.join(self.root, "skipped")
 
     @property
     def meta_path(self) -> str:

@@ -117,3 +117,14 @@ def folder(root, classes=("benign", "malignant"), per_class=4):
         for cls in classes:
             for i in range(n):
                 image(os.path.join(root, split, cls, f"{cls}_{i}.png"))
+
+
+def pcam_h5(root, counts=(("train", 6), ("valid", 2), ("test", 3))):
+    import h5py
+
+    os.makedirs(root, exist_ok=True)
+    for split, n in counts:
+        with h5py.File(os.path.join(root, f"camelyonpatch_level_2_split_{split}_x.h5"), "w") as f:
+            f.create_dataset("x", data=RNG.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8))
+        with h5py.File(os.path.join(root, f"camelyonpatch_level_2_split_{split}_y.h5"), "w") as f:
+            f.create_dataset("y", data=(np.arange(n) % 2).astype(np.uint8).reshape(n, 1, 1, 1))

@@ -145,11 +145,34 @@ def apply_holdout(data: LoadedDataset, fraction: float) -> LoadedDataset:
     )
 
 
+def drop_ids(data: LoadedDataset, skip: set) -> LoadedDataset:
+    """The data set without the images whose ids are in ``skip`` (``--skip-unreadable``)."""
+
+    def part(images: ImageSet) -> ImageSet:
+        idx = np.asarray([i for i, x in enumerate(images.ids) if x not in skip], dtype=np.int64)
+        return ImageSet(
+            images.images[idx], images.labels[idx], [images.ids[i] for i in idx],
+            None if images.groups is None else images.groups[idx],
+        )
+
+    digest = hashlib.sha256("\n".join(sorted(skip)).encode()).hexdigest()[:8]
+    return LoadedDataset(data.name, data.classes, part(data.pool), part(data.test),
+                         f"{data.fingerprint}-skip{digest}", data.excluded)
+
+
 def load_dataset(
-    name: str, root: Optional[str] = None, problems: Optional[list] = None, holdout: Optional[float] = None
+    name: str,
+    root: Optional[str] = None,
+    problems: Optional[list] = None,
+    holdout: Optional[float] = None,
+    skip: Optional[list] = None,
 ) -> LoadedDataset:
     """Read ``name`` from ``root``; see trainables/readers.py for ``problems``; ``holdout``
-    replaces the test set by that fraction of the pool (see :func:`apply_holdout`)."""
+    replaces the test set by that fraction of the pool (see :func:`apply_holdout`).
+
+    ``skip`` (``--skip-unreadable``): read leniently — rows the reader finds unusable (missing
+    file, bad label) are left out — and leave out the images with these ids too (those that
+    failed to decode). The driver records every such file; trials pass the same list."""
     info = get_dataset_info(name)
     if info.needs_root and not root:
         raise DatasetError(
@@ -158,7 +181,11 @@ def load_dataset(
         )
     if info.needs_root and not os.path.exists(root):
         raise DatasetError(f"dataset {name!r}: {root} does not exist")
+    if skip is not None and problems is None:
+        problems = []  # lenient: the driver has recorded what this leaves out
     data = info.loader(root, problems)
+    if skip:
+        data = drop_ids(data, set(skip))
     return apply_holdout(data, holdout) if holdout else data
 
 

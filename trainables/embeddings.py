@@ -94,12 +94,13 @@ def ensure_embeddings(
     cache_dir: str,
     seed: int = 0,
     holdout: Optional[float] = None,
+    skip: Optional[list] = None,
 ) -> str:
     """Extract unless the cache already holds this key; return the file's path.
 
     Written to a temporary file and renamed, so a crash never leaves a half file under a key.
     """
-    data = load_dataset(dataset, data_root, holdout=holdout)
+    data = load_dataset(dataset, data_root, holdout=holdout, skip=skip)
     key = embedding_key(dataset, data, backbone, weights_path, seed)
     path = cache_path(cache_dir, key)
     if os.path.exists(path):

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 import os
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -56,3 +56,50 @@ class FileImages(Sequence):
     def __iter__(self) -> Iterator[torch.Tensor]:
         for path in self.paths:
             yield decode_file(path)
+
+
+class H5Images(Sequence):
+    """Images in (N, H, W, 3) uint8 HDF5 datasets (the original PCam files), read one at a time.
+
+    ``rows`` pairs (file number, row); indexing by slice or array gives a new ``H5Images``
+    over those rows. The HDF5 handles open lazily in each process (they do not pickle).
+    """
+
+    def __init__(self, files: Sequence[str], key: str = "x", rows: Optional[np.ndarray] = None):
+        import h5py
+
+        self.files, self.key = [os.fspath(f) for f in files], key
+        if rows is None:
+            sizes = []
+            for f in self.files:
+                with h5py.File(f, "r") as h5:
+                    sizes.append(h5[key].shape[0])
+            rows = np.concatenate([np.stack([np.full(n, i), np.arange(n)], 1) for i, n in enumerate(sizes)])
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+        self._handles: dict = {}
+
+    def __getstate__(self):
+        return {"files": self.files, "key": self.key, "rows": self.rows, "_handles": {}}
+
+    def _dataset(self, number: int):
+        if number not in self._handles:
+            import h5py
+
+            self._handles[number] = h5py.File(self.files[number], "r")[self.key]
+        return self._handles[number]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            number, row = self.rows[index]
+            pixels = np.asarray(self._dataset(int(number))[int(row)])
+            if pixels.ndim == 2:
+                pixels = np.repeat(pixels[..., None], 3, axis=2)
+            return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
+        return H5Images(self.files, self.key, self.rows[index])
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for i in range(len(self)):
+            yield self[i]

@@ -149,10 +149,53 @@ def read_aptos(root: str, problems: Optional[list] = None) -> LoadedDataset:
 # --- PatchCam (Kaggle histopathologic-cancer-detection) -------------------------------------
 
 
+PCAM_H5 = "camelyonpatch_level_2_split_{split}_{xy}.h5"
+
+
+def read_pcam_h5(root: str) -> LoadedDataset:
+    """The original PCam HDF5 files: pool = train + valid, test = test (labels given).
+    Keys ``x`` (N, 96, 96, 3) uint8 and ``y`` (N, 1, 1, 1)."""
+    import h5py
+
+    from trainables.images import H5Images
+
+    def files(splits, xy):
+        out = []
+        for split in splits:
+            path = os.path.join(root, PCAM_H5.format(split=split, xy=xy))
+            if not os.path.isfile(path):
+                hint = " (it is published gzipped: gunzip it first)" if os.path.isfile(path + ".gz") else ""
+                raise DatasetError(f"{path}: file not found{hint}")
+            out.append(path)
+        return out
+
+    def part(splits, prefix):
+        labels = []
+        for path in files(splits, "y"):
+            with h5py.File(path, "r") as h5:
+                if "y" not in h5:
+                    raise DatasetError(f"{path}: no dataset 'y' (keys {list(h5.keys())})")
+                labels.append(np.asarray(h5["y"]).reshape(-1).astype(np.int64))
+        images = H5Images(files(splits, "x"), "x")
+        labels = np.concatenate(labels)
+        if len(images) != len(labels):
+            raise DatasetError(f"{root}: {len(images)} images but {len(labels)} labels in the {'+'.join(splits)} files")
+        return ImageSet(images, labels, [f"{prefix}{i}" for i in range(len(labels))])
+
+    pool, test = part(("train", "valid"), "pool"), part(("test",), "test")
+    sha = hashlib.sha256(pool.labels.tobytes() + test.labels.tobytes())
+    for path in pool.images.files + test.images.files:
+        sha.update(f"{os.path.basename(path)}:{os.path.getsize(path)}".encode())
+    return LoadedDataset("patchcam", ("no tumour", "tumour"), pool, test, f"patchcam-h5-{sha.hexdigest()[:16]}")
+
+
 def read_patchcam(root: str, problems: Optional[list] = None) -> LoadedDataset:
     """``train_labels.csv`` (id, label), ``train/<id>.tif``; ``sample_submission.csv`` lists the
-    test ids, ``test/<id>.tif`` (labels hidden on Kaggle)."""
+    test ids, ``test/<id>.tif`` (labels hidden on Kaggle). A folder holding the original PCam
+    HDF5 files (``camelyonpatch_level_2_split_*_{x,y}.h5``) is read as those instead."""
     _require_dir(root, "Kaggle histopathologic-cancer-detection: train/, train_labels.csv, test/, sample_submission.csv")
+    if any(f.startswith("camelyonpatch_level_2_split_") for f in os.listdir(root)):
+        return read_pcam_h5(root)
     pool = _id_split(root, os.path.join(root, "train_labels.csv"), "id", "label", "train", ".tif", 2, problems)
     test = _id_split(root, os.path.join(root, "sample_submission.csv"), "id", None, "test", ".tif", 2, problems)
     return _dataset("patchcam", root, ("no tumour", "tumour"), pool, test)

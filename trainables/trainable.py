@@ -138,7 +138,12 @@ def build_finetune(config: dict):
     """Model and loaders of a finetuning trial: the whole backbone trains on images."""
     name = config["backbones"][0]
     ds_info = get_dataset_info(config["dataset"])
-    data = load_dataset(config["dataset"], config["data_roots"].get(config["dataset"]), holdout=config.get("holdout"))
+    data = load_dataset(
+        config["dataset"],
+        config["data_roots"].get(config["dataset"]),
+        holdout=config.get("holdout"),
+        skip=config.get("skip", {}).get(config["dataset"]),
+    )
     backbone, bb_info = create_backbone(
         name,
         img_size=ds_info.image_size,

@@ -64,3 +64,31 @@ def test_holdout_gives_test_scores_without_kaggle(ray_local, tmp_path):
     assert len(rows) == 2 and all(r["test_score"] is not None for r in rows)
     assert summary.submissions == 0 and not os.path.exists(os.path.join(results, "submissions"))
     assert all(r["data_fingerprint"].endswith("-holdout0.2") for r in rows)
+
+
+def test_skip_unreadable_leaves_out_and_records_each_bad_file(ray_local, tmp_path):
+    import json
+
+    root = str(tmp_path / "aptos")
+    ids = layouts.aptos(root, labels=tuple(range(5)) * 5, n_test=2)
+    os.remove(os.path.join(root, "train_images", f"{ids[0]}.png"))  # missing
+    broken = os.path.join(root, "train_images", f"{ids[1]}.png")
+    with open(broken, "r+b") as f:
+        f.truncate(60)  # truncated
+    studies = [StudySpec(grid="skip", dataset="aptos", backbones=("test_resnet",), mode="finetune", subset="20",
+                         n_train=20, fold=0, n_folds=2, n_trials=1, max_epochs=1, grace_period=1, batch_size=8)]
+    with pytest.raises(DatasetError, match="missing"):
+        run_sweep(studies, RunOptions(results=str(tmp_path / "strict"), data_roots={"aptos": root}, verbose=0))
+    results = str(tmp_path / "results")
+    run_sweep(studies, RunOptions(results=results, data_roots={"aptos": root}, skip_unreadable=True, verbose=0))
+    (row,) = ResultsStore(results).read_trials().to_pylist()
+    assert row["status"] == "ok"
+    with open(os.path.join(results, "skipped", "aptos.json")) as f:
+        record = json.load(f)
+    assert record["skipped_ids"] == [ids[1]]
+    assert any(f"{ids[0]}.png: file not found" in p for p in record["problems"])
+    assert any(f"{ids[1]}.png: not a readable image" in p for p in record["problems"])
+    with open(os.path.join(results, "manifests", f"{row['manifest_digest']}.json")) as f:
+        manifest = json.load(f)
+    assert manifest["skipped_ids"] == [ids[1]]
+    assert not {ids[0], ids[1]} & set(manifest["train_ids"] + manifest["val_ids"])

@@ -151,3 +151,26 @@ def test_truncated_image_is_a_named_decode_error(tmp_path):
     (tmp_path / "a.png").write_bytes(data[: len(data) // 3])
     with pytest.raises(ImageDecodeError, match="a.png: not a readable image"):
         FileImages([str(tmp_path / "a.png")])[0]
+
+
+def test_original_pcam_hdf5_files(tmp_path):
+    import pickle
+
+    import h5py
+
+    layouts.pcam_h5(str(tmp_path))
+    data = load_dataset("patchcam", str(tmp_path))
+    assert len(data.pool) == 8 and len(data.test) == 3 and (data.test.labels >= 0).all()
+    with h5py.File(tmp_path / "camelyonpatch_level_2_split_valid_x.h5") as f:
+        expected = f["x"][1]
+    image = data.pool.images[7]  # the second image of the valid file
+    assert image.shape == (3, 96, 96) and np.array_equal(image.permute(1, 2, 0).numpy(), expected)
+    subset = pickle.loads(pickle.dumps(data.pool.images[[7, 0]]))  # crosses into Ray workers
+    assert np.array_equal(subset[0].numpy(), image.numpy())
+
+
+def test_gzipped_pcam_files_are_named(tmp_path):
+    layouts.pcam_h5(str(tmp_path))
+    os.rename(tmp_path / "camelyonpatch_level_2_split_test_x.h5", tmp_path / "camelyonpatch_level_2_split_test_x.h5.gz")
+    with pytest.raises(DatasetError, match="split_test_x.h5: file not found \\(it is published gzipped: gunzip it first\\)"):
+        load_dataset("patchcam", str(tmp_path))
