@@ -8,7 +8,7 @@ import sys
 import click
 
 from sweep.formatting import FORMATS, render
-from sweep.grids import grid_names, load_grid
+from sweep.grids import grid_names, load_grid, select_studies_where
 from sweep.planning import check_studies, summarize
 from sweep.queries import aggregate_cells, select_studies
 from sweep.spec import MODES, SpecError
@@ -33,6 +33,16 @@ def _pairs(values: tuple[str, ...], option: str, value_type=str) -> dict:
         except ValueError:
             raise click.BadParameter(f"{item!r}: {value!r} is not a {value_type.__name__}", param_hint=option)
     return out
+
+
+def _where(values: tuple[str, ...]) -> dict:
+    out: dict = {}
+    for name, value in _pairs(values, "--where").items():
+        out.setdefault(name, []).extend(v.strip() for v in value.split(","))
+    return out
+
+
+WHERE_HELP = "Only the grid's studies whose FIELD is VALUE (repeatable; VALUE may be a,b), e.g. --where dataset=pneumonia."
 
 
 def _modes(values: dict, option: str) -> dict:
@@ -65,6 +75,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid to run: a module in search_spaces/.")
+@click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help=WHERE_HELP)
 @click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(file_okay=False), help="Results store directory.")
 @click.option("--resume", is_flag=True, help="Continue a sweep in --results: studies complete there are skipped.")
 @click.option("--allow-other-grid", is_flag=True, help="Add to a results directory that holds another grid's results.")
@@ -77,7 +88,7 @@ def main() -> None:
 @click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle.")
 @click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
-def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, skip_unreadable, quiet):
+def run(grid_name, where, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, skip_unreadable, quiet):
     """Run a grid's studies and print the mean ± std table of its cells.
 
     \b
@@ -87,6 +98,8 @@ def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_tr
     from sweep.runner import RunOptions, run_sweep
 
     studies = load_grid(grid_name)
+    if where:
+        studies = select_studies_where(studies, _where(where))
     options = RunOptions(
         results=results,
         resume=resume,
@@ -125,8 +138,9 @@ def run(grid_name, results, resume, allow_other_grid, data, weights, gpus_per_tr
 
 @main.command()
 @click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid to plan.")
+@click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help=WHERE_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def plan(grid_name, fmt):
+def plan(grid_name, where, fmt):
     """Print a grid's studies and trials per dataset and mode, without running anything.
 
     \b
@@ -134,6 +148,8 @@ def plan(grid_name, fmt):
       sweep plan --grid paper --format json
     """
     studies = load_grid(grid_name)
+    if where:
+        studies = select_studies_where(studies, _where(where))
     check_studies(studies)
     summary = summarize(grid_name, studies)
     if fmt == "json":

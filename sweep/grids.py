@@ -32,3 +32,25 @@ def load_grid(name: str) -> list[StudySpec]:
     if any(s.grid != name for s in studies):
         raise SpecError(f"grid {name!r}: every StudySpec must carry grid={name!r}")
     return list(studies)
+
+
+def select_studies_where(studies: list[StudySpec], where: dict[str, list[str]]) -> list[StudySpec]:
+    """Keep the studies whose fields match: ``{"dataset": ["aptos"], "mode": ["linear", "dvme"]}``.
+
+    A value matches a field's text (``backbones`` matches any one backbone); an unknown field
+    or a filter that keeps nothing is an error naming it."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(StudySpec)}
+    for name in where:
+        if name not in fields:
+            raise SpecError(f"--where {name}=...: unknown field; valid fields: {', '.join(sorted(fields))}")
+
+    def text(value) -> set[str]:
+        return {str(v) for v in value} if isinstance(value, tuple) else {str(value)}
+
+    kept = [s for s in studies if all(text(getattr(s, k)) & set(v) for k, v in where.items())]
+    if not kept:
+        shown = " ".join(f"{k}={','.join(v)}" for k, v in where.items())
+        raise SpecError(f"--where {shown} keeps none of the grid's {len(studies)} studies")
+    return kept

@@ -63,3 +63,22 @@ def test_missing_weights_fail_before_anything_runs(tmp_path):
     assert result.exit_code == 1
     assert "weights missing for: dino (published file: dino_deitsmall8_pretrain.pth)" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_where_selects_a_part_of_a_grid():
+    result = CliRunner().invoke(main, ["plan", "--grid", "paper", "--format", "json",
+                                       "--where", "dataset=pneumonia", "--where", "mode=linear,dvme",
+                                       "--where", "subset=S,M,F"])
+    plan = json.loads(result.output)
+    # pneumonia S/M/F x 5 folds x (5 linear backbones + 2 dvme variants)
+    assert plan["datasets"] == ["pneumonia"] and plan["studies"] == 3 * 5 * 7
+    dino = json.loads(CliRunner().invoke(main, ["plan", "--grid", "paper", "--format", "json", "--where", "backbones=dino"]).output)
+    # every study that uses dino: its linear and finetune studies and both DVME variants
+    assert dino["studies"] == 26 * 5 * 4
+
+
+def test_where_errors_name_the_field_or_the_empty_result():
+    out = CliRunner().invoke(main, ["plan", "--where", "colour=red"]).output
+    assert "unknown field; valid fields:" in out
+    out = CliRunner().invoke(main, ["plan", "--where", "dataset=aptos"]).output
+    assert "keeps none of the grid's 40 studies" in out
