@@ -12,7 +12,10 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -22,6 +25,7 @@ import torch
 from torch import nn
 
 from trainables.registry import Registry
+from trainables.weights import ConvertedWeights, read_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -80,23 +84,11 @@ def weights_digest(name: str, weights_path: Optional[str] = None, seed: int = 0)
     return sha.hexdigest()
 
 
-def load_state_dict_file(model: nn.Module, info: BackboneInfo, path: str) -> None:
-    """Load a flat state dict (torchvision/timm naming) with ``weights_only=True``.
-
-    Only the classifier may be missing; anything else missing or unexpected is an error that
-    names the keys. The published self-supervised layouts (VISSL, hub, DINO checkpoints) are
-    converted by issue 4's loaders.
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refused or corrupt file: say which file and why
-        raise BackboneError(f"{path}: cannot load as a weights-only checkpoint: {exc}") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BackboneError(f"{path}: expected a flat state dict of tensors for {info.name!r}")
-    # The backbone is built with num_classes=0, so the file's classifier (timm's
-    # pretrained_cfg names it: "fc" for ResNets, "head" for ViTs) is the one part left out.
-    head = model.pretrained_cfg.get("classifier", "fc") + "."
-    state = {k: v for k, v in state.items() if not k.startswith(head)}
+def load_weights(model: nn.Module, info: BackboneInfo, path: str) -> ConvertedWeights:
+    """Detect the file's layout, convert it, load it: nothing may be missing (the backbone has
+    no classifier), nothing unexpected, no shape different; else an error naming the keys."""
+    converted = read_weights(path)
+    state = converted.state_dict
     pos = getattr(model, "pos_embed", None)
     if pos is not None and "pos_embed" in state and state["pos_embed"].shape != pos.shape:
         # A ViT built for another image size (ViT-S/8 on 96x96 PatchCam): resample the grid.
@@ -111,11 +103,29 @@ def load_state_dict_file(model: nn.Module, info: BackboneInfo, path: str) -> Non
     wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
     if missing or unexpected or wrong_shape:
         raise BackboneError(
-            f"{path}: does not fit {info.name!r} ({info.timm_name}): {len(missing)} missing "
-            f"{missing[:8]}, {len(unexpected)} unexpected {unexpected[:8]}, "
+            f"{path}: does not fit {info.name!r} ({info.timm_name}, read as {converted.format}): "
+            f"{len(missing)} missing {missing[:8]}, {len(unexpected)} unexpected {unexpected[:8]}, "
             f"{len(wrong_shape)} of another shape {wrong_shape[:8]}"
         )
     model.load_state_dict(state, strict=True)
+    return converted
+
+
+@functools.lru_cache(maxsize=32)
+def _normalisation_of(path: str, mtime_ns: int):
+    return read_weights(path).normalisation
+
+
+def resolve_info(name: str, weights_path: Optional[str] = None) -> BackboneInfo:
+    """The backbone's info with the preprocessing its weights were trained with (the
+    TF-converted SimCLR file expects [0, 1] inputs, no mean/std)."""
+    info = get_backbone_info(name)
+    if weights_path is None:
+        return info
+    normalisation = _normalisation_of(weights_path, os.stat(weights_path).st_mtime_ns)
+    if normalisation is None:
+        return info
+    return dataclasses.replace(info, mean=normalisation[0], std=normalisation[1])
 
 
 def create_backbone(
@@ -136,7 +146,8 @@ def create_backbone(
         torch.manual_seed(seed)
         model = timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
     if weights_path is not None:
-        load_state_dict_file(model, info, weights_path)
+        load_weights(model, info, weights_path)
+        info = resolve_info(name, weights_path)
     return model, info
 
 

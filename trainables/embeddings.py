@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import torch
 
-from trainables.backbones import create_backbone, embed, get_backbone_info, weights_digest
+from trainables.backbones import create_backbone, embed, resolve_info, weights_digest
 from trainables.datasets import ImageSet, get_dataset_info, load_dataset
 from trainables.transforms import build_transform, describe
 
@@ -53,7 +53,7 @@ def cache_key(fingerprint: str, backbone: str, digest: str, transform: str) -> s
 
 def embedding_key(dataset: str, data, backbone: str, weights_path: Optional[str], seed: int = 0) -> str:
     """The cache key of ``backbone`` on an already loaded ``data`` (a LoadedDataset)."""
-    ds_info, bb_info = get_dataset_info(dataset), get_backbone_info(backbone)
+    ds_info, bb_info = get_dataset_info(dataset), resolve_info(backbone, weights_path)
     transform = describe(build_transform(ds_info, bb_info, train=False))
     return cache_key(data.fingerprint, backbone, weights_digest(backbone, weights_path, seed), transform)
 

@@ -1,5 +1,7 @@
 import pickle
 
+from trainables.weights import WeightsError
+
 import pytest
 import timm
 import torch
@@ -73,7 +75,7 @@ def test_checkpoint_that_needs_code_to_unpickle_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"conv1.weight": _Payload()}, f)
-    with pytest.raises(BackboneError, match="cannot load as a weights-only checkpoint"):
+    with pytest.raises(WeightsError, match="cannot load as a weights-only checkpoint \\(it needs code to unpickle"):
         create_backbone("supervised", weights_path=str(path))
 
 
