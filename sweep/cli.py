@@ -233,6 +233,45 @@ def data_check(name, root, as_json):
         sys.exit(1)
 
 
+@main.group()
+def weights():
+    """Inspect published weight files."""
+
+
+@weights.command("check")
+@click.argument("name")
+@click.option("--file", "path", type=click.Path(), help="The weight file [default: its published name in $MEDSWEEP_WEIGHTS].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def weights_check(name, path, as_json):
+    """Detect NAME's weight-file layout, convert, load, run one forward pass, report.
+
+    Exit status 1 when the file does not load whole.
+
+    \b
+    Example:
+      sweep weights check dino --file dino_deitsmall8_pretrain.pth --json
+    """
+    from sweep.weightcheck import check_weights
+    from trainables.backbones import resolve_weights
+
+    path = resolve_weights(name, {name: path} if path else None)
+    if path is None:
+        raise click.ClickException(f"no weight file for {name!r}: give --file PATH or set $MEDSWEEP_WEIGHTS")
+    report = check_weights(name, path)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        click.echo(f"{name}: {report['file']}")
+        click.echo(f"  format {report['format']}, {report['tensors']} tensors, sha256 {report['sha256']}")
+        click.echo(f"  left out on purpose: {len(report['dropped'])} keys {report['dropped'][:4]}")
+        click.echo(f"  missing {report['missing'][:8]}, unexpected {report['unexpected'][:8]}, other shape {report['wrong_shape'][:8]}")
+        click.echo(f"  embedding dim {report['dim']}, input mean {report['mean']} std {report['std']}")
+        if report["error"]:
+            click.echo(f"  error: {report['error']}")
+    if not report["ok"]:
+        sys.exit(1)
+
+
 @main.command("kaggle-score")
 @click.option("--dataset", required=True, help="A Kaggle-scored dataset: patchcam or aptos.")
 @click.option("--private", type=float, required=True, help="The private leaderboard score of a submission.")

@@ -27,7 +27,7 @@ from sweep.queries import select_studies
 from sweep.planning import check_studies
 from sweep.spec import SpecError, StudySpec, study_config
 from sweep.store import ResultsStore, StoreError
-from trainables.backbones import get_backbone_info, weights_digest
+from trainables.backbones import get_backbone_info, resolve_weights, weights_digest
 from trainables.datasets import get_dataset_info, load_dataset, resolve_root
 from trainables.embeddings import embedding_key
 
@@ -70,11 +70,6 @@ def _versions() -> dict:
     return {n: version(n) for n in names}
 
 
-def _abs_roots(roots: dict) -> dict:
-    # Trials run with their cwd under Ray's session dir: every path they get must be absolute.
-    return {k: os.path.abspath(v) for k, v in roots.items()}
-
-
 def _check_weights(studies: list[StudySpec], weights: dict) -> None:
     missing = {}
     for s in studies:
@@ -84,7 +79,7 @@ def _check_weights(studies: list[StudySpec], weights: dict) -> None:
                 missing[b] = info.weight_files
     if missing:
         lines = "; ".join(f"{b} (published file: {', '.join(f)})" for b, f in sorted(missing.items()))
-        raise SpecError(f"weights missing for: {lines}. Give each with --weights NAME=PATH")
+        raise SpecError(f"weights missing for: {lines}. Give each with --weights NAME=PATH or put the files in $MEDSWEEP_WEIGHTS")
     for b, path in weights.items():
         if not os.path.isfile(path):
             raise SpecError(f"--weights {b}={path}: no such file")
@@ -140,8 +135,9 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     grid = studies[0].grid
     check_studies(studies)
     roots = {d: resolve_root(d, options.data_roots) for d in sorted({s.dataset for s in studies})}
+    found = {b: resolve_weights(b, options.weights) for s in studies for b in s.backbones}
     options = dataclasses.replace(
-        options, data_roots={d: r for d, r in roots.items() if r}, weights=_abs_roots(options.weights)
+        options, data_roots={d: r for d, r in roots.items() if r}, weights={b: p for b, p in found.items() if p}
     )
     _check_weights(studies, options.weights)
     store = ResultsStore(options.results)

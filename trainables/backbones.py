@@ -84,6 +84,15 @@ def weights_digest(name: str, weights_path: Optional[str] = None, seed: int = 0)
     return sha.hexdigest()
 
 
+def compare_keys(model: nn.Module, state: dict) -> tuple[list, list, list]:
+    """(missing, unexpected, of another shape) keys of ``state`` against ``model``."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    return missing, unexpected, wrong_shape
+
+
 def load_weights(model: nn.Module, info: BackboneInfo, path: str) -> ConvertedWeights:
     """Detect the file's layout, convert it, load it: nothing may be missing (the backbone has
     no classifier), nothing unexpected, no shape different; else an error naming the keys."""
@@ -97,10 +106,7 @@ def load_weights(model: nn.Module, info: BackboneInfo, path: str) -> ConvertedWe
             new_size=list(model.patch_embed.grid_size),
             num_prefix_tokens=getattr(model, "num_prefix_tokens", 1),
         )
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    missing, unexpected, wrong_shape = compare_keys(model, state)
     if missing or unexpected or wrong_shape:
         raise BackboneError(
             f"{path}: does not fit {info.name!r} ({info.timm_name}, read as {converted.format}): "
@@ -128,6 +134,31 @@ def resolve_info(name: str, weights_path: Optional[str] = None) -> BackboneInfo:
     return dataclasses.replace(info, mean=normalisation[0], std=normalisation[1])
 
 
+def build_architecture(info: BackboneInfo, img_size: Optional[int] = None, seed: int = 0) -> nn.Module:
+    """The backbone's timm architecture without classifier, initialised from ``seed``."""
+    kwargs = dict(info.timm_kwargs)
+    if info.takes_img_size and img_size is not None:
+        kwargs["img_size"] = img_size
+    # Seeded: a "random" backbone must be the same random backbone in every trial and cache key.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
+
+
+WEIGHTS_ENV = "MEDSWEEP_WEIGHTS"  # a folder holding the published files under their own names
+
+
+def resolve_weights(name: str, weights: Optional[dict] = None) -> Optional[str]:
+    """``--weights NAME=PATH`` first, else the first published file name of the backbone found
+    in ``$MEDSWEEP_WEIGHTS``; absolute, or None."""
+    path = (weights or {}).get(name)
+    if not path and os.environ.get(WEIGHTS_ENV):
+        folder = os.environ[WEIGHTS_ENV]
+        found = [os.path.join(folder, f) for f in get_backbone_info(name).weight_files]
+        path = next((f for f in found if os.path.isfile(f)), None)
+    return os.path.abspath(path) if path else None
+
+
 def create_backbone(
     name: str, img_size: Optional[int] = None, weights_path: Optional[str] = None, seed: int = 0
 ) -> tuple[nn.Module, BackboneInfo]:
@@ -138,13 +169,7 @@ def create_backbone(
             f"backbone {name!r} needs its weights: give --weights {name}=PATH "
             f"(published file: {', '.join(info.weight_files)})"
         )
-    kwargs = dict(info.timm_kwargs)
-    if info.takes_img_size and img_size is not None:
-        kwargs["img_size"] = img_size
-    # Seeded: a "random" backbone must be the same random backbone in every trial and cache key.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
+    model = build_architecture(info, img_size, seed)
     if weights_path is not None:
         load_weights(model, info, weights_path)
         info = resolve_info(name, weights_path)

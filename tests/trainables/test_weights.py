@@ -121,3 +121,34 @@ def test_unrecognised_layout_and_non_tensor_entries(tmp_path):
     torch.save({"teacher": {"backbone.a": 3}}, path)
     with pytest.raises(WeightsError, match="teacher holds non-tensor entries"):
         read_weights(str(path))
+
+
+def test_weights_check_command_reports_a_whole_load(tmp_path, resnet, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    torch.save(vissl(resnet, {"0.clf.0.weight": torch.zeros(128, 2048)}), tmp_path / "model_final_checkpoint_phase799.torch")
+    monkeypatch.setenv("MEDSWEEP_WEIGHTS", str(tmp_path))  # found by its published name
+    result = CliRunner().invoke(main, ["weights", "check", "simclr", "--json"])
+    report = json.loads(result.output)
+    assert result.exit_code == 0 and report["ok"]
+    assert report["format"] == "vissl" and report["tensors"] == len(resnet) - 2 and report["dim"] == 2048
+    assert report["missing"] == [] and report["unexpected"] == [] and len(report["sha256"]) == 64
+    assert report["dropped"] == ["heads.0.clf.0.weight"]
+
+
+def test_weights_check_of_a_wrong_file_exits_1_naming_keys(tmp_path, vit):
+    import json
+
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    torch.save(vit, tmp_path / "dino.pth")
+    result = CliRunner().invoke(main, ["weights", "check", "swav", "--file", str(tmp_path / "dino.pth"), "--json"])
+    report = json.loads(result.output)
+    assert result.exit_code == 1 and not report["ok"]
+    assert "conv1.weight" in report["missing"] and "cls_token" in report["unexpected"]
