@@ -21,6 +21,7 @@ from typing import Optional
 
 import timm
 from timm.layers import resample_abs_pos_embed
+from timm.models import get_pretrained_cfg
 import torch
 from torch import nn
 
@@ -70,7 +71,22 @@ def backbone_names() -> list[str]:
 
 
 def get_backbone_info(name: str) -> BackboneInfo:
-    return _REGISTRY.get(name)
+    """A registered backbone, else any timm architecture by name (``convnext_tiny``,
+    ``vit_base_patch16_224``...): random init, or the file given with ``--weights``."""
+    if name not in _REGISTRY.names() and timm.is_model(name):
+        cfg = get_pretrained_cfg(name)
+        return BackboneInfo(
+            name=name,
+            timm_name=name,
+            mean=tuple(cfg.mean) if cfg else IMAGENET_MEAN,
+            std=tuple(cfg.std) if cfg else IMAGENET_STD,
+            takes_img_size=True,  # tried at creation: architectures without it are built without
+            description=f"timm {name}",
+        )
+    try:
+        return _REGISTRY.get(name)
+    except BackboneError as exc:
+        raise BackboneError(f"{exc}, or any timm architecture name") from None
 
 
 def weights_digest(name: str, weights_path: Optional[str] = None, seed: int = 0) -> str:
@@ -142,7 +158,14 @@ def build_architecture(info: BackboneInfo, img_size: Optional[int] = None, seed:
     # Seeded: a "random" backbone must be the same random backbone in every trial and cache key.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
+        try:
+            return timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
+        except TypeError:
+            if "img_size" not in kwargs:
+                raise
+            kwargs.pop("img_size")  # a CNN: any input size goes
+            torch.manual_seed(seed)
+            return timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
 
 
 WEIGHTS_ENV = "MEDSWEEP_WEIGHTS"  # a folder holding the published files under their own names

@@ -25,6 +25,16 @@ from timm.models.vision_transformer import Attention, Block
 from torch import nn
 
 
+def attention_weights(attn: Attention, x: torch.Tensor) -> torch.Tensor:
+    """The softmax attention matrix timm's ``Attention`` applies to ``x``, averaged over heads:
+    (B, N, N), row i = how token i attends to every token (rows sum to 1)."""
+    B, N, _ = x.shape
+    qkv = attn.qkv(x).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, _ = qkv.unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    return ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1).mean(dim=1)
+
+
 class DVME(nn.Module):
     def __init__(
         self,
@@ -54,9 +64,27 @@ class DVME(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(proj_dim, n_classes)
 
-    def forward(self, features: dict[str, torch.Tensor] | list[torch.Tensor]) -> torch.Tensor:
+    def _tokens(self, features) -> torch.Tensor:
         parts = list(features.values()) if isinstance(features, dict) else list(features)
-        tokens = torch.stack([p(x) for p, x in zip(self.projections, parts)], dim=1)  # (B, N, P)
+        return torch.stack([p(x) for p, x in zip(self.projections, parts)], dim=1)  # (B, N, P)
+
+    @torch.no_grad()
+    def backbone_attention(self, features) -> torch.Tensor | None:
+        """(B, N, N) attention between the N backbones: row i = how backbone i's projection
+        attends to each backbone's (the paper's analysis). In the listing form, a backbone's
+        block of width-1 tokens is averaged over its queries and summed over its keys. None
+        without attention."""
+        if self.attn is None:
+            return None
+        tokens = self._tokens(features)
+        if self.attention_form == "token":
+            return attention_weights(self.attn.attn, self.attn.norm1(tokens))
+        B, N, P = tokens.shape
+        weights = attention_weights(self.attn, tokens.reshape(B, N * P, 1))
+        return weights.reshape(B, N, P, N, P).sum(dim=4).mean(dim=2)
+
+    def forward(self, features: dict[str, torch.Tensor] | list[torch.Tensor]) -> torch.Tensor:
+        tokens = self._tokens(features)
         if self.attn is not None:
             if self.attention_form == "token":
                 tokens = self.attn(tokens)

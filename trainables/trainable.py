@@ -165,6 +165,18 @@ def build_finetune(config: dict):
     return Finetuned(backbone, bb_info, embedding_dim(backbone, bb_info), len(data.classes)), loaders
 
 
+@torch.no_grad()
+def mean_attention(model: DVME, loader: DataLoader, device) -> list[list[float]]:
+    """DVME's attention between backbones averaged over a loader's images."""
+    model.eval()
+    total, count = None, 0
+    for x, _ in loader:
+        weights = model.backbone_attention([t.to(device) for t in x]).sum(dim=0)
+        total = weights if total is None else total + weights
+        count += len(x[0])
+    return (total / count).cpu().tolist()
+
+
 def save_predictions(path: str, probs: np.ndarray) -> None:
     """Test-set class probabilities of the selected epoch, written atomically (.npy)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -196,6 +208,8 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None) -> Iterat
             if hidden and predictions_file:
                 save_predictions(predictions_file, probs)
             best = {"best_val_score": record["val_score"], "best_epoch": record["epoch"], "test_score": test_score}
+            if isinstance(model, DVME) and model.attn is not None:
+                best["attention"] = json.dumps(mean_attention(model, test, device))
         yield {**record, **best}
 
 

@@ -37,7 +37,7 @@ def test_every_registered_backbone_builds_or_asks_for_its_weights(name):
 
 
 def test_unknown_backbone_lists_the_valid_ones():
-    with pytest.raises(BackboneError, match="unknown backbone 'resnet51'; valid backbones: .*dino.*swav"):
+    with pytest.raises(BackboneError, match="unknown backbone .resnet51.; valid backbones: .*dino.*swav.*, or any timm architecture name"):
         get_backbone_info("resnet51")
 
 
@@ -111,3 +111,17 @@ def test_bad_embedding_kind_is_refused():
 
     with pytest.raises(BackboneError, match="unknown embedding"):
         register_backbone(BackboneInfo(name="x", timm_name="resnet18", mean=(0,) * 3, std=(1,) * 3, embedding="gem"))
+
+
+@pytest.mark.parametrize("name,dim", [("resnet18", 512), ("vit_tiny_patch16_224", 192)])
+def test_any_timm_architecture_by_name(name, dim, tmp_path):
+    info = get_backbone_info(name)
+    from timm.models import get_pretrained_cfg
+
+    assert info.mean == tuple(get_pretrained_cfg(name).mean) and not info.needs_weights  # timm's own
+    model, info = create_backbone(name, img_size=64, seed=1)
+    assert embed(model.eval(), info, torch.zeros(1, 3, 64, 64)).shape == (1, dim)
+    path = tmp_path / f"{name}.pth"
+    torch.save(timm.create_model(name, pretrained=False).state_dict(), path)  # with its classifier
+    loaded, _ = create_backbone(name, img_size=64, weights_path=str(path))
+    assert torch.equal(next(loaded.parameters()), torch.load(path)[next(iter(loaded.state_dict()))])

@@ -43,3 +43,31 @@ def test_attention_lets_backbones_interact():
 def test_unknown_attention_form_is_refused():
     with pytest.raises(ValueError, match="unknown attention_form 'graph'"):
         DVME([4, 4], 2, attention_form="graph")
+
+
+@pytest.mark.parametrize("form,proj", [("token", 16), ("listing", 4)])
+def test_attention_between_backbones_is_a_row_stochastic_matrix(form, proj):
+    torch.manual_seed(0)
+    head = DVME([6, 5, 4], n_classes=2, proj_dim=proj, num_heads=2, attention_form=form).eval()
+    feats = [torch.randn(7, d) for d in (6, 5, 4)]
+    weights = head.backbone_attention(feats)
+    assert weights.shape == (7, 3, 3)
+    torch.testing.assert_close(weights.sum(dim=-1), torch.ones(7, 3))
+    assert DVME([6, 5], 2, proj_dim=8, attention=False).backbone_attention(feats[:2]) is None
+
+
+def test_token_attention_matches_what_the_block_computes():
+    from timm.models.vision_transformer import Attention
+
+    from trainables.heads import attention_weights
+
+    torch.manual_seed(1)
+    attn = Attention(dim=8, num_heads=2, qkv_bias=True).eval()
+    x = torch.randn(3, 4, 8)
+    weights = attention_weights(attn, x)
+    # Rebuild the module's output from the weights: the same as its own forward.
+    qkv = attn.qkv(x).reshape(3, 4, 3, 2, 4).permute(2, 0, 3, 1, 4)
+    per_head = ((qkv[0] * attn.scale) @ qkv[1].transpose(-2, -1)).softmax(-1)
+    out = attn.proj((per_head @ qkv[2]).transpose(1, 2).reshape(3, 4, 8))
+    torch.testing.assert_close(out, attn(x))
+    torch.testing.assert_close(weights, per_head.mean(dim=1))

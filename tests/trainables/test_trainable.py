@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ from trainables.trainable import study_split, trial_epochs
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("cache"))
-    return {b: ensure_embeddings("digits", None, b, None, cache) for b in ("test_resnet", "test_vit")}
+    return {b: ensure_embeddings("digits", None, b, None, cache) for b in ("test_resnet", "test_vit", "test_convnext")}
 
 
 def _config(files, mode, backbones, **kw):
@@ -32,6 +33,8 @@ def _config(files, mode, backbones, **kw):
         ("dvme", ("test_resnet", "test_vit"), {}),
         ("dvme", ("test_resnet", "test_vit"), {"attention": False}),
         ("dvme", ("test_resnet", "test_vit"), {"attention_form": "listing"}),
+        ("dvme", ("test_resnet", "test_vit", "test_convnext"), {}),
+        ("dvme", ("test_resnet", "test_vit", "test_convnext"), {"attention_form": "listing"}),
         ("finetune", ("test_vit",), {}),
     ],
 )
@@ -47,6 +50,11 @@ def test_each_mode_trains_reports_every_epoch_and_scores_its_best_epoch(files, m
         if cur["best_epoch"] == prev["best_epoch"]:
             assert cur["test_score"] == prev["test_score"]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
+    if mode == "dvme" and extra.get("attention", True):
+        matrix = json.loads(records[-1]["attention"])
+        assert len(matrix) == len(backbones) and all(abs(sum(row) - 1) < 1e-4 for row in matrix)
+    else:
+        assert "attention" not in records[-1]
 
 
 def test_linear_and_finetune_see_the_same_split(files):
