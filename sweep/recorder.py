@@ -51,7 +51,7 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         data_fingerprint=context["fingerprints"].get(config["dataset"]),
         manifest_digest=config.get("manifest_digest"),
-        attention=result.get("attention"),
+        backbone_attention=result.get("backbone_attention"),
         weights_digests=json.dumps({b: context["weights_digests"][b] for b in config["backbones"]}),
         embedding_keys=json.dumps(config.get("embedding_keys", {})),
         versions=json.dumps(context["versions"]),

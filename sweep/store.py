@@ -77,7 +77,7 @@ TRIAL_SCHEMA = pa.schema(
         ("finished_at", pa.string()),
         ("data_fingerprint", pa.string()),
         ("manifest_digest", pa.string()),
-        ("attention", pa.string()),  # DVME: JSON matrix, row i = backbone i's attention to each, test mean  # the fold manifest: manifests/<digest>.json
+        ("backbone_attention", pa.string()),  # DVME: JSON matrix, row i = backbone i's attention to each, test mean  # the fold manifest: manifests/<digest>.json
         ("weights_digests", pa.string()),  # JSON: backbone -> file sha256 or init seed
         ("embedding_keys", pa.string()),  # JSON: backbone -> cache key (frozen modes)
         ("versions", pa.string()),  # JSON: medsweep, torch, timm, ray, optuna, ...

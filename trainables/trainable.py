@@ -209,7 +209,7 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None) -> Iterat
                 save_predictions(predictions_file, probs)
             best = {"best_val_score": record["val_score"], "best_epoch": record["epoch"], "test_score": test_score}
             if isinstance(model, DVME) and model.attn is not None:
-                best["attention"] = json.dumps(mean_attention(model, test, device))
+                best["backbone_attention"] = json.dumps(mean_attention(model, test, device))
         yield {**record, **best}
 
 

@@ -56,7 +56,7 @@ def test_rows_carry_the_study_and_what_reproduces_it(swept):
     with open(manifest) as f:
         split = __import__("json").load(f)
     assert len(split["train_ids"]) + len(split["val_ids"]) == row["n_train"]
-    assert len(__import__("json").loads(row["attention"])) == 2  # test_resnet x test_vit
+    assert len(__import__("json").loads(row["backbone_attention"])) == 2  # test_resnet x test_vit
 
 
 def test_asha_stopped_some_trials_within_their_study(swept):

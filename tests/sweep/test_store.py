@@ -99,3 +99,13 @@ def test_holdout_is_fixed_per_store(tmp_path):
     store.open_for("g", holdout=0.2)
     with pytest.raises(StoreError, match="was swept with --holdout 0.2, not None"):
         store.open_for("g")
+
+
+def test_schema_has_one_column_per_name_and_every_study_field():
+    import dataclasses
+
+    from sweep.spec import StudySpec
+
+    names = TRIAL_SCHEMA.names
+    assert len(names) == len(set(names))
+    assert {f.name for f in dataclasses.fields(StudySpec)} <= set(names)

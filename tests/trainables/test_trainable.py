@@ -51,10 +51,10 @@ def test_each_mode_trains_reports_every_epoch_and_scores_its_best_epoch(files, m
             assert cur["test_score"] == prev["test_score"]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     if mode == "dvme" and extra.get("attention", True):
-        matrix = json.loads(records[-1]["attention"])
+        matrix = json.loads(records[-1]["backbone_attention"])
         assert len(matrix) == len(backbones) and all(abs(sum(row) - 1) < 1e-4 for row in matrix)
     else:
-        assert "attention" not in records[-1]
+        assert "backbone_attention" not in records[-1]
 
 
 def test_linear_and_finetune_see_the_same_split(files):
