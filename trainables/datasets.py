@@ -46,6 +46,14 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, idx: np.ndarray) -> "ImageSet":
+        """The images at ``idx`` (nothing decoded for images on disk)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return ImageSet(
+            self.images[idx], self.labels[idx], [self.ids[i] for i in idx],
+            None if self.groups is None else self.groups[idx],
+        )
+
 
 @dataclass
 class LoadedDataset:
@@ -132,15 +140,8 @@ def apply_holdout(data: LoadedDataset, fraction: float) -> LoadedDataset:
     groups = pool.groups if pool.groups is not None else np.arange(len(pool))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=HOLDOUT_SEED)
     keep, held = next(splitter.split(np.zeros(len(pool)), pool.labels, groups))
-
-    def part(idx: np.ndarray) -> ImageSet:
-        return ImageSet(
-            pool.images[idx], pool.labels[idx], [pool.ids[i] for i in idx],
-            None if pool.groups is None else pool.groups[idx],
-        )
-
     return LoadedDataset(
-        data.name, data.classes, part(np.sort(keep)), part(np.sort(held)),
+        data.name, data.classes, pool.take(np.sort(keep)), pool.take(np.sort(held)),
         f"{data.fingerprint}-holdout{fraction:g}", data.excluded,
     )
 
@@ -149,11 +150,7 @@ def drop_ids(data: LoadedDataset, skip: set) -> LoadedDataset:
     """The data set without the images whose ids are in ``skip`` (``--skip-unreadable``)."""
 
     def part(images: ImageSet) -> ImageSet:
-        idx = np.asarray([i for i, x in enumerate(images.ids) if x not in skip], dtype=np.int64)
-        return ImageSet(
-            images.images[idx], images.labels[idx], [images.ids[i] for i in idx],
-            None if images.groups is None else images.groups[idx],
-        )
+        return images.take([i for i, x in enumerate(images.ids) if x not in skip])
 
     digest = hashlib.sha256("\n".join(sorted(skip)).encode()).hexdigest()[:8]
     return LoadedDataset(data.name, data.classes, part(data.pool), part(data.test),
@@ -221,17 +218,13 @@ def _load_digits(root: Optional[str], problems: Optional[list] = None) -> Loaded
         stratify=labels,
         random_state=DIGITS_SPLIT_SEED,
     )
-    pool_idx, test_idx = np.sort(pool_idx), np.sort(test_idx)
-
-    def part(idx: np.ndarray) -> ImageSet:
-        return ImageSet(images[idx], labels[idx], [ids[i] for i in idx])
-
+    everything = ImageSet(images, labels, ids)
     digest = hashlib.sha256(grey.tobytes() + labels.tobytes()).hexdigest()[:16]
     return LoadedDataset(
         name="digits",
         classes=tuple(str(c) for c in range(10)),
-        pool=part(pool_idx),
-        test=part(test_idx),
+        pool=everything.take(np.sort(pool_idx)),
+        test=everything.take(np.sort(test_idx)),
         fingerprint=f"digits-{digest}",
     )
 
