@@ -1,0 +1,96 @@
+"""The same linear-probe study trained (a) from the embedding cache and (b) naively, with a
+frozen backbone forward over every training and validation image every epoch (what DINO's
+eval_linear does). Same data, backbone, epochs and learning rates; one run on this machine.
+
+    .venv/bin/python benchmarks/linear_cache.py [--backbone test_resnet] [--n-train 250] [--epochs 12]
+
+Prints the wall time of each (the cache's one-off extraction listed apart and included in
+(a)) and, last, ``speedup: X`` = naive / cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from sweep.spec import StudySpec, study_config
+from trainables.backbones import create_backbone, embed
+from trainables.datasets import get_dataset_info, load_dataset
+from trainables.embeddings import ensure_embeddings
+from trainables.engine import fit
+from trainables.trainable import ImageDataset, study_split, trial_epochs
+from trainables.transforms import build_transform
+
+LRS = (1e-3, 3e-3, 1e-2, 3e-2)
+
+
+class FrozenProbe(nn.Module):
+    def __init__(self, backbone, info, dim, n_classes):
+        super().__init__()
+        self.backbone, self.info = backbone.eval().requires_grad_(False), info
+        self.linear = nn.Linear(dim, n_classes)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # frozen: batch-norm statistics never move
+        return self
+
+    def forward(self, images):
+        with torch.no_grad():
+            features = embed(self.backbone, self.info, images)
+        return self.linear(features)
+
+
+def naive(config: dict) -> None:
+    data = load_dataset("digits")
+    ds_info = get_dataset_info("digits")
+    train_rows, val_rows = study_split(data.pool.labels, None, config)
+    for lr in LRS:
+        backbone, info = create_backbone(config["backbones"][0], img_size=ds_info.image_size)
+        tf = build_transform(ds_info, info, train=False)
+        train = DataLoader(ImageDataset(data.pool.images[train_rows], data.pool.labels[train_rows], tf),
+                           batch_size=config["batch_size"], shuffle=True)
+        val = DataLoader(ImageDataset(data.pool.images[val_rows], data.pool.labels[val_rows], tf),
+                         batch_size=config["batch_size"])
+        model = FrozenProbe(backbone, info, backbone.num_features, 10)
+        for _ in fit(model, train, val, lr=lr, max_epochs=config["max_epochs"], metric="auc",
+                     parameters=list(model.linear.parameters())):
+            pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backbone", default="test_resnet")
+    parser.add_argument("--n-train", type=int, default=250)
+    parser.add_argument("--epochs", type=int, default=12)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # as a packed trial runs
+    spec = StudySpec(grid="bench", dataset="digits", backbones=(args.backbone,), mode="linear", subset="M",
+                     n_train=args.n_train, fold=0, max_epochs=args.epochs, batch_size=32)
+    config = {**study_config(spec), "n_classes": 10, "data_roots": {}, "weights": {}}
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        path = ensure_embeddings("digits", None, args.backbone, None, cache)
+        extract = time.perf_counter() - start
+        start = time.perf_counter()
+        for lr in LRS:
+            for _ in trial_epochs({**config, "lr": lr, "embedding_files": {args.backbone: path}}):
+                pass
+        cached = time.perf_counter() - start
+    start = time.perf_counter()
+    naive(config)
+    naive_s = time.perf_counter() - start
+    print(f"{args.backbone}, {args.n_train} images, {args.epochs} epochs, {len(LRS)} learning rates, 1 thread")
+    print(f"(a) cached: extraction {extract:.2f} s (once, all 1,797 images) + training {cached:.2f} s = {extract + cached:.2f} s")
+    print(f"(b) naive:  {naive_s:.2f} s")
+    print(f"training only, cached vs naive: {naive_s / cached:.1f}x")
+    print(f"speedup: {naive_s / (extract + cached):.2f}")
+
+
+if __name__ == "__main__":
+    main()
