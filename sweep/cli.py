@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -86,9 +87,10 @@ def main() -> None:
 @click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share].")
 @click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts.")
 @click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Embedding cache folder [default: RESULTS/cache]; share one between sweeps.")
 @click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
-def run(grid_name, where, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, skip_unreadable, quiet):
+def run(grid_name, where, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, cache, skip_unreadable, quiet):
     """Run a grid's studies and print the mean ± std table of its cells.
 
     \b
@@ -112,6 +114,7 @@ def run(grid_name, where, results, resume, allow_other_grid, data, weights, gpus
         address=address,
         holdout=holdout,
         skip_unreadable=skip_unreadable,
+        cache=cache,
         verbose=0 if quiet else 1,
     )
     summary = run_sweep(studies, options)
@@ -270,6 +273,99 @@ def weights_check(name, path, as_json):
             click.echo(f"  error: {report['error']}")
     if not report["ok"]:
         sys.exit(1)
+
+
+def _cache_dir(cache, results) -> str:
+    return cache or ResultsStore(results).cache_dir
+
+
+@main.group()
+def cache():
+    """List or remove cached embeddings."""
+
+
+CACHE_OPTIONS = [
+    click.option("--cache", "cache_path", type=click.Path(file_okay=False), help="Cache folder [default: RESULTS/cache]."),
+    click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(file_okay=False)),
+]
+
+
+def _cache_options(f):
+    for option in reversed(CACHE_OPTIONS):
+        f = option(f)
+    return f
+
+
+@cache.command("ls")
+@_cache_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def cache_ls(cache_path, results, as_json):
+    """List the cache: key, dataset, backbone, rows, dim, size.
+
+    \b
+    Example:
+      sweep cache ls --results ./sweep-results
+    """
+    from trainables.embeddings import list_cache
+
+    entries = list_cache(_cache_dir(cache_path, results))
+    if as_json:
+        click.echo(json.dumps(entries, indent=1))
+        return
+    from sweep.formatting import render_table
+
+    click.echo(render_table(entries, ("key", "dataset", "backbone", "rows", "dim", "mib", "extract_s")))
+
+
+@cache.command("rm")
+@_cache_options
+@click.option("--dataset", help="Only this dataset's embeddings.")
+@click.option("--backbone", help="Only this backbone's embeddings.")
+@click.option("--all", "everything", is_flag=True, help="Every entry (needed when no filter is given).")
+def cache_rm(cache_path, results, dataset, backbone, everything):
+    """Remove cached embeddings; a later sweep extracts them again.
+
+    \b
+    Example:
+      sweep cache rm --backbone dino
+    """
+    import os
+
+    from trainables.embeddings import list_cache
+
+    if not (dataset or backbone or everything):
+        raise click.UsageError("name --dataset and/or --backbone, or --all")
+    removed = 0
+    for entry in list_cache(_cache_dir(cache_path, results)):
+        if (dataset and entry["dataset"] != dataset) or (backbone and entry["backbone"] != backbone):
+            continue
+        os.remove(entry["path"])
+        removed += 1
+    click.echo(f"removed {removed} cache file(s)")
+
+
+@main.command()
+@click.option("--dataset", required=True, help="Dataset to embed.")
+@click.option("--backbone", "backbones", required=True, multiple=True, help="Backbone (repeatable).")
+@click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset.")
+@click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="Weight file of a backbone.")
+@_cache_options
+def embed(dataset, backbones, data, weights, cache_path, results):
+    """Precompute embeddings into the cache (a sweep then extracts nothing).
+
+    \b
+    Example:
+      sweep embed --dataset digits --backbone test_resnet --backbone test_vit
+    """
+    from trainables.backbones import resolve_weights
+    from trainables.datasets import resolve_root
+    from trainables.embeddings import ensure_embeddings
+
+    root = resolve_root(dataset, _pairs(data, "--data"))
+    given = _pairs(weights, "--weights")
+    for backbone in backbones:
+        path = ensure_embeddings(dataset, root, backbone, resolve_weights(backbone, given), os.path.abspath(_cache_dir(cache_path, results)))
+        click.echo(f"{dataset} x {backbone}: {path}")
 
 
 @main.command("kaggle-score")

@@ -45,6 +45,8 @@ class RunOptions:
     max_concurrent: Optional[int] = None
     # A labelled test set carved from the pool (fraction), replacing the dataset's own.
     holdout: Optional[float] = None
+    # Embedding cache folder; default RESULTS/cache. Share one between sweeps to extract once.
+    cache: Optional[str] = None
     # Leave out unreadable images and unusable rows, each recorded in skipped/<dataset>.json.
     skip_unreadable: bool = False
     address: Optional[str] = None
@@ -188,7 +190,8 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     has_gpu = resources.get("GPU", 0) > 0
 
     frozen_pairs = sorted({(s.dataset, b) for s in pending if s.mode != "finetune" for b in s.backbones})
-    files = _extract_all(frozen_pairs, options, store.cache_dir, has_gpu, skips)
+    cache_dir = os.path.abspath(options.cache) if options.cache else store.cache_dir
+    files = _extract_all(frozen_pairs, options, cache_dir, has_gpu, skips)
     keys = {
         (d, b): embedding_key(d, datasets[d], b, options.weights.get(b)) for d, b in frozen_pairs
     }

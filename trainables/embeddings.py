@@ -159,3 +159,29 @@ def load_embeddings(path: str) -> dict[str, EmbeddedSplit]:
             groups=None if all(g is None for g in groups) else np.asarray(groups),
         )
     return out
+
+
+def list_cache(cache_dir: str) -> list[dict]:
+    """One dict per cache file: its key, dataset, backbone, rows, dim, size; nothing read
+    beyond the schema and footer."""
+    entries = []
+    if not os.path.isdir(cache_dir):
+        return entries
+    for name in sorted(os.listdir(cache_dir)):
+        if not name.endswith(".arrow"):
+            continue
+        path = os.path.join(cache_dir, name)
+        reader = ipc.open_file(pa.memory_map(path, "r"))
+        meta = {k.decode(): v.decode() for k, v in (reader.schema.metadata or {}).items()}
+        rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        entries.append({
+            "key": name[: -len(".arrow")],
+            "dataset": meta.get("dataset"),
+            "backbone": meta.get("backbone"),
+            "rows": rows,
+            "dim": reader.schema.field("embedding").type.list_size,
+            "mib": round(os.path.getsize(path) / 2**20, 2),
+            "extract_s": float(meta.get("extract_s", "nan")),
+            "path": path,
+        })
+    return entries

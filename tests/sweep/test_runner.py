@@ -113,3 +113,16 @@ def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(ray_lo
     assert len(failed) == 1 and failed[0]["mode"] == "finetune"
     assert "does not fit 'test_vit'" in failed[0]["error"]
     assert sum(r["status"] == "ok" for r in rows) == 2
+
+
+def test_a_second_sweep_on_a_shared_cache_extracts_nothing(ray_local, tmp_path):
+    cache = tmp_path / "cache"
+    studies = [StudySpec(backbones=("test_vit",), mode="linear", fold=0, n_trials=1, **{**COMMON, "grid": "shared"})]
+    run_sweep(studies, RunOptions(results=str(tmp_path / "one"), cache=str(cache), verbose=0))
+    before = {f.name: f.stat().st_mtime_ns for f in cache.iterdir()}
+    assert len(before) == 1
+    run_sweep(studies, RunOptions(results=str(tmp_path / "two"), cache=str(cache), verbose=0))
+    assert {f.name: f.stat().st_mtime_ns for f in cache.iterdir()} == before
+    assert not (tmp_path / "two" / "cache").exists()
+    (row,) = ResultsStore(str(tmp_path / "two")).read_trials().to_pylist()
+    assert __import__("json").loads(row["embedding_keys"])["test_vit"] + ".arrow" in before
