@@ -29,7 +29,6 @@ from sweep.spec import SpecError, StudySpec, study_config
 from sweep.store import ResultsStore, StoreError
 from trainables.backbones import get_backbone_info, resolve_weights, weights_digest
 from trainables.datasets import get_dataset_info, load_dataset, resolve_root
-from trainables.embeddings import embedding_key
 
 
 @dataclass
@@ -192,9 +191,9 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     frozen_pairs = sorted({(s.dataset, b) for s in pending if s.mode != "finetune" for b in s.backbones})
     cache_dir = os.path.abspath(options.cache) if options.cache else store.cache_dir
     files = _extract_all(frozen_pairs, options, cache_dir, has_gpu, skips)
-    keys = {
-        (d, b): embedding_key(d, datasets[d], b, options.weights.get(b)) for d, b in frozen_pairs
-    }
+    # The cache file is named by its key: no second key computation (which would read the
+    # weight file again on the driver).
+    keys = {pair: os.path.basename(path)[: -len(".arrow")] for pair, path in files.items()}
 
     manifests = write_manifests(store.manifests_dir, pending, datasets, skips)
     configs = []

@@ -96,18 +96,18 @@ def _dataset(name: str, root: str, classes: tuple[str, ...], pool: ImageSet, tes
     return LoadedDataset(name, classes, pool, test, fingerprint(name, root, paths, labels))
 
 
-def _existing(paths: list[str], problems: Optional[list], what: str) -> list[bool]:
-    keep = []
+def _keep_existing(problems: Optional[list], what: str, paths: list[str], *columns: list) -> tuple[list, ...]:
+    """``paths`` and its parallel ``columns`` without the rows whose file is missing; each
+    missing file is a problem (an error naming them when ``problems`` is None)."""
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         head = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         if problems is None:
             raise DatasetError(f"{len(missing)} {what} image(s) missing: {head}")
         problems.extend(f"{p}: file not found ({what} image)" for p in missing)
-    missing_set = set(missing)
-    for p in paths:
-        keep.append(p not in missing_set)
-    return keep
+    gone = set(missing)
+    keep = [p not in gone for p in paths]
+    return tuple([v for v, k in zip(values, keep) if k] for values in (paths, *columns))
 
 
 def _id_split(root: str, csv_path: str, id_col: str, label_col: Optional[str], folder: str, suffix: str,
@@ -129,9 +129,7 @@ def _id_split(root: str, csv_path: str, id_col: str, label_col: Optional[str], f
         paths.append(inside(os.path.join(root, folder), row[id_col] + suffix, where))
         labels.append(label)
         ids.append(row[id_col])
-    keep = _existing(paths, problems, folder)
-    pick = lambda values: [v for v, k in zip(values, keep) if k]  # noqa: E731
-    return _image_set(pick(paths), pick(labels), pick(ids))
+    return _image_set(*_keep_existing(problems, folder, paths, labels, ids))
 
 
 # --- APTOS 2019 (Kaggle) --------------------------------------------------------------------
@@ -384,9 +382,7 @@ def _folder_split(root: str, split: str, problems: Optional[list], classes: Opti
                 continue
             paths.append(inside(root, row["path"], f"{csv_path} line {line}"))
             labels.append(names.index(row["label"]))
-        keep = _existing(paths, problems, split)
-        paths = [p for p, k in zip(paths, keep) if k]
-        labels = [label for label, k in zip(labels, keep) if k]
+        paths, labels = _keep_existing(problems, split, paths, labels)
         return names, paths, labels
     folder = os.path.join(root, split)
     if not os.path.isdir(folder):
