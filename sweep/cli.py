@@ -9,10 +9,10 @@ import sys
 import click
 
 from sweep.formatting import FORMATS, render
-from sweep.grids import grid_names, load_grid, select_studies_where
+from sweep.grids import grid_names, load_grid, select_studies_where, with_embedding_options
 from sweep.planning import check_studies, summarize
 from sweep.queries import aggregate_cells, select_studies
-from sweep.spec import MODES, SpecError
+from sweep.spec import EMBEDDING_DTYPES, MODES, SpecError
 from sweep.store import ResultsStore, StoreError
 from trainables.backbones import BackboneError
 from trainables.datasets import DatasetError
@@ -44,6 +44,31 @@ def _where(values: tuple[str, ...]) -> dict:
 
 
 WHERE_HELP = "Only the grid's studies whose FIELD is VALUE (repeatable; VALUE may be a,b), e.g. --where dataset=pneumonia."
+VIEWS_HELP = (
+    "Frozen modes: train heads on K augmented views of each training image, cached once (epoch e "
+    "reads view e mod K); validation and test use the evaluation transform. Default: the grid's (1 = "
+    "no augmentation, the evaluation transform only)."
+)
+
+
+def _study_options(f):
+    """--grid, --where, --views, --embedding-dtype: which studies, shared by run and plan."""
+    for option in reversed([
+        click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid: a module in search_spaces/."),
+        click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help=WHERE_HELP),
+        click.option("--views", type=click.IntRange(min=1), metavar="K", help=VIEWS_HELP),
+        click.option("--embedding-dtype", type=click.Choice(EMBEDDING_DTYPES),
+                     help="Stored dtype of cached embeddings for frozen modes (float16: half the disk and page cache) [default: the grid's, float32]."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _studies(grid_name: str, where: tuple, views, embedding_dtype) -> list:
+    studies = load_grid(grid_name)
+    if where:
+        studies = select_studies_where(studies, _where(where))
+    return with_embedding_options(studies, views, embedding_dtype)
 
 
 def _modes(values: dict, option: str) -> dict:
@@ -75,8 +100,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid to run: a module in search_spaces/.")
-@click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help=WHERE_HELP)
+@_study_options
 @click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(file_okay=False), help="Results store directory.")
 @click.option("--resume", is_flag=True, help="Continue a sweep in --results: studies complete there are skipped.")
 @click.option("--allow-other-grid", is_flag=True, help="Add to a results directory that holds another grid's results.")
@@ -88,9 +112,10 @@ def main() -> None:
 @click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts.")
 @click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle.")
 @click.option("--cache", type=click.Path(file_okay=False), help="Embedding cache folder [default: RESULTS/cache]; share one between sweeps.")
+@click.option("--extract-cpus", type=click.IntRange(min=1), help="CPUs of one embedding-extraction task; all but one decode images [default: 4 beside a GPU, else 1].")
 @click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
-def run(grid_name, where, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, cache, skip_unreadable, quiet):
+def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, cache, extract_cpus, skip_unreadable, quiet):
     """Run a grid's studies and print the mean ± std table of its cells.
 
     \b
@@ -99,9 +124,7 @@ def run(grid_name, where, results, resume, allow_other_grid, data, weights, gpus
     """
     from sweep.runner import RunOptions, run_sweep
 
-    studies = load_grid(grid_name)
-    if where:
-        studies = select_studies_where(studies, _where(where))
+    studies = _studies(grid_name, where, views, embedding_dtype)
     options = RunOptions(
         results=results,
         resume=resume,
@@ -115,6 +138,7 @@ def run(grid_name, where, results, resume, allow_other_grid, data, weights, gpus
         holdout=holdout,
         skip_unreadable=skip_unreadable,
         cache=cache,
+        extract_cpus=extract_cpus,
         verbose=0 if quiet else 1,
     )
     summary = run_sweep(studies, options)
@@ -140,19 +164,16 @@ def run(grid_name, where, results, resume, allow_other_grid, data, weights, gpus
 
 
 @main.command()
-@click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid to plan.")
-@click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help=WHERE_HELP)
+@_study_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def plan(grid_name, where, fmt):
+def plan(grid_name, where, views, embedding_dtype, fmt):
     """Print a grid's studies and trials per dataset and mode, without running anything.
 
     \b
     Example:
       sweep plan --grid paper --format json
     """
-    studies = load_grid(grid_name)
-    if where:
-        studies = select_studies_where(studies, _where(where))
+    studies = _studies(grid_name, where, views, embedding_dtype)
     check_studies(studies)
     summary = summarize(grid_name, studies)
     if fmt == "json":
@@ -314,7 +335,7 @@ def cache_ls(cache_path, results, as_json):
         return
     from sweep.formatting import render_table
 
-    click.echo(render_table(entries, ("key", "dataset", "backbone", "rows", "dim", "mib", "extract_s")))
+    click.echo(render_table(entries, ("key", "dataset", "backbone", "view", "dtype", "rows", "dim", "mib", "extract_s", "images_per_s")))
 
 
 @cache.command("rm")
@@ -349,8 +370,12 @@ def cache_rm(cache_path, results, dataset, backbone, everything):
 @click.option("--backbone", "backbones", required=True, multiple=True, help="Backbone (repeatable).")
 @click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset.")
 @click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="Weight file of a backbone.")
+@click.option("--views", type=click.IntRange(min=1), default=1, show_default=True, metavar="K", help="Also cache K augmented views of the training pool (K > 1), as `sweep run --views K` uses them.")
+@click.option("--dtype", "dtype", type=click.Choice(EMBEDDING_DTYPES), default="float32", show_default=True, help="Stored dtype.")
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers decoding images [default: CPUs - 1, at most 8].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @_cache_options
-def embed(dataset, backbones, data, weights, cache_path, results):
+def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, cache_path, results):
     """Precompute embeddings into the cache (a sweep then extracts nothing).
 
     \b
@@ -361,11 +386,18 @@ def embed(dataset, backbones, data, weights, cache_path, results):
     from trainables.datasets import resolve_root
     from trainables.embeddings import ensure_embeddings
 
+    from trainables.datasets import get_dataset_info
+
+    if views > 1 and get_dataset_info(dataset).augment == "none":
+        raise click.BadParameter(f"{dataset} has no training augmentation: every view would equal view 0", param_hint="--views")
     root = resolve_root(dataset, _pairs(data, "--data"))
     given = _pairs(weights, "--weights")
+    cache_dir = os.path.abspath(_cache_dir(cache_path, results))
     for backbone in backbones:
-        path = ensure_embeddings(dataset, root, backbone, resolve_weights(backbone, given), os.path.abspath(_cache_dir(cache_path, results)))
-        click.echo(f"{dataset} x {backbone}: {path}")
+        for view in range(views + 1) if views > 1 else (0,):
+            path = ensure_embeddings(dataset, root, backbone, resolve_weights(backbone, given), cache_dir, view=view,
+                                     dtype=dtype, workers=workers, batch_size=batch_size)
+            click.echo(f"{dataset} x {backbone} view {view}: {path}")
 
 
 @main.command("kaggle-score")

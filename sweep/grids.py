@@ -54,3 +54,15 @@ def select_studies_where(studies: list[StudySpec], where: dict[str, list[str]]) 
         shown = " ".join(f"{k}={','.join(v)}" for k, v in where.items())
         raise SpecError(f"--where {shown} keeps none of the grid's {len(studies)} studies")
     return kept
+
+
+def with_embedding_options(studies: list[StudySpec], views: int | None = None, dtype: str | None = None) -> list[StudySpec]:
+    """The frozen-mode studies with ``views`` / ``embedding_dtype`` replaced (``--views``,
+    ``--embedding-dtype``); finetune studies unchanged. The study ids change with them, so
+    results with other views never mix."""
+    from sweep.spec import FROZEN_MODES
+
+    changes = {k: v for k, v in (("views", views), ("embedding_dtype", dtype)) if v is not None}
+    if not changes:
+        return studies
+    return [s.replace(**changes) if s.mode in FROZEN_MODES else s for s in studies]

@@ -25,6 +25,11 @@ def check_studies(studies: list[StudySpec]) -> None:
                 f"study {s.study_id}: n_train {s.n_train} is larger than the {s.dataset} "
                 f"training pool ({info.pool_size} images)"
             )
+        if s.views > 1 and info.augment == "none":
+            raise SpecError(
+                f"study {s.study_id}: views {s.views} asks for augmented views, but {s.dataset} has no "
+                f"training augmentation (every view would equal the evaluation one); use views=1"
+            )
         if s.n_train // s.n_folds < 2:
             raise SpecError(
                 f"study {s.study_id}: {s.n_train} images in {s.n_folds} folds leave validation "

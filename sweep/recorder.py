@@ -47,6 +47,8 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         status=status,
         error=error,
         wall_s=result.get("time_total_s"),
+        peak_rss_mib=result.get("peak_rss_mib"),
+        peak_gpu_mib=result.get("peak_gpu_mib"),
         node_id=result.get("node_id"),
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         data_fingerprint=context["fingerprints"].get(config["dataset"]),

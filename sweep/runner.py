@@ -48,6 +48,8 @@ class RunOptions:
     cache: Optional[str] = None
     # Leave out unreadable images and unusable rows, each recorded in skipped/<dataset>.json.
     skip_unreadable: bool = False
+    # CPUs of one extraction task (decoding workers = CPUs - 1) [default: 4 beside a GPU, else 1].
+    extract_cpus: Optional[int] = None
     address: Optional[str] = None
     verbose: int = 1
 
@@ -102,23 +104,35 @@ def _skip_unreadable(names: list[str], options: RunOptions, store: ResultsStore)
     return skips
 
 
-def _extract_all(
-    pairs: list[tuple[str, str]], options: RunOptions, cache_dir: str, has_gpu: bool, skips: dict
-) -> dict:
-    """(dataset, backbone) -> cache file, as Ray tasks (one GPU each where the cluster has GPUs)."""
+def extraction_requests(studies: list[StudySpec]) -> dict:
+    """Each study's cache files per backbone as (dataset, backbone, view, dtype) requests:
+    view 0 (evaluation) always, views 1..K when the study trains on K augmented views."""
+    out = {}
+    for s in studies:
+        if s.mode == "finetune":
+            continue
+        views = range(s.views + 1) if s.views > 1 else (0,)
+        out[s.study_id] = {b: [(s.dataset, b, v, s.embedding_dtype) for v in views] for b in s.backbones}
+    return out
+
+
+def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has_gpu: bool, skips: dict) -> dict:
+    """(dataset, backbone, view, dtype) -> cache file, as Ray tasks, each key once: one GPU
+    each where the cluster has GPUs, with CPUs for decoding workers beside it."""
     import ray
 
     from trainables.embeddings import ensure_embeddings
 
-    task = ray.remote(num_cpus=1, num_gpus=1 if has_gpu else 0)(ensure_embeddings)
+    cpus = options.extract_cpus or (4 if has_gpu else 1)
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(ensure_embeddings)
     refs = {
-        (d, b): task.remote(
+        (d, b, v, t): task.remote(
             d, options.data_roots.get(d), b, options.weights.get(b), cache_dir,
-            holdout=options.holdout, skip=skips.get(d),
+            holdout=options.holdout, skip=skips.get(d), view=v, dtype=t, progress=options.verbose > 0,
         )
-        for d, b in pairs
+        for d, b, v, t in requests
     }
-    return {pair: ray.get(ref) for pair, ref in refs.items()}
+    return {request: ray.get(ref) for request, ref in refs.items()}
 
 
 def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
@@ -188,12 +202,10 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     resources = ray.cluster_resources()
     has_gpu = resources.get("GPU", 0) > 0
 
-    frozen_pairs = sorted({(s.dataset, b) for s in pending if s.mode != "finetune" for b in s.backbones})
+    requests = extraction_requests(pending)
     cache_dir = os.path.abspath(options.cache) if options.cache else store.cache_dir
-    files = _extract_all(frozen_pairs, options, cache_dir, has_gpu, skips)
-    # The cache file is named by its key: no second key computation (which would read the
-    # weight file again on the driver).
-    keys = {pair: os.path.basename(path)[: -len(".arrow")] for pair, path in files.items()}
+    unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
+    files = _extract_all(unique, options, cache_dir, has_gpu, skips)
 
     manifests = write_manifests(store.manifests_dir, pending, datasets, skips)
     configs = []
@@ -208,9 +220,13 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         config["holdout"] = options.holdout
         config["skip"] = {s.dataset: skips[s.dataset]} if s.dataset in skips else {}
         config["weights"] = options.weights
-        if s.mode != "finetune":
-            config["embedding_files"] = {b: files[(s.dataset, b)] for b in s.backbones}
-            config["embedding_keys"] = {b: keys[(s.dataset, b)] for b in s.backbones}
+        if s.study_id in requests:
+            config["embedding_files"] = {b: [files[r] for r in rs] for b, rs in requests[s.study_id].items()}
+            # The cache file is named by its key: no second key computation (which would read
+            # the weight file again on the driver).
+            config["embedding_keys"] = {
+                b: [os.path.basename(p)[: -len(".arrow")] for p in paths] for b, paths in config["embedding_files"].items()
+            }
         configs.append(config)
 
     max_concurrent = options.max_concurrent or max(

@@ -20,7 +20,9 @@ import json
 from dataclasses import dataclass
 
 MODES = ("linear", "finetune", "dvme")
+FROZEN_MODES = ("linear", "dvme")
 ATTENTION_FORMS = ("token", "listing")
+EMBEDDING_DTYPES = ("float32", "float16")
 
 
 class SpecError(ValueError):
@@ -50,6 +52,11 @@ class StudySpec:
     # Resources of one trial; gpus is a fraction of one GPU, ignored when Ray has none.
     cpus: float = 1.0
     gpus: float = 0.0
+    # Frozen modes only: augmented views of each training image in the embedding cache (1 =
+    # the evaluation transform only; K > 1 = K augmented views, one per epoch in turn) and the
+    # cache's stored dtype.
+    views: int = 1
+    embedding_dtype: str = "float32"
     # DVME only.
     proj_dim: int = 512
     attention: bool = True
@@ -82,6 +89,17 @@ class StudySpec:
             raise SpecError(f"grace_period {self.grace_period} outside 1..max_epochs {self.max_epochs}")
         if self.reduction_factor < 2:
             raise SpecError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
+        if self.views < 1:
+            raise SpecError(f"views must be at least 1, got {self.views}")
+        if self.mode not in FROZEN_MODES and (self.views != 1 or self.embedding_dtype != "float32"):
+            raise SpecError(
+                f"views and embedding_dtype apply to the frozen modes ({', '.join(FROZEN_MODES)}); "
+                f"mode {self.mode!r} augments its images on the fly"
+            )
+        if self.embedding_dtype not in EMBEDDING_DTYPES:
+            raise SpecError(
+                f"unknown embedding_dtype {self.embedding_dtype!r}; valid: {', '.join(EMBEDDING_DTYPES)}"
+            )
         if self.cpus <= 0 or self.gpus < 0:
             raise SpecError(f"resources cpus={self.cpus} gpus={self.gpus}: cpus > 0, gpus >= 0")
 

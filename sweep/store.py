@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib
 STORE_FILE = "store.json"
 
 # One row per trial. Every StudySpec field, then what the trial did, then what reproduces it.
@@ -57,6 +57,8 @@ TRIAL_SCHEMA = pa.schema(
         ("batch_size", pa.int64()),
         ("cpus", pa.float64()),
         ("gpus", pa.float64()),
+        ("views", pa.int64()),
+        ("embedding_dtype", pa.string()),
         ("proj_dim", pa.int64()),
         ("attention", pa.bool_()),
         ("attention_form", pa.string()),
@@ -73,13 +75,15 @@ TRIAL_SCHEMA = pa.schema(
         ("status", pa.string()),
         ("error", pa.string()),
         ("wall_s", pa.float64()),
+        ("peak_rss_mib", pa.float64()),  # the trial process's resident memory, highest at an epoch's end
+        ("peak_gpu_mib", pa.float64()),  # torch's peak GPU allocation in the trial; null on a CPU
         ("node_id", pa.string()),
         ("finished_at", pa.string()),
         ("data_fingerprint", pa.string()),
-        ("manifest_digest", pa.string()),
-        ("backbone_attention", pa.string()),  # DVME: JSON matrix, row i = backbone i's attention to each, test mean  # the fold manifest: manifests/<digest>.json
+        ("manifest_digest", pa.string()),  # the fold manifest: manifests/<digest>.json
+        ("backbone_attention", pa.string()),  # DVME: JSON matrix, row i = backbone i's attention to each, test mean
         ("weights_digests", pa.string()),  # JSON: backbone -> file sha256 or init seed
-        ("embedding_keys", pa.string()),  # JSON: backbone -> cache key (frozen modes)
+        ("embedding_keys", pa.string()),  # JSON: backbone -> cache keys, view 0 first (frozen modes)
         ("versions", pa.string()),  # JSON: medsweep, torch, timm, ray, optuna, ...
     ]
 )

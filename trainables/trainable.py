@@ -22,10 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from trainables.backbones import create_backbone, embed, embedding_dim
+from trainables.batches import FeatureBatches, balanced_weights
 from trainables.datasets import get_dataset_info, load_dataset
 from trainables.embeddings import load_embeddings
 from trainables.engine import fit, predict
 from trainables.heads import DVME
+from trainables.memory import resident_mib
 from trainables.metrics import score
 from trainables.splits import balanced_subset, fold_split
 from trainables.transforms import build_transform
@@ -40,21 +42,6 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i):
         return self.transform(self.images[i]), self.labels[i]
-
-
-class FeatureDataset(Dataset):
-    """Rows of several embedding matrices (one per backbone) and their labels."""
-
-    def __init__(self, features: list[np.ndarray], labels: np.ndarray, rows: np.ndarray):
-        # Fancy indexing copies only this split's rows out of the memory-mapped cache.
-        self.features = [torch.from_numpy(np.ascontiguousarray(f[rows])) for f in features]
-        self.labels = torch.as_tensor(labels[rows])
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return [f[i] for f in self.features], self.labels[i]
 
 
 class LinearProbe(nn.Module):
@@ -87,38 +74,50 @@ def study_split(labels: np.ndarray, groups: Optional[np.ndarray], config: dict):
     return fold_split(labels, subset, config["n_folds"], config["fold"], config["seed"], groups)
 
 
-def _loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, balance: bool = False) -> DataLoader:
+def _loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, balance: bool = False,
+            workers: int = 0) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
+    options = dict(batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
+                   pin_memory=torch.cuda.is_available())
     if balance:
-        return DataLoader(dataset, batch_size=batch_size, sampler=class_balanced_sampler(dataset.labels, generator))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+        return DataLoader(dataset, sampler=class_balanced_sampler(dataset.labels, generator), **options)
+    return DataLoader(dataset, shuffle=shuffle, generator=generator, **options)
 
 
 def class_balanced_sampler(labels: torch.Tensor, generator: torch.Generator) -> WeightedRandomSampler:
     """Oversampling: each class drawn equally often in expectation, one epoch = len(labels) draws."""
-    counts = torch.bincount(labels)
-    weights = 1.0 / counts[labels].double()
-    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
+    return WeightedRandomSampler(balanced_weights(labels), num_samples=len(labels), replacement=True,
+                                 generator=generator)
+
+
+def _view_files(entry) -> list[str]:
+    """A backbone's cache files: [evaluation view, training views...] (one path: one view)."""
+    return [entry] if isinstance(entry, str) else list(entry)
 
 
 def build_frozen(config: dict):
-    """Model and loaders of a linear or DVME trial, from the embedding cache only."""
+    """Model and batches of a linear or DVME trial, from the embedding cache only.
+
+    Validation and test read view 0 (the evaluation transform); training reads the augmented
+    views when the study has them (``views`` > 1), one per epoch in turn, else view 0.
+    """
     n_classes = config["n_classes"]
-    cached = [load_embeddings(config["embedding_files"][b]) for b in config["backbones"]]
-    pool, test = [c["pool"] for c in cached], [c["test"] for c in cached]
+    files = [_view_files(config["embedding_files"][b]) for b in config["backbones"]]
+    evaluation = [load_embeddings(f[0]) for f in files]
+    pool, test = [c["pool"] for c in evaluation], [c["test"] for c in evaluation]
+    augmented = [[load_embeddings(path)["pool"].features for path in f[1:]] for f in files]
+    n_views = len(augmented[0])
+    if any(len(a) != n_views for a in augmented):
+        raise ValueError(f"every backbone needs the same number of views: {config['embedding_files']}")
+    train_views = [[a[v] for a in augmented] for v in range(n_views)] or [[p.features for p in pool]]
     labels = pool[0].labels
     train_rows, val_rows = study_split(labels, pool[0].groups, config)
     seed, batch = config["seed"], config["batch_size"]
     balance = get_dataset_info(config["dataset"]).oversample
-    loaders = (
-        _loader(FeatureDataset([p.features for p in pool], labels, train_rows), batch, True, seed, balance),
-        _loader(FeatureDataset([p.features for p in pool], labels, val_rows), batch, False, seed),
-        _loader(
-            FeatureDataset([t.features for t in test], test[0].labels, np.arange(len(test[0].labels))),
-            batch,
-            False,
-            seed,
-        ),
+    batches = (
+        FeatureBatches(train_views, labels, train_rows, batch, shuffle=True, seed=seed, balance=balance),
+        FeatureBatches([[p.features for p in pool]], labels, val_rows, batch),
+        FeatureBatches([[t.features for t in test]], test[0].labels, None, batch),
     )
     dims = [p.features.shape[1] for p in pool]
     if config["mode"] == "linear":
@@ -131,7 +130,7 @@ def build_frozen(config: dict):
             attention=config["attention"],
             attention_form=config["attention_form"],
         )
-    return model, loaders
+    return model, batches
 
 
 def build_finetune(config: dict):
@@ -154,13 +153,15 @@ def build_finetune(config: dict):
     train_tf = build_transform(ds_info, bb_info, train=True)
     eval_tf = build_transform(ds_info, bb_info, train=False)
     seed, batch = config["seed"], config["batch_size"]
+    # Decoding in worker processes when the trial has CPUs to spare (one stays for the model).
+    workers = max(0, int(config["cpus"]) - 1)
     pool = data.pool
     loaders = (
-        _loader(
-            ImageDataset(pool.images[train_rows], pool.labels[train_rows], train_tf), batch, True, seed, ds_info.oversample
-        ),
-        _loader(ImageDataset(pool.images[val_rows], pool.labels[val_rows], eval_tf), batch, False, seed),
-        _loader(ImageDataset(data.test.images, data.test.labels, eval_tf), batch, False, seed),
+        _loader(ImageDataset(pool.images[train_rows], pool.labels[train_rows], train_tf), batch, True, seed,
+                ds_info.oversample, workers),
+        _loader(ImageDataset(pool.images[val_rows], pool.labels[val_rows], eval_tf), batch, False, seed,
+                workers=workers),
+        _loader(ImageDataset(data.test.images, data.test.labels, eval_tf), batch, False, seed, workers=workers),
     )
     return Finetuned(backbone, bb_info, embedding_dim(backbone, bb_info), len(data.classes)), loaders
 
@@ -198,6 +199,9 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None) -> Iterat
     model, (train, val, test) = build(config)
     metric = get_dataset_info(config["dataset"]).metric
     best: dict = {"best_val_score": -math.inf, "best_epoch": 0, "test_score": float("nan")}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    peak_rss = resident_mib()
     for record in fit(
         model, train, val, lr=config["lr"], max_epochs=config["max_epochs"], metric=metric, device=device
     ):
@@ -210,7 +214,11 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None) -> Iterat
             best = {"best_val_score": record["val_score"], "best_epoch": record["epoch"], "test_score": test_score}
             if isinstance(model, DVME) and model.attn is not None:
                 best["backbone_attention"] = json.dumps(mean_attention(model, test, device))
-        yield {**record, **best}
+        peak_rss = max(peak_rss, resident_mib())
+        memory = {"peak_rss_mib": round(peak_rss, 1)}
+        if device.type == "cuda":
+            memory["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        yield {**record, **best, **memory}
 
 
 def run_trial(config: dict) -> None:

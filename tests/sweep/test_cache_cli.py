@@ -18,3 +18,26 @@ def test_embed_ls_and_rm(tmp_path):
     assert "removed 1" in run("cache", "rm", "--cache", cache, "--backbone", "test_convnext").output
     assert [e["backbone"] for e in json.loads(run("cache", "ls", "--cache", cache, "--json").output)] == ["test_resnet"]
     assert "removed 1" in run("cache", "rm", "--cache", cache, "--all").output
+
+
+def test_embed_augmented_views_in_float16(tmp_path):
+    from tests import layouts
+
+    layouts.patchcam(str(tmp_path / "pc"), labels=(0, 1) * 4, n_test=2)
+    cache = str(tmp_path / "cache")
+    run = lambda *a: CliRunner().invoke(main, list(a))  # noqa: E731
+    result = run("embed", "--dataset", "patchcam", "--data", f"patchcam={tmp_path / 'pc'}", "--backbone", "test_resnet",
+                 "--views", "2", "--dtype", "float16", "--cache", cache)
+    assert result.exit_code == 0, result.output
+    entries = json.loads(run("cache", "ls", "--cache", cache, "--json").output)
+    assert sorted((e["view"], e["dtype"], e["rows"]) for e in entries) == [(0, "float16", 10), (1, "float16", 8), (2, "float16", 8)]
+    assert all(e["images_per_s"] > 0 for e in entries)
+    refused = run("embed", "--dataset", "digits", "--backbone", "test_resnet", "--views", "2", "--cache", cache)
+    assert refused.exit_code == 2 and "digits has no training augmentation" in refused.output
+
+
+def test_plan_with_views_on_a_grid_without_augmentation_names_the_problem():
+    result = CliRunner().invoke(main, ["plan", "--grid", "demo", "--views", "3"])
+    assert result.exit_code == 1 and "views 3" in result.output and "digits has no training augmentation" in result.output
+    ok = CliRunner().invoke(main, ["plan", "--grid", "demo", "--embedding-dtype", "float16", "--format", "json"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["studies"] == 40

@@ -125,4 +125,22 @@ def test_a_second_sweep_on_a_shared_cache_extracts_nothing(ray_local, tmp_path):
     assert {f.name: f.stat().st_mtime_ns for f in cache.iterdir()} == before
     assert not (tmp_path / "two" / "cache").exists()
     (row,) = ResultsStore(str(tmp_path / "two")).read_trials().to_pylist()
-    assert __import__("json").loads(row["embedding_keys"])["test_vit"] + ".arrow" in before
+    assert __import__("json").loads(row["embedding_keys"])["test_vit"][0] + ".arrow" in before
+
+
+def test_augmented_views_are_extracted_once_each_and_shared_with_the_single_view_study(ray_local, tmp_path):
+    from tests import layouts
+
+    layouts.patchcam(str(tmp_path / "pc"), labels=(0, 1) * 8, n_test=2)
+    common = {**COMMON, "grid": "views", "dataset": "patchcam", "n_train": 12, "n_folds": 2, "max_epochs": 2,
+              "n_trials": 1}
+    studies = [StudySpec(backbones=("test_resnet",), mode="linear", fold=0, views=v, **common) for v in (1, 2)]
+    assert studies[0].study_id != studies[1].study_id
+    run_sweep(studies, RunOptions(results=str(tmp_path / "r"), data_roots={"patchcam": str(tmp_path / "pc")},
+                                  verbose=0))
+    cache = tmp_path / "r" / "cache"
+    assert len([f for f in cache.iterdir() if f.suffix == ".arrow"]) == 3  # view 0, views 1 and 2
+    rows = {r["views"]: r for r in ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()}
+    keys = {v: __import__("json").loads(rows[v]["embedding_keys"])["test_resnet"] for v in (1, 2)}
+    assert len(keys[1]) == 1 and len(keys[2]) == 3 and keys[2][0] == keys[1][0]
+    assert all(rows[v]["status"] == "ok" for v in (1, 2))

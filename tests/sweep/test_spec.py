@@ -39,3 +39,28 @@ def test_config_round_trip():
 def test_invalid_studies_are_named_errors(change, message):
     with pytest.raises(SpecError, match=message.replace("(", "\\(").replace(".", "\\.")):
         StudySpec(**{**BASE, **change})
+
+
+def test_views_and_embedding_dtype_are_checked_and_change_the_study_id():
+    from sweep.grids import with_embedding_options
+
+    base = StudySpec(grid="g", dataset="digits", backbones=("test_resnet",), mode="linear", subset="S", n_train=50, fold=0)
+    assert base.replace(views=3).study_id != base.study_id != base.replace(embedding_dtype="float16").study_id
+    with pytest.raises(SpecError, match="views must be at least 1"):
+        base.replace(views=0)
+    with pytest.raises(SpecError, match="'float8'.*float32, float16"):
+        base.replace(embedding_dtype="float8")
+    finetune = base.replace(mode="finetune")
+    with pytest.raises(SpecError, match="frozen modes.*'finetune' augments its images on the fly"):
+        finetune.replace(views=2)
+    out = with_embedding_options([base, finetune], views=4, dtype="float16")
+    assert (out[0].views, out[0].embedding_dtype) == (4, "float16") and out[1] == finetune
+
+
+def test_augmented_views_of_a_dataset_without_augmentation_are_refused_before_anything_runs():
+    from sweep.planning import check_studies
+
+    study = StudySpec(grid="g", dataset="digits", backbones=("test_resnet",), mode="linear", subset="S",
+                      n_train=50, fold=0, views=2)
+    with pytest.raises(SpecError, match="digits has no training augmentation"):
+        check_studies([study])

@@ -57,3 +57,57 @@ def test_key_changes_with_every_part():
                 cache_key("digits-abc", "test_vit", "init-seed0", "Resize(32)"),
                 cache_key("digits-abc", "test_resnet", "sha-1", "Resize(32)"),
                 cache_key("digits-abc", "test_resnet", "init-seed0", "Resize(64)")}) == 5
+
+
+def test_key_changes_with_view_and_dtype():
+    keys = {cache_key("d", "b", "w", "t", view, dtype) for view in (0, 1, 2) for dtype in ("float32", "float16")}
+    assert len(keys) == 6
+
+
+@pytest.fixture(scope="module")
+def patchcam(tmp_path_factory):
+    from tests import layouts
+
+    root = str(tmp_path_factory.mktemp("patchcam"))
+    layouts.patchcam(root, labels=(0, 1) * 6, n_test=3)
+    return root
+
+
+def test_augmented_views_cover_the_pool_differ_from_each_other_and_from_evaluation(patchcam, tmp_path):
+    cache = str(tmp_path)
+    evaluation = load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, cache))
+    one = load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, cache, view=1))
+    two = load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, cache, view=2))
+    assert one["pool"].features.shape == evaluation["pool"].features.shape == (12, 96)
+    assert len(one["test"].labels) == 0 and len(evaluation["test"].labels) == 3  # only the pool trains
+    assert np.array_equal(one["pool"].labels, evaluation["pool"].labels)
+    for a, b in ((one, evaluation), (two, evaluation), (one, two)):
+        assert not np.allclose(a["pool"].features, b["pool"].features)
+
+
+def test_an_augmented_view_does_not_depend_on_batch_size_or_workers(patchcam, tmp_path):
+    a = ensure_embeddings("patchcam", patchcam, "test_resnet", None, str(tmp_path / "a"), view=1,
+                          workers=0, batch_size=5, progress=False)
+    b = ensure_embeddings("patchcam", patchcam, "test_resnet", None, str(tmp_path / "b"), view=1,
+                          workers=2, batch_size=4, progress=False)
+    assert os.path.basename(a) == os.path.basename(b)
+    np.testing.assert_array_equal(load_embeddings(a)["pool"].features, load_embeddings(b)["pool"].features)
+
+
+def test_float16_cache_is_half_the_size_and_close_to_float32(cached, tmp_path):
+    _, full = cached
+    half = ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), dtype="float16")
+    assert os.path.basename(half) != os.path.basename(full)
+    assert os.path.getsize(half) < 0.6 * os.path.getsize(full)
+    h, f = load_embeddings(half)["test"].features, load_embeddings(full)["test"].features
+    assert h.dtype == np.float16
+    np.testing.assert_allclose(h.astype(np.float32), f, rtol=2e-3, atol=1e-3)
+
+
+def test_unknown_dtype_and_negative_view_are_named_errors(tmp_path):
+    from trainables.embeddings import CacheError
+
+    with pytest.raises(CacheError, match="'bfloat8'.*float32, float16"):
+        ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), dtype="bfloat8")
+    with pytest.raises(CacheError, match="view -1"):
+        ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), view=-1)

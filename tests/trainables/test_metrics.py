@@ -42,3 +42,27 @@ def test_single_class_split_is_a_named_error_not_nan():
 def test_unknown_metric_lists_valid_ones():
     with pytest.raises(MetricError, match="auc, kappa_quadratic"):
         score("f1", np.array([0, 1]), np.eye(2))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+def test_rank_auc_equals_scikit_learn_with_ties_and_absent_classes(n_classes):
+    rng = np.random.default_rng(n_classes)
+    for trial in range(20):
+        n = int(rng.integers(12, 80))
+        y = rng.integers(0, n_classes, n)
+        y[:2] = [0, 1]  # at least two classes present
+        # Rounded probabilities: many tied scores, the case a rank formula gets wrong easily.
+        probs = np.round(rng.dirichlet(np.ones(n_classes), size=n), 1) + 1e-3
+        probs = probs / probs.sum(axis=1, keepdims=True)
+        present = np.unique(y)
+        if n_classes == 2:
+            expected = roc_auc_score(y, probs[:, 1])
+        elif len(present) == n_classes:
+            expected = roc_auc_score(y, probs, multi_class="ovr", average="macro")
+        elif len(present) == 2:
+            sub = probs[:, present] / probs[:, present].sum(axis=1, keepdims=True)
+            expected = roc_auc_score(y == present[1], sub[:, 1])
+        else:
+            sub = probs[:, present] / probs[:, present].sum(axis=1, keepdims=True)
+            expected = roc_auc_score(y, sub, multi_class="ovr", average="macro", labels=present)
+        assert score("auc", y, probs) == pytest.approx(expected, abs=1e-12), (n_classes, trial)

@@ -108,8 +108,6 @@ def test_oversampling_draws_rare_classes_as_often_as_common_ones():
 
 
 def test_nih_trains_with_the_oversampler_and_validates_without(tmp_path):
-    from torch.utils.data import WeightedRandomSampler
-
     from tests import layouts
     from trainables.trainable import build_frozen
 
@@ -119,6 +117,27 @@ def test_nih_trains_with_the_oversampler_and_validates_without(tmp_path):
                      n_train=6, fold=0, n_folds=2, max_epochs=1, grace_period=1, batch_size=4)
     config = {**study_config(spec), "lr": 1e-3, "n_classes": 5, "embedding_files": {"test_resnet": path}}
     _, (train, val, test) = build_frozen(config)
-    assert isinstance(train.sampler, WeightedRandomSampler)
-    assert not isinstance(val.sampler, WeightedRandomSampler) and not isinstance(test.sampler, WeightedRandomSampler)
-    assert len(val.dataset) + len(train.dataset) == 6
+    assert train.balance and not val.balance and not test.balance
+    assert len(val.rows) + len(train.rows) == 6 and not set(val.rows) & set(train.rows)
+
+
+def test_a_frozen_trial_with_augmented_views_trains_on_them_and_validates_on_view_0(tmp_path):
+    from tests import layouts
+    from trainables.embeddings import load_embeddings
+    from trainables.trainable import build_frozen
+
+    root, cache = str(tmp_path / "pc"), str(tmp_path / "cache")
+    layouts.patchcam(root, labels=(0, 1) * 6, n_test=2)
+    paths = [ensure_embeddings("patchcam", root, "test_resnet", None, cache, view=v, progress=False) for v in range(3)]
+    spec = StudySpec(grid="t", dataset="patchcam", backbones=("test_resnet",), mode="linear", subset="10",
+                     n_train=10, fold=0, n_folds=2, max_epochs=3, grace_period=1, batch_size=4, views=2)
+    config = {**study_config(spec), "lr": 1e-2, "n_classes": 2, "embedding_files": {"test_resnet": paths},
+              "data_roots": {"patchcam": root}}
+    _, (train, val, test) = build_frozen(config)
+    features = [load_embeddings(p)["pool"].features for p in paths]
+    assert len(train.views) == 2
+    assert np.array_equal(train.views[0][0], features[1]) and np.array_equal(train.views[1][0], features[2])
+    assert len(val.views) == 1 and np.array_equal(val.views[0][0], features[0])
+    records = list(trial_epochs(config))
+    assert len(records) == 3 and all(0 < r["peak_rss_mib"] < 1e6 for r in records)
+    assert records[-1]["peak_rss_mib"] >= records[0]["peak_rss_mib"] and "peak_gpu_mib" not in records[-1]
