@@ -46,14 +46,15 @@ def score(metric: str, labels: np.ndarray, probs: np.ndarray, where: str = "spli
         else:
             present = np.arange(probs.shape[1])
         if len(present) == 2:
-            return _auc(labels == present[1], probs[:, 1])
-        return float(np.mean([_auc(labels == c, probs[:, j]) for j, c in enumerate(present)]))
+            return float(_auc(labels[:, None] == present[1:], probs[:, 1:])[0])
+        return float(np.mean(_auc(labels[:, None] == present[None, :], probs)))
     return float(cohen_kappa_score(labels, probs.argmax(axis=1), weights="quadratic"))
 
 
-def _auc(positive: np.ndarray, scores: np.ndarray) -> float:
-    """Binary ROC AUC = P(score of a positive > score of a negative), ties counting half."""
-    ranks = rankdata(scores)  # average ranks: tied scores share the mean rank
-    n_pos = int(positive.sum())
+def _auc(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per column j: the binary ROC AUC of ``scores[:, j]`` for ``positive[:, j]``, i.e.
+    P(score of a positive > score of a negative), ties counting half."""
+    ranks = rankdata(scores, axis=0)  # average ranks: tied scores share the mean rank
+    n_pos = positive.sum(axis=0)
     n_neg = len(positive) - n_pos
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return ((ranks * positive).sum(axis=0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)

@@ -33,6 +33,9 @@ from trainables.splits import balanced_subset, fold_split
 from trainables.transforms import build_transform
 
 
+EVAL_BATCH = 2048  # rows per evaluation batch of a frozen head (8 MiB at 1,024 float32 dims)
+
+
 class ImageDataset(Dataset):
     def __init__(self, images: torch.Tensor, labels: np.ndarray, transform):
         self.images, self.labels, self.transform = images, torch.as_tensor(labels), transform
@@ -114,10 +117,13 @@ def build_frozen(config: dict):
     train_rows, val_rows = study_split(labels, pool[0].groups, config)
     seed, batch = config["seed"], config["batch_size"]
     balance = get_dataset_info(config["dataset"]).oversample
+    # Evaluation batches can be large (heads have no batch statistics): a few matrix products
+    # score the whole validation fold and test set.
+    evaluation_batch = max(batch, EVAL_BATCH)
     batches = (
         FeatureBatches(train_views, labels, train_rows, batch, shuffle=True, seed=seed, balance=balance),
-        FeatureBatches([[p.features for p in pool]], labels, val_rows, batch),
-        FeatureBatches([[t.features for t in test]], test[0].labels, None, batch),
+        FeatureBatches([[p.features for p in pool]], labels, val_rows, evaluation_batch),
+        FeatureBatches([[t.features for t in test]], test[0].labels, None, evaluation_batch),
     )
     dims = [p.features.shape[1] for p in pool]
     if config["mode"] == "linear":

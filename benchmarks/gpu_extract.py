@@ -1,0 +1,168 @@
+"""Embedding extraction on a GPU, and a packed fractional-GPU linear sweep: every figure of
+issue 5 in one short run (about 5 minutes on one H100).
+
+    .venv/bin/python benchmarks/gpu_extract.py              # on a GPU machine
+    .venv/bin/python benchmarks/gpu_extract.py --quick      # a CPU smoke run at tiny sizes
+
+Prints, each with the device and settings:
+1. forward only (decode excluded): images/s of resnet50 (the architecture of the random,
+   supervised, SwAV and SimCLR backbones; 2048-d pooled) and vit_small_patch8_224 (DINO's;
+   1536-d, the CLS of the last 4 blocks) at batch sizes 64..512, on uint8 images already in
+   GPU memory; bf16 autocast and channels_last on a GPU, fp32 on a CPU (as the cache does).
+2. decode included: the cache's extraction loop (``embed_images``): JPEG files decoded by
+   DataLoader workers, resized to 256, centre-cropped to 224, normalised, embedded; images/s
+   per backbone.
+3. the wall time of a packed linear sweep on those images: 10 studies x 4 trials, each
+   trial 0.1 GPU, every trial from the cache (its one extraction printed apart).
+Last, the goals on one H100: resnet50 >= 5,000 img/s, ViT-S/8 >= 1,000 img/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from trainables.backbones import build_architecture, embed, get_backbone_info
+from trainables.datasets import get_dataset_info, load_dataset
+from trainables.embeddings import _ViewImages, default_workers, embed_images
+from trainables.transforms import build_transform
+
+GOALS = {"random": 5000, "dino": 1000}  # img/s on one H100
+NAMES = {"random": "resnet50", "dino": "vit_small_patch8_224"}
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def forward_rate(backbone: str, batch: int, device, seconds: float) -> float:
+    """Images/s of the embedding forward alone: normalise + embed of uint8 batches on the device."""
+    info = get_backbone_info(backbone)
+    model = build_architecture(info, 224, 0).eval().to(device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    images = torch.randint(0, 256, (batch, 3, 224, 224), dtype=torch.uint8, device=device)
+    mean = torch.tensor(info.mean, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(info.std, device=device).view(1, 3, 1, 1) * 255
+
+    def step():
+        x = ((images.float() - mean) / std).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+            embed(model, info, x)
+
+    for _ in range(2):  # warm-up: kernels chosen, memory allocated
+        step()
+    _sync(device)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or done == 0:
+        step()
+        done += batch
+        _sync(device)
+    return done / (time.perf_counter() - start)
+
+
+def decode_rate(backbone: str, data, device) -> float:
+    """Images/s of the cache's extraction loop (decode in DataLoader workers, transform, embed)
+    over the training pool; DINO's random-init architecture, as its weights are not needed here."""
+    info = get_backbone_info(backbone)
+    model = build_architecture(info, 224, 0).eval().to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    transform = build_transform(get_dataset_info("folder"), info, train=False)
+    start = time.perf_counter()
+    embed_images(model, info, _ViewImages(data.pool.images, transform, None), device, 256, default_workers())
+    _sync(device)
+    return len(data.pool) / (time.perf_counter() - start)
+
+
+def write_images(root: str, per_class: int, n_test: int, size: int) -> None:
+    """A folder dataset (train/<class>/*.jpg, test/<class>/*.jpg) of textured JPEGs."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("test", n_test)):
+        for cls in ("a", "b"):
+            os.makedirs(os.path.join(root, split, cls), exist_ok=True)
+            for i in range(n):
+                noise = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+                img = Image.fromarray(noise).resize((size, size), Image.BILINEAR)
+                img.save(os.path.join(root, split, cls, f"{i}.jpg"), quality=90)
+
+
+def packed_sweep(root: str, results: str, sizes: tuple[int, ...], trials: int, epochs: int, gpus: float) -> dict:
+    from sweep.runner import RunOptions, run_sweep
+    from sweep.spec import StudySpec
+    from sweep.store import ResultsStore
+    from trainables.embeddings import list_cache
+
+    studies = [
+        StudySpec(grid="gpu-bench", dataset="folder", backbones=("random",), mode="linear", subset=str(n),
+                  n_train=n, fold=f, n_trials=trials, max_epochs=epochs, batch_size=64, cpus=1, gpus=gpus)
+        for n in sizes for f in range(5)
+    ]
+    start = time.perf_counter()
+    summary = run_sweep(studies, RunOptions(results=results, data_roots={"folder": root}, verbose=0))
+    wall = time.perf_counter() - start
+    rows = ResultsStore(results).read_trials().to_pylist()
+    extract = sum(e["extract_s"] for e in list_cache(os.path.join(results, "cache")))
+    return {"studies": len(studies), "trials": summary.trials_written, "wall_s": wall, "extract_s": extract,
+            "ok": sum(r["status"] == "ok" for r in rows),
+            "peak_gpu_mib": max((r["peak_gpu_mib"] or 0) for r in rows) if rows else 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run on a CPU")
+    parser.add_argument("--seconds", type=float, default=None, help="time per forward measurement")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    quick = args.quick or device.type != "cuda"
+    batches = (4, 8) if quick else (64, 128, 256, 512)
+    seconds = args.seconds or (1.0 if quick else 4.0)
+    precision = "bf16 autocast, channels_last" if device.type == "cuda" else "fp32"
+    print(f"device: {name}; torch {torch.__version__}; {precision}{'; quick (smoke) sizes' if quick else ''}")
+
+    print("\n1. forward only, decode excluded (images/s)")
+    best = {}
+    for backbone in ("random", "dino"):
+        rates = {b: forward_rate(backbone, b, device, seconds) for b in batches}
+        best[backbone] = max(rates.values())
+        print(f"  {NAMES[backbone]:22s} " + "  ".join(f"batch {b}: {r:,.0f}" for b, r in rates.items()))
+
+    per_class, n_test = (16, 4) if quick else (2048, 256)
+    with tempfile.TemporaryDirectory() as work:
+        root = os.path.join(work, "images")
+        start = time.perf_counter()
+        write_images(root, per_class, n_test, size=320)
+        n_images = 2 * (per_class + n_test)
+        print(f"\n2. decode included: {n_images:,} JPEGs of 320x320 (written in {time.perf_counter() - start:.0f} s), "
+              f"resize 256, crop 224, batch 256")
+        data = load_dataset("folder", root)
+        for backbone in ("random", "dino"):
+            rate = decode_rate(backbone, data, device)
+            print(f"  {NAMES[backbone]:22s} {rate:,.0f} img/s ({len(data.pool):,} images, {default_workers()} decode workers)")
+
+        sizes, trials, epochs = ((10,), 2, 3) if quick else ((100, 500), 4, 30)
+        gpus = 0.1 if device.type == "cuda" else 0.0
+        sweep = packed_sweep(root, os.path.join(work, "results"), sizes, trials, epochs, gpus)
+        print(f"\n3. packed linear sweep: {sweep['studies']} studies, {sweep['trials']} trials ({sweep['ok']} ok), "
+              f"{gpus} GPU per trial, {epochs} epochs: {sweep['wall_s']:.1f} s wall, of which extraction "
+              f"{sweep['extract_s']:.1f} s; peak GPU memory of a trial {sweep['peak_gpu_mib']:.0f} MiB")
+
+    print()
+    for backbone, goal in GOALS.items():
+        verdict = "met" if best[backbone] >= goal else "not met"
+        print(f"goal {NAMES[backbone]} >= {goal:,} img/s (forward, best batch) on one H100: "
+              f"{best[backbone]:,.0f} on {name}: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
