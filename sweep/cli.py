@@ -166,7 +166,11 @@ def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_g
 @main.command()
 @_study_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def plan(grid_name, where, views, embedding_dtype, fmt):
+@click.option("--estimate", is_flag=True, help="Also estimate device-hours per mode: a short calibration on this machine's device (about a minute on a CPU), unless --costs is given.")
+@click.option("--costs", "costs_file", type=click.Path(dir_okay=False), help="With --estimate: per-image costs saved by --save-costs (e.g. on a GPU node) instead of calibrating here.")
+@click.option("--save-costs", type=click.Path(dir_okay=False), help="With --estimate: write the calibrated costs to this JSON file.")
+@click.option("--results", type=click.Path(file_okay=False), help="With --estimate: use the costs measured by this store's trials and cache where they cover the grid.")
+def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, save_costs, results):
     """Print a grid's studies and trials per dataset and mode, without running anything.
 
     \b
@@ -176,6 +180,10 @@ def plan(grid_name, where, views, embedding_dtype, fmt):
     studies = _studies(grid_name, where, views, embedding_dtype)
     check_studies(studies)
     summary = summarize(grid_name, studies)
+    if (costs_file or save_costs or results) and not estimate:
+        raise click.UsageError("--costs, --save-costs and --results go with --estimate")
+    if estimate:
+        summary["estimate"] = _estimate(studies, costs_file, save_costs, results, quiet=fmt == "json")
     if fmt == "json":
         click.echo(json.dumps(summary, indent=1))
         return
@@ -186,6 +194,31 @@ def plan(grid_name, where, views, embedding_dtype, fmt):
         f"\ngrid {grid_name}: {summary['studies']} studies, {summary['trials']} trials, "
         f"{summary['cells']} cells; backbones {', '.join(summary['backbones'])}"
     )
+    if estimate:
+        est = summary["estimate"]
+        click.echo(f"\nestimated device-hours on {est['device']} (every trial at max_epochs, one at a time):")
+        click.echo(render_table(est["parts"], ("part", "count", "unit", "device_hours", "source")))
+        click.echo(f"total: {est['total_hours']:.2f} device-hours")
+
+
+def _estimate(studies, costs_file, save_costs, results, quiet) -> dict:
+    from sweep.estimate import calibrate, estimate, load_costs, measured_costs, save_costs as write_costs
+
+    if costs_file:
+        costs, source = load_costs(costs_file), f"costs file {costs_file}"
+    else:
+        costs, source = calibrate(studies, echo=None if quiet else lambda line: click.echo(line, err=True)), "calibration"
+    if save_costs:
+        write_costs(costs, save_costs)
+    measured = None
+    if results:
+        from trainables.embeddings import list_cache
+
+        store = ResultsStore(results)
+        if store.meta() is None:
+            raise StoreError(f"{store.root} is not a medsweep results directory (no store.json)")
+        measured = measured_costs(store.read_trials().to_pylist(), list_cache(store.cache_dir))
+    return estimate(studies, costs, measured, source)
 
 
 @main.command()

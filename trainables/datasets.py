@@ -88,6 +88,9 @@ class DatasetInfo:
     kaggle: Optional[tuple] = None
     # Rare classes drawn more often in training (a sampler; validation rows are never repeated).
     oversample: bool = False
+    # (pool images, test images) as published (formats.md): what `sweep plan --estimate` counts
+    # without reading the data; None where they depend on the user's files.
+    published_counts: Optional[tuple[int, int]] = None
     description: str = ""
     # loader(root, problems): problems None -> raise on any; a list -> append each and go on.
     loader: Optional[Callable[..., LoadedDataset]] = None
@@ -239,6 +242,7 @@ register_dataset(
         augment="none",  # digits are orientation-sensitive: a flipped 2 is no 2
         image_size=32,  # 8x8 upsampled: the tiny timm backbones downsample 32x
         needs_root=False,
+        published_counts=(1_257, 540),
         description="scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes); the demo's data",
         loader=_load_digits,
     )
@@ -255,6 +259,7 @@ register_dataset(
         sizes={"S": 500, "M": 5000, "F": 50000},
         augment="flip",
         image_size=96,  # the paper keeps patches at 96x96: no resize, no crop
+        published_counts=(220_025, 57_458),
         description="Kaggle histopathologic-cancer-detection, 96x96 patches; test labels hidden",
         kaggle=("id", "label", 0.51),
         loader=_reader("read_patchcam"),
@@ -269,6 +274,7 @@ register_dataset(
         sizes={"S": 50, "M": 500, "F": 3662},
         augment="flip_rotate",
         resize_to=256,
+        published_counts=(3_662, 1_928),
         description="Kaggle APTOS 2019 fundus images, grades 0-4; test labels hidden",
         kaggle=("id_code", "diagnosis", 0.85),
         loader=_reader("read_aptos"),
@@ -283,6 +289,7 @@ register_dataset(
         sizes={"S": 50, "M": 500, "F": 5216},
         augment="rotate",
         resize_to=256,
+        published_counts=(5_216, 624),
         description="Kermany chest X-ray (Kaggle chest-xray-pneumonia), patients in file names",
         loader=_reader("read_pneumonia"),
     )
@@ -296,6 +303,7 @@ register_dataset(
         sizes={"S": 20, "M": 200, "F": 2414},
         augment="rotate",
         resize_to=256,
+        published_counts=(2_412, 1_962),
         description="NIH ChestX-ray14 with the four-findings expert labels (5 classes)",
         oversample=True,  # the paper: too few images of the rarest findings to balance
         loader=_reader("read_nih"),

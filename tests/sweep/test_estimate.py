@@ -1,0 +1,81 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sweep.cli import main
+from sweep.estimate import arch_key, calibrate, estimate, head_key, measured_costs
+from sweep.spec import SpecError, StudySpec
+
+COMMON = dict(grid="g", dataset="digits", subset="S", n_train=50, fold=0, n_folds=5, max_epochs=10, n_trials=2,
+              batch_size=32)
+
+
+def _costs():
+    # Hand-set costs: every figure below follows from the documented model.
+    return {
+        "device": "test",
+        "forward_s": {arch_key("test_resnet", 32): 0.01},
+        "train_s": {arch_key("test_resnet", 32): 0.03},
+        "head_s": {"linear:96": 0.001},
+        "dims": {arch_key("test_resnet", 32): 96},
+    }
+
+
+def test_the_cost_model_of_each_part():
+    linear = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
+    finetune = StudySpec(backbones=("test_resnet",), mode="finetune", **COMMON)
+    parts = {p["part"]: p for p in estimate([linear, finetune], _costs())["parts"]}
+    # extraction: (1,257 pool + 540 test) images x 0.01 s
+    assert parts["extraction"]["count"] == 1
+    assert parts["extraction"]["seconds"] == pytest.approx(1797 * 0.01, abs=0.1)
+    # finetune: 2 trials x (10 epochs x (40 x 0.03 + 10 x 0.01) + 5 test scorings x 540 x 0.01)
+    assert parts["finetune"]["seconds"] == pytest.approx(2 * (10 * (40 * 0.03 + 10 * 0.01) + 5 * 540 * 0.01), abs=0.1)
+    # linear: 2 trials x (10 epochs x 50 rows + 5 x 540) x 0.001
+    assert parts["linear"]["seconds"] == pytest.approx(2 * (10 * 50 + 5 * 540) * 0.001, abs=0.1)
+    assert parts["linear"]["count"] == 2 and parts["linear"]["source"] == "calibration"
+
+
+def test_measured_costs_replace_the_calibrated_ones_they_cover():
+    linear = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
+    rows = [{"status": "ok", "epochs": 5, "wall_s": 10.0, "n_train": 50, "dataset": "digits", "mode": "linear",
+             "backbone": "test_resnet"}]
+    cache = [{"rows": 1797, "extract_s": 3.594, "dataset": "digits", "backbone": "test_resnet"}]
+    parts = {p["part"]: p for p in estimate([linear], _costs(), measured_costs(rows, cache))["parts"]}
+    assert parts["linear"]["source"] == "measured"
+    assert parts["linear"]["seconds"] == pytest.approx(2 * 10 * 50 * (10 / 250), abs=0.1)
+    assert parts["extraction"]["seconds"] == pytest.approx(3.594, abs=0.1)
+
+
+def test_a_costs_file_without_a_needed_architecture_names_it():
+    study = StudySpec(backbones=("test_vit",), mode="finetune", **COMMON)
+    with pytest.raises(SpecError, match=rf"costs file c.json has no forward cost for {arch_key('test_vit', 32)}"):
+        estimate([study], _costs(), source="costs file c.json")
+
+
+def test_calibration_times_every_architecture_and_head_of_the_grid():
+    studies = [StudySpec(backbones=("test_resnet", "test_vit"), mode="dvme", proj_dim=16, **COMMON),
+               StudySpec(backbones=("test_vit",), mode="finetune", **COMMON)]
+    costs = calibrate(studies, device="cpu")
+    assert set(costs["forward_s"]) == {arch_key("test_resnet", 32), arch_key("test_vit", 32)}
+    assert set(costs["train_s"]) == {arch_key("test_vit", 32)}
+    assert set(costs["head_s"]) == {head_key(studies[0], costs["dims"])} == {"dvme:96,64:p16:token"}
+    assert all(0 < v < 10 for table in ("forward_s", "train_s", "head_s") for v in costs[table].values())
+    # Training a step costs more than a forward of the same architecture.
+    assert costs["train_s"][arch_key("test_vit", 32)] > costs["forward_s"][arch_key("test_vit", 32)]
+
+
+def test_plan_estimate_saves_and_reuses_its_costs(tmp_path):
+    saved = tmp_path / "costs.json"
+    first = CliRunner().invoke(main, ["plan", "--grid", "demo", "--where", "mode=linear", "--estimate",
+                                      "--save-costs", str(saved), "--format", "json"])
+    assert first.exit_code == 0, first.output
+    est = json.loads(first.output)["estimate"]
+    assert [p["part"] for p in est["parts"]] == ["extraction", "linear"] and est["total_hours"] > 0
+    again = CliRunner().invoke(main, ["plan", "--grid", "demo", "--where", "mode=linear", "--estimate",
+                                      "--costs", str(saved), "--format", "json"])
+    reused = json.loads(again.output)["estimate"]["parts"]
+    assert [(p["part"], p["seconds"]) for p in reused] == [(p["part"], p["seconds"]) for p in est["parts"]]
+    assert all(p["source"] == f"costs file {saved}" for p in reused)
+    refused = CliRunner().invoke(main, ["plan", "--grid", "demo", "--costs", str(saved)])
+    assert refused.exit_code == 2 and "go with --estimate" in refused.output
