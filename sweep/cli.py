@@ -101,7 +101,7 @@ def main() -> None:
 
 @main.command()
 @_study_options
-@click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(file_okay=False), help="Results store directory.")
+@click.option("--results", default=DEFAULT_RESULTS, show_default=True, help="Results store: a directory or a URI (s3://bucket/prefix, file:///...).")
 @click.option("--resume", is_flag=True, help="Continue a sweep in --results: studies complete there are skipped.")
 @click.option("--allow-other-grid", is_flag=True, help="Add to a results directory that holds another grid's results.")
 @click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset (repeatable).")
@@ -111,7 +111,7 @@ def main() -> None:
 @click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share].")
 @click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts.")
 @click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle.")
-@click.option("--cache", type=click.Path(file_okay=False), help="Embedding cache folder [default: RESULTS/cache]; share one between sweeps.")
+@click.option("--cache", help="Embedding cache: a folder or a URI [default: RESULTS/cache]; share one between sweeps.")
 @click.option("--extract-cpus", type=click.IntRange(min=1), help="CPUs of one embedding-extraction task; all but one decode images [default: 4 beside a GPU, else 1].")
 @click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
@@ -169,7 +169,7 @@ def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_g
 @click.option("--estimate", is_flag=True, help="Also estimate device-hours per mode: a short calibration on this machine's device (about a minute on a CPU), unless --costs is given.")
 @click.option("--costs", "costs_file", type=click.Path(dir_okay=False), help="With --estimate: per-image costs saved by --save-costs (e.g. on a GPU node) instead of calibrating here.")
 @click.option("--save-costs", type=click.Path(dir_okay=False), help="With --estimate: write the calibrated costs to this JSON file.")
-@click.option("--results", type=click.Path(file_okay=False), help="With --estimate: use the costs measured by this store's trials and cache where they cover the grid.")
+@click.option("--results", help="With --estimate: use the costs measured by this store's trials and cache where they cover the grid.")
 def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, save_costs, results):
     """Print a grid's studies and trials per dataset and mode, without running anything.
 
@@ -222,7 +222,7 @@ def _estimate(studies, costs_file, save_costs, results, quiet) -> dict:
 
 
 @main.command()
-@click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(file_okay=False), help="Results store directory.")
+@click.option("--results", default=DEFAULT_RESULTS, show_default=True, help="Results store: a directory or a URI (s3://bucket/prefix, file:///...).")
 @click.option("--level", type=click.Choice(["trials", "studies", "cells"]), default="cells", show_default=True,
               help="trials: every trial; studies: each study's selected trial (best validation score); cells: mean ± std over folds.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
@@ -330,7 +330,9 @@ def weights_check(name, path, as_json):
 
 
 def _cache_dir(cache, results) -> str:
-    return cache or ResultsStore(results).cache_dir
+    from trainables import storage
+
+    return storage.absolute(cache) if cache else ResultsStore(results).cache_dir
 
 
 @main.group()
@@ -339,8 +341,8 @@ def cache():
 
 
 CACHE_OPTIONS = [
-    click.option("--cache", "cache_path", type=click.Path(file_okay=False), help="Cache folder [default: RESULTS/cache]."),
-    click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(file_okay=False)),
+    click.option("--cache", "cache_path", help="Cache folder or URI [default: RESULTS/cache]."),
+    click.option("--results", default=DEFAULT_RESULTS, show_default=True, help="Results store: a directory or a URI."),
 ]
 
 
@@ -383,8 +385,7 @@ def cache_rm(cache_path, results, dataset, backbone, everything):
     Example:
       sweep cache rm --backbone dino
     """
-    import os
-
+    from trainables import storage
     from trainables.embeddings import list_cache
 
     if not (dataset or backbone or everything):
@@ -393,7 +394,7 @@ def cache_rm(cache_path, results, dataset, backbone, everything):
     for entry in list_cache(_cache_dir(cache_path, results)):
         if (dataset and entry["dataset"] != dataset) or (backbone and entry["backbone"] != backbone):
             continue
-        os.remove(entry["path"])
+        storage.remove(entry["path"])
         removed += 1
     click.echo(f"removed {removed} cache file(s)")
 
@@ -425,7 +426,7 @@ def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, 
         raise click.BadParameter(f"{dataset} has no training augmentation: every view would equal view 0", param_hint="--views")
     root = resolve_root(dataset, _pairs(data, "--data"))
     given = _pairs(weights, "--weights")
-    cache_dir = os.path.abspath(_cache_dir(cache_path, results))
+    cache_dir = _cache_dir(cache_path, results)
     for backbone in backbones:
         for view in range(views + 1) if views > 1 else (0,):
             path = ensure_embeddings(dataset, root, backbone, resolve_weights(backbone, given), cache_dir, view=view,

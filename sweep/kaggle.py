@@ -15,11 +15,11 @@ Example::
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 
 import numpy as np
 
+from trainables import storage
 from trainables.datasets import DatasetError, get_dataset_info
 
 
@@ -39,12 +39,11 @@ def _column(dataset: str, probs: np.ndarray) -> list:
 
 
 def _write_csv(path: str, header: tuple[str, str], ids: list[str], values: list) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(zip(ids, values))
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(zip(ids, values))
+    storage.write_atomic(path, text.getvalue().encode())
 
 
 def write_submissions(root: str, studies: list[dict], test_ids: dict[str, list[str]]) -> list[str]:
@@ -58,22 +57,21 @@ def write_submissions(root: str, studies: list[dict], test_ids: dict[str, list[s
         first = rows[0]
         id_col, label_col, _ = get_dataset_info(first["dataset"]).kaggle
         ids = test_ids[first["dataset"]]
-        folder = os.path.join(root, "submissions", f"{first['dataset']}-{first['mode']}-{first['backbone']}-n{first['n_train']}-{cell_id}")
+        folder = storage.join(root, "submissions", f"{first['dataset']}-{first['mode']}-{first['backbone']}-n{first['n_train']}-{cell_id}")
         fold_probs = []
         for row in sorted(rows, key=lambda r: r["fold"]):
-            path = os.path.join(root, "predictions", row["study_id"], f"{row['trial_id']}.npy")
-            if not os.path.exists(path):
+            path = storage.join(root, "predictions", row["study_id"], f"{row['trial_id']}.npy")
+            if not storage.exists(path):
                 continue
-            probs = np.load(path, allow_pickle=False)
-            os.makedirs(folder, exist_ok=True)
+            probs = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
             if len(probs) != len(ids):
                 raise DatasetError(f"{path}: {len(probs)} predictions for a test set of {len(ids)}")
             fold_probs.append(probs)
-            out = os.path.join(folder, f"fold{row['fold']}.csv")
+            out = storage.join(folder, f"fold{row['fold']}.csv")
             _write_csv(out, (id_col, label_col), ids, _column(first["dataset"], probs))
             written.append(out)
         if fold_probs:
-            out = os.path.join(folder, "ensemble.csv")
+            out = storage.join(folder, "ensemble.csv")
             _write_csv(out, (id_col, label_col), ids, _column(first["dataset"], np.mean(fold_probs, axis=0)))
             written.append(out)
     return written

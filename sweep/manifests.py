@@ -2,7 +2,7 @@
 results under a content digest that every results row carries.
 
 The driver computes each study's split once (the same pure functions a trial would use),
-writes it to ``<results>/manifests/<digest>.json`` and hands the trial the file: the trial
+writes it to ``<results>/manifests/<digest>.json`` (a path or URI) and hands the trial the file: the trial
 reads its split from there, so the digest in a row is exactly the split that trial used.
 Studies that differ only by backbone or mode share a manifest.
 """
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 
 from sweep.spec import StudySpec
+from trainables import storage
 from trainables.datasets import LoadedDataset
 from trainables.splits import balanced_subset, fold_split
 
@@ -47,19 +46,15 @@ def write_manifests(
     directory: str, studies: list[StudySpec], datasets: dict[str, LoadedDataset], skips: dict | None = None
 ) -> dict:
     """study_id -> (digest, path); each distinct split written once, atomically."""
-    os.makedirs(directory, exist_ok=True)
     out, by_split = {}, {}
     for spec in studies:
         key = (spec.dataset, spec.n_train, spec.n_folds, spec.fold, spec.seed)
         if key not in by_split:
             manifest = study_manifest(spec, datasets[spec.dataset], tuple((skips or {}).get(spec.dataset, ())))
             digest = manifest_digest(manifest)
-            path = os.path.join(directory, f"{digest}.json")
-            if not os.path.exists(path):
-                fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-                with os.fdopen(fd, "w") as f:
-                    json.dump(manifest, f)
-                os.replace(tmp, path)
+            path = storage.join(directory, f"{digest}.json")
+            if not storage.exists(path):
+                storage.write_atomic(path, json.dumps(manifest).encode())
             by_split[key] = (digest, path)
         out[spec.study_id] = by_split[key]
     return out

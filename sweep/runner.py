@@ -27,6 +27,7 @@ from sweep.queries import select_studies
 from sweep.planning import check_studies
 from sweep.spec import SpecError, StudySpec, study_config
 from sweep.store import ResultsStore, StoreError
+from trainables import storage
 from trainables.backbones import get_backbone_info, resolve_weights, weights_digest
 from trainables.datasets import get_dataset_info, load_dataset, resolve_root
 
@@ -93,12 +94,11 @@ def _skip_unreadable(names: list[str], options: RunOptions, store: ResultsStore)
     from sweep.datacheck import skip_list
 
     skips = {}
-    os.makedirs(store.skipped_dir, exist_ok=True)
     for name in names:
         ids, problems = skip_list(name, options.data_roots.get(name))
         skips[name] = ids
-        with open(os.path.join(store.skipped_dir, f"{name}.json"), "w") as f:
-            json.dump({"dataset": name, "skipped_ids": ids, "problems": problems}, f, indent=1)
+        report = {"dataset": name, "skipped_ids": ids, "problems": problems}
+        storage.write_atomic(storage.join(store.skipped_dir, f"{name}.json"), json.dumps(report, indent=1).encode())
         if problems:
             print_flush(f"{name}: {len(problems)} problem(s) left out, listed in {store.skipped_dir}/{name}.json")
     return skips
@@ -203,7 +203,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     has_gpu = resources.get("GPU", 0) > 0
 
     requests = extraction_requests(pending)
-    cache_dir = os.path.abspath(options.cache) if options.cache else store.cache_dir
+    cache_dir = storage.absolute(options.cache) if options.cache else store.cache_dir
     unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
     files = _extract_all(unique, options, cache_dir, has_gpu, skips)
 
@@ -225,7 +225,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
             # The cache file is named by its key: no second key computation (which would read
             # the weight file again on the driver).
             config["embedding_keys"] = {
-                b: [os.path.basename(p)[: -len(".arrow")] for p in paths] for b, paths in config["embedding_files"].items()
+                b: [storage.basename(p)[: -len(".arrow")] for p in paths] for b, paths in config["embedding_files"].items()
             }
         configs.append(config)
 

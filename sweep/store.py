@@ -11,9 +11,11 @@ Layout under ``--results DIR``::
     cache/                           the embedding cache (Arrow IPC files)
     ray/                             Ray Tune's experiment directory
 
-A trial file is written to a temporary name and renamed into place, so a crash never leaves
-half a row, and a trial written twice (a resumed sweep) replaces itself instead of adding a
-duplicate row.
+``--results`` is a path or a URI (``s3://bucket/prefix``, ``file:///...``): on a cluster the
+store lives on shared storage, and every node writes and reads it through pyarrow's
+filesystems (trainables/storage.py). A trial file is written atomically (a temporary name
+renamed into place, or one object PUT), so a crash never leaves half a row, and a trial
+written twice (a resumed sweep) replaces itself instead of adding a duplicate row.
 
 Example::
 
@@ -24,13 +26,14 @@ Example::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import uuid
 from typing import Optional
 
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+
+from trainables import storage
 
 SCHEMA_VERSION = 2  # 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib
 STORE_FILE = "store.json"
@@ -95,33 +98,34 @@ class StoreError(RuntimeError):
 
 class ResultsStore:
     def __init__(self, root: str):
-        self.root = os.path.abspath(root)
-        self.trials_dir = os.path.join(self.root, "trials")
-        self.cache_dir = os.path.join(self.root, "cache")
-        self.ray_dir = os.path.join(self.root, "ray")
-        self.manifests_dir = os.path.join(self.root, "manifests")
-        self.predictions_dir = os.path.join(self.root, "predictions")
-        self.skipped_dir = os.path.join(self.root, "skipped")
+        self.root = storage.absolute(root)
+        self.trials_dir = storage.join(self.root, "trials")
+        self.cache_dir = storage.join(self.root, "cache")
+        self.ray_dir = storage.join(self.root, "ray")
+        self.manifests_dir = storage.join(self.root, "manifests")
+        self.predictions_dir = storage.join(self.root, "predictions")
+        self.skipped_dir = storage.join(self.root, "skipped")
 
     @property
     def meta_path(self) -> str:
-        return os.path.join(self.root, STORE_FILE)
+        return storage.join(self.root, STORE_FILE)
 
     def meta(self) -> Optional[dict]:
-        if not os.path.exists(self.meta_path):
+        try:
+            return json.loads(storage.read_bytes(self.meta_path))
+        except FileNotFoundError:
             return None
-        with open(self.meta_path) as f:
-            return json.load(f)
 
     def open_for(self, grid: str, allow_other_grid: bool = False, holdout: Optional[float] = None) -> None:
         """Create the store for ``grid``, or check that an existing one may take its results.
 
         The holdout fraction is fixed per store: test scores on the dataset's own test set and
         on a holdout must never be mixed in one table."""
+        probe = storage.join(self.root, f".write-probe-{uuid.uuid4().hex}")
         try:
-            os.makedirs(self.trials_dir, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-probe-", delete=True)
-            probe.close()
+            storage.makedirs(self.trials_dir)
+            storage.write_atomic(probe, b"")
+            storage.remove(probe)
         except OSError as exc:
             raise StoreError(f"results directory {self.root} is not writable: {exc}") from exc
         meta = self.meta()
@@ -148,37 +152,29 @@ class ResultsStore:
             self._write_json(self.meta_path, {**meta, "grids": grids + [grid]})
 
     def _write_json(self, path: str, obj: dict) -> None:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
+        storage.write_atomic(path, json.dumps(obj, indent=2).encode())
 
     def trial_path(self, study_id: str, trial_id: str) -> str:
-        return os.path.join(self.trials_dir, study_id, f"{trial_id}.parquet")
+        return storage.join(self.trials_dir, study_id, f"{trial_id}.parquet")
 
     def write_trial(self, row: dict) -> str:
-        """Write one trial row atomically (temporary file + rename); returns its path."""
+        """Write one trial row atomically; returns its path."""
         table = pa.Table.from_pylist([{name: row.get(name) for name in TRIAL_SCHEMA.names}], TRIAL_SCHEMA)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
         path = self.trial_path(row["study_id"], row["trial_id"])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".parquet")
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        storage.write_atomic(path, sink.getvalue().to_pybytes())
         return path
 
     def read_trials(self) -> pa.Table:
         """Every trial row in the store (temporary files of interrupted writes are ignored)."""
-        if not os.path.isdir(self.trials_dir):
-            if not os.path.isdir(self.root):
+        if not storage.exists(self.trials_dir):
+            if not storage.exists(self.root):
                 raise StoreError(f"no results directory at {self.root}")
             return TRIAL_SCHEMA.empty_table()
+        fs, path = storage.filesystem(self.trials_dir)
         dataset = pads.dataset(
-            self.trials_dir, schema=TRIAL_SCHEMA, format="parquet", exclude_invalid_files=False,
+            path, filesystem=fs, schema=TRIAL_SCHEMA, format="parquet", exclude_invalid_files=False,
             ignore_prefixes=[".tmp-", "."],
         )
         return dataset.to_table()

@@ -14,3 +14,14 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def bucket(tmp_path, monkeypatch):
+    """A ``memory://`` folder (fsspec's in-process filesystem) standing in for S3: no rename,
+    no memory map, reached only through pyarrow's filesystem interface, as s3:// is."""
+    fsspec = pytest.importorskip("fsspec")
+    monkeypatch.setenv("MEDSWEEP_LOCAL_CACHE", str(tmp_path / "node-local"))
+    root = f"memory://bucket-{os.getpid()}-{tmp_path.name}"
+    yield root
+    fsspec.filesystem("memory").rm(root.split("://", 1)[1], recursive=True)

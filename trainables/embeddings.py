@@ -14,6 +14,9 @@ rotation as the dataset's modality allows), each image's draw seeded by (seed, v
 it does not depend on batch size or worker count. ``--views K`` trains frozen heads on K such
 views (epoch e reads view 1 + e mod K); validation and test always read view 0.
 
+Location: a folder path or a URI (``s3://...``): files are written locally and uploaded;
+trials on another node read a node-local copy (``storage.localize``), memory-mapped.
+
 Extraction: batched, in eval mode, images decoded by DataLoader workers, on a GPU with bf16
 autocast and channels_last, on a CPU in fp32 (bf16 autocast is about 10x slower on CPUs).
 A progress bar shows images/s, and the file's metadata keeps the rate and the device.
@@ -46,6 +49,7 @@ import pyarrow.ipc as ipc
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from trainables import storage
 from trainables.backbones import create_backbone, embed, resolve_info, weights_digest
 from trainables.datasets import ImageSet, get_dataset_info, load_dataset
 from trainables.transforms import build_transform, describe
@@ -93,7 +97,7 @@ def embedding_key(dataset: str, data, backbone: str, weights_path: Optional[str]
 
 
 def cache_path(cache_dir: str, key: str) -> str:
-    return os.path.join(cache_dir, f"{key}.arrow")
+    return storage.join(cache_dir, f"{key}.arrow")
 
 
 class _ViewImages(Dataset):
@@ -200,9 +204,8 @@ def ensure_embeddings(
     data = load_dataset(dataset, data_root, holdout=holdout, skip=skip)
     key = embedding_key(dataset, data, backbone, weights_path, seed, view, dtype)
     path = cache_path(cache_dir, key)
-    if os.path.exists(path):
+    if storage.exists(path):
         return path
-    os.makedirs(cache_dir, exist_ok=True)
     ds_info = get_dataset_info(dataset)
     model, bb_info = create_backbone(backbone, img_size=ds_info.image_size, weights_path=weights_path, seed=seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -240,12 +243,17 @@ def ensure_embeddings(
             "device": f"{device.type} {precision}",
         }
     )
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".arrow.tmp")
+    # Written whole to a local temporary file first (beside the cache when it is local, so
+    # the final rename is atomic), then moved or uploaded under its key.
+    local_dir = storage.absolute(cache_dir) if not storage.is_uri(cache_dir) else None
+    if local_dir:
+        os.makedirs(local_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=local_dir, prefix=".tmp-", suffix=".arrow")
     os.close(fd)
     try:
         with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=len(table) or None)
-        os.replace(tmp, path)
+        storage.upload(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -282,16 +290,15 @@ def load_embeddings(path: str) -> dict[str, EmbeddedSplit]:
 
 
 def list_cache(cache_dir: str) -> list[dict]:
-    """One dict per cache file: its key, dataset, backbone, rows, dim, size; nothing read
-    beyond the schema and footer."""
+    """One dict per cache file (a path or URI): its key, dataset, backbone, view, dtype, rows,
+    dim, size; nothing read beyond the schema and footer."""
     entries = []
-    if not os.path.isdir(cache_dir):
-        return entries
-    for name in sorted(os.listdir(cache_dir)):
+    for name in storage.listdir(cache_dir):
         if not name.endswith(".arrow"):
             continue
-        path = os.path.join(cache_dir, name)
-        reader = ipc.open_file(pa.memory_map(path, "r"))
+        path = storage.join(cache_dir, name)
+        fs, inner = storage.filesystem(path)
+        reader = ipc.open_file(fs.open_input_file(inner))
         meta = {k.decode(): v.decode() for k, v in (reader.schema.metadata or {}).items()}
         rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
         entries.append({
@@ -302,7 +309,7 @@ def list_cache(cache_dir: str) -> list[dict]:
             "dtype": meta.get("dtype", "float32"),
             "rows": rows,
             "dim": reader.schema.field("embedding").type.list_size,
-            "mib": round(os.path.getsize(path) / 2**20, 2),
+            "mib": round(storage.size(path) / 2**20, 2),
             "extract_s": float(meta.get("extract_s", "nan")),
             "images_per_s": float(meta.get("images_per_s", "nan")),
             "path": path,

@@ -11,6 +11,7 @@ still carries the test score of its selected model.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from trainables import storage
 from trainables.backbones import create_backbone, embed, embedding_dim
 from trainables.batches import FeatureBatches, balanced_weights
 from trainables.datasets import get_dataset_info, load_dataset
@@ -70,8 +72,7 @@ def study_split(labels: np.ndarray, groups: Optional[np.ndarray], config: dict):
     """(train, validation) pool indices: from the driver's fold manifest when the sweep wrote
     one (so the row's manifest digest is the split used), else computed the same way."""
     if config.get("manifest_file"):
-        with open(config["manifest_file"]) as f:
-            manifest = json.load(f)
+        manifest = json.loads(storage.read_bytes(config["manifest_file"]))
         return np.asarray(manifest["train_rows"], dtype=np.int64), np.asarray(manifest["val_rows"], dtype=np.int64)
     subset = balanced_subset(labels, config["n_train"], config["seed"])
     return fold_split(labels, subset, config["n_folds"], config["fold"], config["seed"], groups)
@@ -106,9 +107,9 @@ def build_frozen(config: dict):
     """
     n_classes = config["n_classes"]
     files = [_view_files(config["embedding_files"][b]) for b in config["backbones"]]
-    evaluation = [load_embeddings(f[0]) for f in files]
+    evaluation = [load_embeddings(storage.localize(f[0])) for f in files]
     pool, test = [c["pool"] for c in evaluation], [c["test"] for c in evaluation]
-    augmented = [[load_embeddings(path)["pool"].features for path in f[1:]] for f in files]
+    augmented = [[load_embeddings(storage.localize(path))["pool"].features for path in f[1:]] for f in files]
     n_views = len(augmented[0])
     if any(len(a) != n_views for a in augmented):
         raise ValueError(f"every backbone needs the same number of views: {config['embedding_files']}")
@@ -185,11 +186,11 @@ def mean_attention(model: DVME, loader: DataLoader, device) -> list[list[float]]
 
 
 def save_predictions(path: str, probs: np.ndarray) -> None:
-    """Test-set class probabilities of the selected epoch, written atomically (.npy)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npy"
-    np.save(tmp, probs.astype(np.float32))
-    os.replace(tmp, path)
+    """Test-set class probabilities of the selected epoch, written atomically (.npy; a path
+    or URI)."""
+    buffer = io.BytesIO()
+    np.save(buffer, probs.astype(np.float32))
+    storage.write_atomic(path, buffer.getvalue())
 
 
 def trial_epochs(config: dict, predictions_file: Optional[str] = None) -> Iterator[dict]:
@@ -240,6 +241,6 @@ def run_trial(config: dict) -> None:
     predictions = None
     if config.get("predictions_dir"):
         trial_id = tune.get_context().get_trial_id()
-        predictions = os.path.join(config["predictions_dir"], config["study_id"], f"{trial_id}.npy")
+        predictions = storage.join(config["predictions_dir"], config["study_id"], f"{trial_id}.npy")
     for record in trial_epochs(config, predictions):
         tune.report({**record, "node_id": node_id})

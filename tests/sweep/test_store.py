@@ -1,3 +1,4 @@
+import json
 import os
 
 import pyarrow.parquet as pq
@@ -45,12 +46,10 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     store = ResultsStore(str(tmp_path))
     store.open_for("g")
 
-    def boom(table, where):
-        with open(where, "wb") as f:
-            f.write(b"partial")
+    def boom(src, dst):  # the bytes are on disk under a temporary name; the rename fails
         raise OSError("disk full")
 
-    monkeypatch.setattr("sweep.store.pq.write_table", boom)
+    monkeypatch.setattr("trainables.storage.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         store.write_trial(_row())
     assert os.listdir(os.path.join(str(tmp_path), "trials", "s1")) == []
@@ -109,3 +108,16 @@ def test_schema_has_one_column_per_name_and_every_study_field():
     names = TRIAL_SCHEMA.names
     assert len(names) == len(set(names))
     assert {f.name for f in dataclasses.fields(StudySpec)} <= set(names)
+
+
+def test_results_store_on_a_uri(bucket):
+    from trainables import storage
+
+    store = ResultsStore(storage.join(bucket, "results"))
+    store.open_for("g")
+    store.write_trial(_row())
+    store.write_trial(_row(trial="t2"))
+    assert json.loads(storage.read_bytes(store.meta_path))["grids"] == ["g"]
+    assert sorted(store.read_trials().column("trial_id").to_pylist()) == ["t1", "t2"]
+    store.write_trial(_row())  # rewritten, not duplicated
+    assert store.read_trials().num_rows == 2

@@ -1,0 +1,176 @@
+"""Files at a local path or a URI (``s3://``, ``gs://``, ``file://``, ...), through pyarrow's
+filesystems, so the results store and the embedding cache can live on a cluster's shared
+storage.
+
+Writes are atomic either way: a local file is written beside its target and renamed; an
+object store's PUT is atomic by itself (a reader sees the whole object or none). Files a
+trial memory-maps (cache files) are copied once per node into a local folder
+(``$MEDSWEEP_LOCAL_CACHE``, default ``~/.cache/medsweep``) by :func:`localize`.
+
+Schemes pyarrow does not know (``memory://`` and others) go through fsspec where installed.
+
+Example::
+
+    >>> write_atomic(join("s3://bucket/results", "store.json"), b"{}")   # doctest: +SKIP
+    >>> read_bytes("s3://bucket/results/store.json")                      # doctest: +SKIP
+    b'{}'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+import pyarrow.fs as pafs
+
+LOCAL_CACHE_ENV = "MEDSWEEP_LOCAL_CACHE"
+
+
+class StorageError(OSError):
+    """A location that cannot be used; the message names it."""
+
+
+def is_uri(where: str) -> bool:
+    return "://" in where
+
+
+def is_local(where: str) -> bool:
+    return not is_uri(where) or where.startswith("file://")
+
+
+def absolute(where: str) -> str:
+    """A local path made absolute (trials run with another cwd); a URI unchanged."""
+    return where if is_uri(where) else os.path.abspath(os.path.expanduser(where))
+
+
+def join(base: str, *parts: str) -> str:
+    if is_uri(base):
+        return "/".join([base.rstrip("/"), *parts])
+    return os.path.join(base, *parts)
+
+
+def basename(where: str) -> str:
+    return where.rstrip("/").rsplit("/", 1)[-1] if is_uri(where) else os.path.basename(where)
+
+
+def filesystem(where: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) of a path or URI."""
+    if not is_uri(where):
+        return pafs.LocalFileSystem(), absolute(where)
+    try:
+        return pafs.FileSystem.from_uri(where)
+    except ValueError as exc:  # pyarrow's ArrowInvalid: a scheme it does not know
+        try:
+            import fsspec
+            from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+            fs, path = fsspec.core.url_to_fs(where)
+        except Exception:
+            raise StorageError(f"{where}: not a path or a URI this machine can open ({exc})") from exc
+        return PyFileSystem(FSSpecHandler(fs)), path
+
+
+def _local_path(where: str) -> str:
+    return filesystem(where)[1] if where.startswith("file://") else absolute(where)
+
+
+def exists(where: str) -> bool:
+    fs, path = filesystem(where)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def size(where: str) -> int:
+    fs, path = filesystem(where)
+    return fs.get_file_info(path).size or 0
+
+
+def read_bytes(where: str) -> bytes:
+    fs, path = filesystem(where)
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StorageError(f"{where}: cannot be read ({exc})") from exc
+
+
+def makedirs(where: str) -> None:
+    fs, path = filesystem(where)
+    fs.create_dir(path, recursive=True)
+
+
+def write_atomic(where: str, data: bytes) -> None:
+    """Write ``data`` so that no reader ever sees a part of it."""
+    if is_local(where):
+        path = _local_path(where)
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return
+    fs, path = filesystem(where)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:  # one PUT: atomic on object stores
+        out.write(data)
+
+
+def upload(local_file: str, where: str) -> None:
+    """Move a finished local file to ``where`` (a rename when local, a copy when remote)."""
+    if is_local(where):
+        path = _local_path(where)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.replace(local_file, path)
+        return
+    fs, path = filesystem(where)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pafs.copy_files(local_file, path, destination_filesystem=fs)
+    os.remove(local_file)
+
+
+def listdir(where: str) -> list[str]:
+    """Names of the files directly in a folder (none if it does not exist); hidden and
+    temporary files left out."""
+    fs, path = filesystem(where)
+    selector = pafs.FileSelector(path, allow_not_found=True, recursive=False)
+    return sorted(
+        info.base_name for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File and not info.base_name.startswith(".")
+    )
+
+
+def remove(where: str) -> None:
+    fs, path = filesystem(where)
+    fs.delete_file(path)
+
+
+def local_cache_dir() -> str:
+    return os.environ.get(LOCAL_CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "medsweep")
+
+
+def localize(where: str) -> str:
+    """A local path of the file: itself when local, else a node-local copy made once (named by
+    the URI's digest, so two stores' files never collide)."""
+    if is_local(where):
+        return _local_path(where)
+    digest = hashlib.sha256(where.encode()).hexdigest()[:16]
+    target = os.path.join(local_cache_dir(), f"{digest}-{basename(where)}")
+    if not os.path.exists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fs, path = filesystem(where)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+        os.close(fd)
+        try:
+            pafs.copy_files(path, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return target
