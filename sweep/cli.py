@@ -72,9 +72,13 @@ def _studies(grid_name: str, where: tuple, views, embedding_dtype) -> list:
 
 
 def _modes(values: dict, option: str) -> dict:
-    unknown = sorted(set(values) - set(MODES))
+    """Keys MODE or MODE:BACKBONE (e.g. finetune:dino)."""
+    unknown = sorted(k for k in values if k.split(":", 1)[0] not in MODES)
     if unknown:
-        raise click.BadParameter(f"unknown mode(s) {unknown}; valid modes: {', '.join(MODES)}", param_hint=option)
+        raise click.BadParameter(
+            f"unknown mode(s) {unknown}; valid: MODE or MODE:BACKBONE with MODE one of {', '.join(MODES)}",
+            param_hint=option,
+        )
     return values
 
 
@@ -106,8 +110,8 @@ def main() -> None:
 @click.option("--allow-other-grid", is_flag=True, help="Add to a results directory that holds another grid's results.")
 @click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset (repeatable).")
 @click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="Weight file of a backbone (repeatable).")
-@click.option("--gpus-per-trial", multiple=True, metavar="MODE=FRACTION", help="GPU fraction a trial of MODE takes, e.g. linear=0.1 (repeatable). Ignored without GPUs.")
-@click.option("--cpus-per-trial", multiple=True, metavar="MODE=CPUS", help="CPUs a trial of MODE takes, e.g. finetune=2 (repeatable).")
+@click.option("--gpus-per-trial", multiple=True, metavar="MODE=FRACTION", help="GPU fraction a trial takes, by MODE or MODE:BACKBONE, e.g. linear=0.1, finetune:dino=1, linear=0 for CPU-only heads (repeatable; overrides the grid's). Ignored without GPUs.")
+@click.option("--cpus-per-trial", multiple=True, metavar="MODE=CPUS", help="CPUs a trial takes, by MODE or MODE:BACKBONE, e.g. finetune=4 (repeatable).")
 @click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share].")
 @click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts.")
 @click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle.")

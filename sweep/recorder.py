@@ -50,6 +50,8 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         peak_rss_mib=result.get("peak_rss_mib"),
         peak_gpu_mib=result.get("peak_gpu_mib"),
         node_id=result.get("node_id"),
+        gpu_ids=result.get("gpu_ids"),
+        started_at=result.get("started_at"),
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         data_fingerprint=context["fingerprints"].get(config["dataset"]),
         manifest_digest=config.get("manifest_digest"),

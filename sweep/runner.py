@@ -39,7 +39,8 @@ class RunOptions:
     allow_other_grid: bool = False
     data_roots: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
-    # Per-mode override of the GPU fraction a trial takes (e.g. {"linear": 0.1}).
+    # Override of the GPU fraction a trial takes, by mode or mode:backbone (e.g. {"linear": 0.1,
+    # "finetune:dino": 1.0}); the more specific key wins.
     gpus_per_trial: dict = field(default_factory=dict)
     cpus_per_trial: dict = field(default_factory=dict)
     max_concurrent: Optional[int] = None
@@ -104,6 +105,25 @@ def _skip_unreadable(names: list[str], options: RunOptions, store: ResultsStore)
     return skips
 
 
+def resource_override(overrides: dict, study: StudySpec, default: float) -> float:
+    """``mode:backbone`` first, then ``mode``, then the study's own value."""
+    return overrides.get(f"{study.mode}:{study.backbone}", overrides.get(study.mode, default))
+
+
+def extraction_cpus(options: RunOptions, has_gpu: bool) -> int:
+    """CPUs of one extraction task: the option, else 4 beside a GPU (decoding workers), but
+    never more than the largest node can give (a larger request would wait forever)."""
+    import ray
+
+    if options.extract_cpus:
+        return options.extract_cpus
+    if not has_gpu:
+        return 1
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")),
+                  default=1)
+    return max(1, min(4, int(largest)))
+
+
 def extraction_requests(studies: list[StudySpec]) -> dict:
     """Each study's cache files per backbone as (dataset, backbone, view, dtype) requests:
     view 0 (evaluation) always, views 1..K when the study trains on K augmented views."""
@@ -123,7 +143,7 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
 
     from trainables.embeddings import ensure_embeddings
 
-    cpus = options.extract_cpus or (4 if has_gpu else 1)
+    cpus = extraction_cpus(options, has_gpu)
     task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(ensure_embeddings)
     refs = {
         (d, b, v, t): task.remote(
@@ -193,12 +213,18 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     }
 
     if not ray.is_initialized():
-        ray.init(
-            address=options.address,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=options.verbose > 0,
-        )
+        try:
+            ray.init(
+                address=options.address,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=options.verbose > 0,
+            )
+        except ConnectionError as exc:
+            raise SpecError(
+                f"--address {options.address}: no Ray cluster to join there ({exc}). Start one "
+                f"(ray up cluster.yaml, or ray start --head), or leave --address out to run on this machine"
+            ) from exc
     resources = ray.cluster_resources()
     has_gpu = resources.get("GPU", 0) > 0
 
@@ -211,8 +237,8 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     configs = []
     for s in pending:
         config = study_config(s)
-        config["cpus"] = options.cpus_per_trial.get(s.mode, s.cpus)
-        config["gpus"] = options.gpus_per_trial.get(s.mode, s.gpus) if has_gpu else 0.0
+        config["cpus"] = resource_override(options.cpus_per_trial, s, s.cpus)
+        config["gpus"] = resource_override(options.gpus_per_trial, s, s.gpus) if has_gpu else 0.0
         config["data_roots"] = options.data_roots
         config["n_classes"] = len(datasets[s.dataset].classes)
         config["manifest_digest"], config["manifest_file"] = manifests[s.study_id]

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from trainables import storage
 
-SCHEMA_VERSION = 2  # 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib
+SCHEMA_VERSION = 2  # 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib, gpu_ids, started_at
 STORE_FILE = "store.json"
 
 # One row per trial. Every StudySpec field, then what the trial did, then what reproduces it.
@@ -81,6 +81,8 @@ TRIAL_SCHEMA = pa.schema(
         ("peak_rss_mib", pa.float64()),  # the trial process's resident memory, highest at an epoch's end
         ("peak_gpu_mib", pa.float64()),  # torch's peak GPU allocation in the trial; null on a CPU
         ("node_id", pa.string()),
+        ("gpu_ids", pa.string()),  # JSON list: the GPU(s) Ray gave the trial on its node ([] on a CPU)
+        ("started_at", pa.float64()),  # Unix time the trial started (wall_s later it ended)
         ("finished_at", pa.string()),
         ("data_fingerprint", pa.string()),
         ("manifest_digest", pa.string()),  # the fold manifest: manifests/<digest>.json

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import time
 from typing import Iterator, Optional
 
 import numpy as np
@@ -230,6 +231,8 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None) -> Iterat
 
 def run_trial(config: dict) -> None:
     """The Ray Tune function trainable."""
+    import gc
+
     import ray
     from ray import tune
 
@@ -237,10 +240,27 @@ def run_trial(config: dict) -> None:
         # Ray sets no CUDA_VISIBLE_DEVICES for a trial without GPUs: on a GPU node it would
         # see (and allocate on) every GPU. Hide them before torch first touches CUDA.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    node_id = ray.get_runtime_context().get_node_id()
+    elif torch.cuda.is_available():
+        # Ray packs fractional trials onto one GPU but does not cap their memory: cap each at
+        # its fraction, so a trial that grows fails alone (out of memory) instead of starving
+        # the others on its GPU.
+        torch.cuda.set_per_process_memory_fraction(min(1.0, float(config["gpus"])), 0)
+    context = ray.get_runtime_context()
+    placement = {
+        "node_id": context.get_node_id(),
+        "gpu_ids": json.dumps([str(g) for g in context.get_accelerator_ids().get("GPU", [])]),
+        "started_at": time.time(),
+    }
     predictions = None
     if config.get("predictions_dir"):
         trial_id = tune.get_context().get_trial_id()
         predictions = storage.join(config["predictions_dir"], config["study_id"], f"{trial_id}.npy")
-    for record in trial_epochs(config, predictions):
-        tune.report({**record, "node_id": node_id})
+    try:
+        for record in trial_epochs(config, predictions):
+            tune.report({**record, **placement})
+    finally:
+        # ASHA stops a trial by ending this function (the actor itself is reused): its model
+        # and batches go now, and the GPU blocks torch still caches go back for the next trial.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,70 @@
+"""A sweep on several Ray nodes: ``ray.cluster_utils.Cluster`` brings up a head (no CPUs for
+trials, as cluster.yaml's) and two workers that declare 2 GPUs each on this machine, and a
+small grid runs through ``sweep run --address`` in its own process, as on a real cluster.
+The GPUs are declared, not real: Ray schedules and packs by them, torch finds no CUDA and
+trains on the CPU. (Never AutoscalingCluster: it kills every Ray process on the host.)
+"""
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+
+import pytest
+
+from sweep.store import ResultsStore
+
+MiB = 2**20
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, connect=False,
+                    head_node_args={"num_cpus": 0, "object_store_memory": 80 * MiB})
+    for _ in range(2):
+        nodes.add_node(num_cpus=2, num_gpus=2, object_store_memory=80 * MiB)
+    nodes.wait_for_nodes()
+    yield nodes
+    nodes.shutdown()
+
+
+def _most_at_once(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+@pytest.mark.slow
+def test_a_grid_runs_on_several_nodes_packed_onto_fractional_gpus(cluster, tmp_path):
+    results = f"file://{tmp_path}/results"  # a URI, as s3:// would be on a real cluster
+    command = [
+        sys.executable, "-m", "sweep.cli", "run", "--grid", "demo", "--where", "mode=linear", "--where", "subset=S",
+        "--gpus-per-trial", "linear=0.25", "--cpus-per-trial", "linear=0.5",
+        "--address", cluster.address, "--results", results, "--quiet",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+
+    rows = ResultsStore(results).read_trials().to_pylist()
+    # Every result landed once, in one store: 10 studies (2 backbones x 5 folds) x 4 trials.
+    assert len(rows) == 40 == len({r["trial_id"] for r in rows})
+    assert all(r["status"] == "ok" for r in rows)
+    # Trials ran on both workers (the head offers no CPUs).
+    assert len({r["node_id"] for r in rows}) == 2
+    # Each trial held a quarter of one GPU; packed: several trials on one GPU at once, never
+    # more than the fraction allows.
+    by_gpu = defaultdict(list)
+    for r in rows:
+        (gpu,) = json.loads(r["gpu_ids"])
+        assert r["gpus"] == 0.25
+        by_gpu[(r["node_id"], gpu)].append((r["started_at"], r["started_at"] + r["wall_s"]))
+    most = max(_most_at_once(v) for v in by_gpu.values())
+    assert 2 <= most <= 4, by_gpu
