@@ -111,3 +111,22 @@ def test_unknown_dtype_and_negative_view_are_named_errors(tmp_path):
         ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), dtype="bfloat8")
     with pytest.raises(CacheError, match="view -1"):
         ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), view=-1)
+
+
+def test_a_changed_image_file_or_weight_file_is_never_served_from_the_old_key(tmp_path):
+    import timm
+
+    from tests import layouts
+
+    root, cache = str(tmp_path / "data"), str(tmp_path / "cache")
+    layouts.folder(root)
+    first = ensure_embeddings("folder", root, "test_resnet", None, cache, progress=False)
+    with open(os.path.join(root, "train", "benign", "benign_0.png"), "ab") as f:
+        f.write(b"\0" * 16)  # the file changed (it still decodes): a new key, a new extraction
+    second = ensure_embeddings("folder", root, "test_resnet", None, cache, progress=False)
+    assert second != first and os.path.exists(first) and os.path.exists(second)
+    weights = tmp_path / "w.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), weights)
+    with_weights = ensure_embeddings("folder", root, "test_resnet", str(weights), cache, progress=False)
+    torch.save({k: v + 1 for k, v in torch.load(weights, weights_only=True).items()}, weights)
+    assert ensure_embeddings("folder", root, "test_resnet", str(weights), cache, progress=False) != with_weights
