@@ -11,7 +11,7 @@ import click
 from sweep.formatting import FORMATS, render
 from sweep.grids import grid_names, load_grid, select_studies_where, with_embedding_options
 from sweep.planning import check_studies, summarize
-from sweep.queries import aggregate_cells, select_studies
+from sweep.queries import aggregate_cells, epoch_rows, select_studies
 from sweep.spec import EMBEDDING_DTYPES, MODES, SpecError
 from sweep.store import ResultsStore, StoreError
 from trainables.backbones import BackboneError
@@ -227,17 +227,24 @@ def _estimate(studies, costs_file, save_costs, results, quiet) -> dict:
 
 @main.command()
 @click.option("--results", default=DEFAULT_RESULTS, show_default=True, help="Results store: a directory or a URI (s3://bucket/prefix, file:///...).")
-@click.option("--level", type=click.Choice(["trials", "studies", "cells"]), default="cells", show_default=True,
-              help="trials: every trial; studies: each study's selected trial (best validation score); cells: mean ± std over folds.")
+@click.option("--level", type=click.Choice(["trials", "studies", "cells", "epochs"]), default="cells", show_default=True,
+              help="trials: every trial; studies: each study's selected trial (best validation score); cells: mean ± std over folds; epochs: every epoch of the trials --where selects.")
+@click.option("--where", "where", multiple=True, metavar="FIELD=VALUE",
+              help="Only rows whose FIELD is VALUE (a,b for several; LO..HI for a numeric range), repeatable: --where dataset=aptos --where n_train=100..1000 --where status=error. At level epochs, FIELD is a trials field.")
+@click.option("--sort", "sort", multiple=True, metavar="FIELD", help="Sort by FIELD (-FIELD: descending), repeatable.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (required for parquet).")
-def results(results, level, fmt, out):
-    """Query the results store at one of three levels.
+def results(results, level, where, sort, fmt, out):
+    """Query the results store at one of four levels.
 
     \b
-    Example:
+    Examples:
       sweep results --level cells --format csv --out cells.csv
+      sweep results --level trials --where status=error
+      sweep results --level studies --where dataset=aptos --where mode=linear --sort -test_score
     """
+    from sweep.queries import filter_rows, sort_rows
+
     store = ResultsStore(results)
     if store.meta() is None:
         raise StoreError(f"{store.root} is not a medsweep results directory (no store.json)")
@@ -246,11 +253,38 @@ def results(results, level, fmt, out):
         rows = select_studies(rows)
     if level == "cells":
         rows = aggregate_cells(rows)
+    rows = filter_rows(rows, _where(where))
+    if level == "epochs":
+        rows = epoch_rows(store, rows)
+    rows = sort_rows(rows, list(sort))
     text = render(rows, fmt, level, out)
     if text is not None:
         click.echo(text)
     elif out:
         click.echo(f"wrote {len(rows)} rows to {out}", err=True)
+
+
+@main.command()
+@click.option("--results", default=DEFAULT_RESULTS, show_default=True, help="Results store: a directory or a URI.")
+@click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False), help="Folder for the report, its plots and CSV exports.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option("--cache", help="Embedding cache for the t-SNE plots [default: RESULTS/cache].")
+@click.option("--kaggle-scores", type=click.Path(dir_okay=False, exists=True), help="kaggle_scores.csv with private and public filled in: adds the alpha-weighted final scores.")
+@click.option("--tsne-points", type=click.IntRange(min=10), default=1000, show_default=True, help="Points per t-SNE panel.")
+def report(results, out_dir, fmt, cache, kaggle_scores, tsne_points):
+    """Write the paper's tables beside the paper's numbers, paired statistics and plots.
+
+    \b
+    Example:
+      sweep report --results sweep-results --out report --format html
+    """
+    from sweep.report import write_report
+
+    store = ResultsStore(results)
+    if store.meta() is None:
+        raise StoreError(f"{store.root} is not a medsweep results directory (no store.json)")
+    path = write_report(store, out_dir, fmt, cache=cache, kaggle_scores=kaggle_scores, tsne_points=tsne_points)
+    click.echo(f"wrote {path} (plots in {os.path.join(out_dir, 'plots')}, tables as CSV beside it)")
 
 
 @main.group()

@@ -18,6 +18,7 @@ TABLE_COLUMNS = {
     "trials": ("study_id", "trial_id", "lr", "epochs", "stopped_early", "val_score", "test_score", "status"),
     "studies": ("dataset", "backbone", "mode", "n_train", "fold", "lr", "epochs", "val_score", "test_score", "trials"),
     "cells": ("dataset", "backbone", "mode", "subset", "n_train", "metric", "mean ± std", "folds", "trials"),
+    "epochs": ("trial_id", "backbone", "n_train", "fold", "lr", "epoch", "train_loss", "val_loss", "val_score", "lr_now"),
 }
 
 

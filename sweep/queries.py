@@ -17,7 +17,8 @@ import math
 import statistics
 from typing import Iterable
 
-CELL_COLUMNS = ("dataset", "backbone", "mode", "subset", "n_train", "metric", "attention", "attention_form")
+CELL_COLUMNS = ("dataset", "backbone", "backbones", "mode", "subset", "n_train", "metric", "attention", "attention_form",
+                "views", "embedding_dtype")
 
 
 def select_studies(trials: Iterable[dict]) -> list[dict]:
@@ -59,3 +60,63 @@ def aggregate_cells(studies: Iterable[dict]) -> list[dict]:
             }
         )
     return sorted(cells, key=lambda c: (c["dataset"], c["mode"], c["backbone"], c["n_train"], str(c["attention"])))
+
+
+def _matches(value, wanted: list[str]) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_matches(v, wanted) for v in value)
+    for w in wanted:
+        lo, sep, hi = w.partition("..")
+        if sep:
+            if value is None or isinstance(value, str):
+                continue
+            if (not lo or value >= float(lo)) and (not hi or value <= float(hi)):
+                return True
+        elif str(value) == w or (isinstance(value, bool) and w.lower() == str(value).lower()):
+            return True
+    return False
+
+
+def filter_rows(rows: list[dict], where: dict[str, list[str]]) -> list[dict]:
+    """The rows whose every FIELD matches one of its values: a value as text (a list field
+    matches any element) or a numeric range ``LO..HI`` (either end may be left out), e.g.
+    ``{"dataset": ["aptos"], "n_train": ["100..1000"]}``. An unknown field is an error that
+    lists the valid ones."""
+    if not where or not rows:
+        return rows
+    unknown = sorted(set(where) - set(rows[0]))
+    if unknown:
+        raise ValueError(f"--where {unknown[0]}=...: unknown field here; valid fields: {', '.join(sorted(rows[0]))}")
+    for values in where.values():
+        for v in values:
+            lo, sep, hi = v.partition("..")
+            if sep:
+                try:
+                    lo and float(lo), hi and float(hi)
+                except ValueError:
+                    raise ValueError(f"--where range {v!r}: expected numbers, LO..HI") from None
+    return [r for r in rows if all(_matches(r.get(k), v) for k, v in where.items())]
+
+
+def sort_rows(rows: list[dict], keys: list[str]) -> list[dict]:
+    """Sorted by each key in turn (``-key``: descending); missing values last."""
+    for key in reversed(keys):
+        name, descending = key.lstrip("-"), key.startswith("-")
+        if rows and name not in rows[0]:
+            raise ValueError(f"--sort {name}: unknown field; valid fields: {', '.join(sorted(rows[0]))}")
+        present = [r for r in rows if r.get(name) is not None and r.get(name) == r.get(name)]
+        missing = [r for r in rows if not (r.get(name) is not None and r.get(name) == r.get(name))]
+        rows = sorted(present, key=lambda r: r[name], reverse=descending) + missing
+    return rows
+
+
+EPOCH_CONTEXT = ("dataset", "mode", "backbone", "n_train", "fold", "lr")
+
+
+def epoch_rows(store, trials: list[dict]) -> list[dict]:
+    """Every epoch of ``trials`` (from the store's history table), with the trial's study
+    fields beside each, ordered by trial and epoch."""
+    by_trial = {t["trial_id"]: t for t in trials}
+    history = store.read_history({t["study_id"] for t in trials}).to_pylist()
+    rows = [{**{c: by_trial[h["trial_id"]][c] for c in EPOCH_CONTEXT}, **h} for h in history if h["trial_id"] in by_trial]
+    return sorted(rows, key=lambda r: (r["study_id"], r["trial_id"], r["epoch"]))

@@ -102,9 +102,15 @@ class StoreCallback(Callback):
         self.store, self.context = store, context
         self.total, self.echo = total, echo
         self.written: list[str] = []
+        self.epochs: dict[str, list[dict]] = {}  # trial id -> its reported epochs so far
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self.epochs.setdefault(trial.trial_id, []).append(result)
 
     def _write(self, trial, status: str, error: str | None) -> None:
         row = trial_row(trial.config, trial.last_result or {}, trial.trial_id, status, error, self.context)
+        # The history first: the trials row is what marks a trial done.
+        self.store.write_history(row["study_id"], trial.trial_id, self.epochs.pop(trial.trial_id, []))
         self.written.append(self.store.write_trial(row))
         if self.echo is not None:
             self.echo(progress_line(row, len(self.written), self.total))

@@ -8,6 +8,8 @@ Layout under ``--results DIR``::
     predictions/<study_id>/<trial_id>.npy   test probabilities where test labels are hidden
     submissions/<cell>/fold<k>.csv, ensemble.csv   Kaggle submission files
     skipped/<dataset>.json           what --skip-unreadable left out, file by file
+    history/<study_id>/<trial_id>.parquet   the trial's epochs, one row each (HISTORY_SCHEMA)
+    index/trials.parquet             every trial row with its file's size and mtime (a read cache)
     cache/                           the embedding cache (Arrow IPC files)
     ray/                             Ray Tune's experiment directory
 
@@ -31,6 +33,7 @@ from typing import Optional
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from trainables import storage
@@ -94,6 +97,32 @@ TRIAL_SCHEMA = pa.schema(
 )
 
 
+# One row per epoch of every trial: the learning curves behind each trials row.
+HISTORY_SCHEMA = pa.schema(
+    [
+        ("study_id", pa.string()),
+        ("trial_id", pa.string()),
+        ("epoch", pa.int64()),
+        ("train_loss", pa.float64()),
+        ("val_loss", pa.float64()),
+        ("val_score", pa.float64()),
+        ("best_val_score", pa.float64()),
+        ("test_score", pa.float64()),  # of the best epoch so far; null where test labels are hidden
+        ("lr_now", pa.float64()),  # after ReduceLROnPlateau
+        ("time_total_s", pa.float64()),
+        ("peak_rss_mib", pa.float64()),
+    ]
+)
+
+INDEX_COLUMNS = ("_file", "_size", "_mtime_ns")
+
+
+def _indexed_schema() -> pa.Schema:
+    return TRIAL_SCHEMA.append(pa.field("_file", pa.string())).append(pa.field("_size", pa.int64())).append(
+        pa.field("_mtime_ns", pa.int64())
+    )
+
+
 class StoreError(RuntimeError):
     """A results directory that cannot be used as asked; the message says why and what to do."""
 
@@ -107,6 +136,7 @@ class ResultsStore:
         self.manifests_dir = storage.join(self.root, "manifests")
         self.predictions_dir = storage.join(self.root, "predictions")
         self.skipped_dir = storage.join(self.root, "skipped")
+        self.history_dir = storage.join(self.root, "history")
 
     @property
     def meta_path(self) -> str:
@@ -168,18 +198,93 @@ class ResultsStore:
         storage.write_atomic(path, sink.getvalue().to_pybytes())
         return path
 
+    @property
+    def index_path(self) -> str:
+        return storage.join(self.root, "index", "trials.parquet")
+
+    def history_path(self, study_id: str, trial_id: str) -> str:
+        return storage.join(self.history_dir, study_id, f"{trial_id}.parquet")
+
+    def write_history(self, study_id: str, trial_id: str, epochs: list[dict]) -> str:
+        """One trial's per-epoch records, atomically (written before its trials row)."""
+        rows = [{**{n: e.get(n) for n in HISTORY_SCHEMA.names}, "study_id": study_id, "trial_id": trial_id} for e in epochs]
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, HISTORY_SCHEMA), sink)
+        path = self.history_path(study_id, trial_id)
+        storage.write_atomic(path, sink.getvalue().to_pybytes())
+        return path
+
+    def read_history(self, study_ids: Optional[set] = None) -> pa.Table:
+        """Per-epoch rows, of every trial or of the given studies' trials."""
+        if not storage.exists(self.history_dir):
+            return HISTORY_SCHEMA.empty_table()
+        fs, base = storage.filesystem(self.history_dir)
+        folders = [base] if study_ids is None else [f"{base}/{sid}" for sid in sorted(study_ids)]
+        paths = [
+            info.path
+            for folder in folders
+            for info in fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".")
+        ]
+        if not paths:
+            return HISTORY_SCHEMA.empty_table()
+        return pads.dataset(paths, filesystem=fs, schema=HISTORY_SCHEMA, format="parquet").to_table()
+
     def read_trials(self) -> pa.Table:
-        """Every trial row in the store (temporary files of interrupted writes are ignored)."""
+        """Every trial row in the store (temporary files of interrupted writes are ignored).
+
+        The trial files stay the truth; ``index/trials.parquet`` holds their rows with each
+        file's name, size and mtime, so a read lists the files and opens only those the index
+        does not hold as they are (a store of 100,000 trials reads in about a second instead
+        of minutes). The index is rewritten, atomically, whenever a read found new files.
+        """
         if not storage.exists(self.trials_dir):
             if not storage.exists(self.root):
                 raise StoreError(f"no results directory at {self.root}")
             return TRIAL_SCHEMA.empty_table()
-        fs, path = storage.filesystem(self.trials_dir)
-        dataset = pads.dataset(
-            path, filesystem=fs, schema=TRIAL_SCHEMA, format="parquet", exclude_invalid_files=False,
-            ignore_prefixes=[".tmp-", "."],
-        )
-        return dataset.to_table()
+        fs, base = storage.filesystem(self.trials_dir)
+        selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        files = {
+            info.path: (info.size, info.mtime_ns or 0)
+            for info in fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+            and not info.base_name.startswith(".")
+        }
+        index = self._read_index()
+        known = {
+            (f, size, mtime): i
+            for i, (f, size, mtime) in enumerate(zip(*(index[c].to_pylist() for c in INDEX_COLUMNS)))
+        } if index is not None else {}
+        keep = [known[(f, *stat)] for f, stat in files.items() if (f, *stat) in known]
+        fresh = sorted(f for f, stat in files.items() if (f, *stat) not in known)
+        parts = [index.take(keep)] if index is not None and keep else []
+        if fresh:
+            table = pads.dataset(fresh, filesystem=fs, schema=TRIAL_SCHEMA, format="parquet").to_table()
+            # A trial file holds one row: the file of each row is its path.
+            names = pa.array([f for f in fresh], pa.string())
+            table = table.append_column("_file", names)
+            table = table.append_column("_size", pa.array([files[f][0] for f in fresh], pa.int64()))
+            table = table.append_column("_mtime_ns", pa.array([files[f][1] for f in fresh], pa.int64()))
+            parts.append(table)
+        combined = pa.concat_tables(parts) if parts else _indexed_schema().empty_table()
+        if fresh or (index is not None and len(keep) != index.num_rows):
+            self._write_index(combined)
+        return combined.drop_columns(list(INDEX_COLUMNS))
+
+    def _read_index(self) -> Optional[pa.Table]:
+        try:
+            table = pq.read_table(pa.BufferReader(storage.read_bytes(self.index_path)))
+        except (FileNotFoundError, pa.ArrowInvalid):
+            return None  # none yet, or unreadable: rebuilt from the trial files
+        return table if table.schema.equals(_indexed_schema()) else None
+
+    def _write_index(self, table: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        try:
+            storage.write_atomic(self.index_path, sink.getvalue().to_pybytes())
+        except OSError:
+            pass  # a read-only store still reads, only more slowly next time
 
     def done_trials(self) -> dict[str, list[tuple[float, float]]]:
         """study_id -> [(lr, best validation score)] of trials that finished without error."""

@@ -11,7 +11,8 @@ from sweep.queries import aggregate_cells, select_studies
 def _trial(study, fold, trial, val, test, cell="c1", status="ok", backbone="b"):
     return {"study_id": study, "cell_id": cell, "trial_id": trial, "val_score": val, "test_score": test,
             "status": status, "fold": fold, "dataset": "digits", "backbone": backbone, "mode": "linear",
-            "subset": "S", "n_train": 50, "metric": "auc", "attention": True, "attention_form": "token"}
+            "subset": "S", "n_train": 50, "metric": "auc", "attention": True, "attention_form": "token",
+            "backbones": [backbone], "views": 1, "embedding_dtype": "float32"}
 
 
 TRIALS = [
@@ -49,7 +50,7 @@ def test_exports(tmp_path):
     as_json = json.loads(render(cells, "json", "cells"))
     assert isinstance(as_json, list) and as_json[0]["mean"] == pytest.approx(cells[0]["mean"])
     csv_text = render(cells, "csv", "cells")
-    assert csv_text.splitlines()[0].startswith("dataset,backbone,mode")
+    assert csv_text.splitlines()[0].startswith("dataset,backbone,backbones,mode")
     assert len(csv_text.strip().splitlines()) == 1 + len(cells)
     out = tmp_path / "cells.parquet"
     assert render(cells, "parquet", "cells", str(out)) is None
@@ -66,3 +67,26 @@ def test_json_has_no_nan():
 def test_parquet_needs_an_output_file():
     with pytest.raises(ValueError, match="--out FILE"):
         render([], "parquet", "cells")
+
+
+def test_where_matches_values_lists_and_numeric_ranges():
+    from sweep.queries import filter_rows
+
+    rows = [{"dataset": "aptos", "n_train": n, "backbones": ["swav", "dino"], "attention": True} for n in (50, 500, 3662)]
+    assert [r["n_train"] for r in filter_rows(rows, {"n_train": ["100..1000"]})] == [500]
+    assert [r["n_train"] for r in filter_rows(rows, {"n_train": ["..100", "3000.."]})] == [50, 3662]
+    assert len(filter_rows(rows, {"backbones": ["dino"], "attention": ["true"]})) == 3
+    assert filter_rows(rows, {"dataset": ["nih"]}) == []
+    with pytest.raises(ValueError, match="unknown field here; valid fields: attention, backbones"):
+        filter_rows(rows, {"datset": ["aptos"]})
+    with pytest.raises(ValueError, match="expected numbers"):
+        filter_rows(rows, {"n_train": ["a..b"]})
+
+
+def test_sort_by_several_keys_with_missing_values_last():
+    from sweep.queries import sort_rows
+
+    rows = [{"d": "b", "s": 0.5}, {"d": "a", "s": None}, {"d": "a", "s": 0.9}, {"d": "a", "s": 0.1}]
+    assert [(r["d"], r["s"]) for r in sort_rows(rows, ["d", "-s"])] == [("a", 0.9), ("a", 0.1), ("a", None), ("b", 0.5)]
+    with pytest.raises(ValueError, match="--sort x: unknown field"):
+        sort_rows(rows, ["x"])

@@ -59,6 +59,17 @@ def test_rows_carry_the_study_and_what_reproduces_it(swept):
     assert len(__import__("json").loads(row["backbone_attention"])) == 2  # test_resnet x test_vit
 
 
+def test_every_epoch_of_every_trial_is_in_the_history_table(swept):
+    _, results, _ = swept
+    store = ResultsStore(results)
+    trials = {r["trial_id"]: r for r in store.read_trials().to_pylist()}
+    history = store.read_history().to_pylist()
+    for tid, trial in trials.items():
+        epochs = [h for h in history if h["trial_id"] == tid]
+        assert sorted(h["epoch"] for h in epochs) == list(range(1, trial["epochs"] + 1))
+        assert max(h["best_val_score"] for h in epochs) == pytest.approx(trial["val_score"])
+
+
 def test_asha_stopped_some_trials_within_their_study(swept):
     _, results, _ = swept
     rows = ResultsStore(results).read_trials().to_pylist()

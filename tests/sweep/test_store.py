@@ -121,3 +121,32 @@ def test_results_store_on_a_uri(bucket):
     assert sorted(store.read_trials().column("trial_id").to_pylist()) == ["t1", "t2"]
     store.write_trial(_row())  # rewritten, not duplicated
     assert store.read_trials().num_rows == 2
+
+
+def test_the_read_index_follows_new_rewritten_and_removed_trial_files(tmp_path):
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    for t in ("t1", "t2", "t3"):
+        store.write_trial(_row(trial=t))
+    assert store.read_trials().num_rows == 3 and os.path.exists(tmp_path / "index" / "trials.parquet")
+    store.write_trial(_row(trial="t2", val=0.99, test=0.11, study="s1"))  # rewritten (a resumed sweep)
+    os.remove(store.trial_path("s1", "t3"))
+    store.write_trial(_row(trial="t4"))
+    rows = {r["trial_id"]: r for r in store.read_trials().to_pylist()}
+    assert sorted(rows) == ["t1", "t2", "t4"] and rows["t2"]["val_score"] == 0.99
+    (tmp_path / "index" / "trials.parquet").write_bytes(b"not parquet")  # a broken index is rebuilt
+    assert sorted(r["trial_id"] for r in store.read_trials().to_pylist()) == ["t1", "t2", "t4"]
+
+
+def test_history_holds_one_row_per_epoch(tmp_path):
+    from sweep.store import HISTORY_SCHEMA
+
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    store.write_history("s1", "t1", [{"epoch": e, "val_score": 0.5 + e / 10, "extra": "ignored"} for e in (1, 2, 3)])
+    store.write_history("s2", "t9", [{"epoch": 1, "val_score": 0.4}])
+    table = store.read_history()
+    assert table.schema == HISTORY_SCHEMA and table.num_rows == 4
+    only = store.read_history({"s1"}).to_pylist()
+    assert [(r["trial_id"], r["epoch"], r["val_score"]) for r in only] == [("t1", 1, 0.6), ("t1", 2, 0.7), ("t1", 3, 0.8)]
+    assert store.read_history({"nope"}).num_rows == 0
