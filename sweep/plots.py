@@ -52,6 +52,9 @@ def size_curves(cells: list[dict], out_dir: str) -> list[str]:
             err = [r["std"] or 0.0 for r in rows]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
         ax.set_xscale("log")
+        sizes = sorted({r["n_train"] for rows in methods.values() for r in rows})
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])  # the sizes themselves, not powers of ten
+        ax.minorticks_off()
         ax.set_xlabel("training images (log scale)")
         ax.set_ylabel(f"test {metric} (mean ± std over folds)")
         ax.set_title(f"{dataset}: test {metric} vs training-set size ({kind})")
@@ -116,7 +119,7 @@ def attention(studies: list[dict], out_dir: str) -> list[str]:
     for (dataset, fused), sizes in sorted(groups.items()):
         names = fused.split("+")
         fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes) + 1, 3.6), squeeze=False)
-        for ax, (n, matrices) in zip(axes.flat, sorted(sizes.items())):
+        for k, (ax, (n, matrices)) in enumerate(zip(axes.flat, sorted(sizes.items()))):
             mean = np.mean(matrices, axis=0)
             image = ax.imshow(mean, vmin=0, vmax=1, cmap="viridis")
             for i in range(len(names)):
@@ -124,9 +127,10 @@ def attention(studies: list[dict], out_dir: str) -> list[str]:
                     ax.text(j, i, f"{mean[i, j]:.2f}", ha="center", va="center",
                             color="white" if mean[i, j] < 0.6 else "black", fontsize=8)
             ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
-            ax.set_yticks(range(len(names)), names, fontsize=8)
+            ax.set_yticks(range(len(names)), names if k == 0 else [], fontsize=8)
             ax.set_xlabel("attended backbone")
-            ax.set_ylabel("attending backbone")
+            if k == 0:  # one label for the row: the panels share it
+                ax.set_ylabel("attending backbone")
             ax.set_title(f"n = {n} ({len(matrices)} folds)", fontsize=9)
         fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="attention weight")
         fig.suptitle(f"{dataset}: DVME attention between backbones ({fused})", fontsize=10)
