@@ -64,12 +64,32 @@ def size_curves(cells: list[dict], out_dir: str) -> list[str]:
     return written
 
 
+def _tsne_figure(panels: list[tuple[str, np.ndarray, np.ndarray]], title: str, path: str, seed: int) -> str:
+    """A t-SNE panel per (panel title, features, labels), coloured by class."""
+    from sklearn.manifold import TSNE
+
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4.2 * rows), squeeze=False)
+    for ax, (name, points, labels) in zip(axes.flat, panels):
+        perplexity = max(2.0, min(30.0, (len(points) - 1) / 3))
+        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
+        for k in np.unique(labels):
+            ax.scatter(xy[labels == k, 0], xy[labels == k, 1], s=6, alpha=0.7, label=f"class {k}")
+        ax.set_title(f"{name} ({points.shape[1]}-d)", fontsize=9)
+        ax.set_xlabel("t-SNE 1")
+        ax.set_ylabel("t-SNE 2")
+        ax.legend(fontsize=7, markerscale=2, loc="best")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def tsne(entries: list[dict], out_dir: str, max_points: int = 1000, seed: int = 0) -> list[str]:
     """One PNG per dataset: a t-SNE panel per cached backbone (view 0), coloured by class, on
     the labelled test split (or the pool where test labels are hidden), at most
-    ``max_points`` points drawn class-balanced."""
-    from sklearn.manifold import TSNE
-
+    ``max_points`` points drawn at random."""
     from trainables import storage
     from trainables.embeddings import load_embeddings
 
@@ -80,30 +100,44 @@ def tsne(entries: list[dict], out_dir: str, max_points: int = 1000, seed: int = 
     written = []
     rng = np.random.default_rng(seed)
     for dataset, found in sorted(by_dataset.items()):
-        found = sorted(found, key=lambda e: e["backbone"])
-        cols = min(3, len(found))
-        rows = math.ceil(len(found) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4.2 * rows), squeeze=False)
-        for ax, entry in zip(axes.flat, found):
+        panels, source = [], "test"
+        for entry in sorted(found, key=lambda e: e["backbone"]):
             splits = load_embeddings(storage.localize(entry["path"]))
-            split = splits["test"] if len(splits["test"].labels) and (splits["test"].labels >= 0).all() else splits["pool"]
-            labels = split.labels
-            take = rng.permutation(len(labels))[:max_points]
-            points = np.asarray(split.features[np.sort(take)], dtype=np.float32)
-            labels = labels[np.sort(take)]
-            perplexity = max(2.0, min(30.0, (len(points) - 1) / 3))
-            xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
-            for k in np.unique(labels):
-                ax.scatter(xy[labels == k, 0], xy[labels == k, 1], s=6, alpha=0.7, label=f"class {k}")
-            ax.set_title(f"{entry['backbone']} ({points.shape[1]}-d)")
-            ax.set_xlabel("t-SNE 1")
-            ax.set_ylabel("t-SNE 2")
-            ax.legend(fontsize=7, markerscale=2, loc="best")
-        for ax in list(axes.flat)[len(found):]:
-            ax.axis("off")
-        fig.suptitle(f"{dataset}: t-SNE of frozen embeddings ({'test' if split is splits['test'] else 'pool'} images)")
-        written.append(_save(fig, os.path.join(out_dir, f"tsne_{dataset}.png")))
+            labelled = len(splits["test"].labels) and (splits["test"].labels >= 0).all()
+            split, source = (splits["test"], "test") if labelled else (splits["pool"], "training pool")
+            take = np.sort(rng.permutation(len(split.labels))[:max_points])
+            panels.append((entry["backbone"], np.asarray(split.features[take], dtype=np.float32), split.labels[take]))
+        written.append(_tsne_figure(panels, f"{dataset}: t-SNE of frozen embeddings ({source} images)",
+                                    os.path.join(out_dir, f"tsne_{dataset}.png"), seed))
     return written
+
+
+def tsne_dvme(studies: list[dict], features_dir: str, out_dir: str, seed: int = 0) -> list[str]:
+    """One PNG per dataset: the fused DVME embedding of each DVME method's selected trial at
+    its largest training-set size (first fold), on the test images the trial kept."""
+    import io
+
+    from trainables import storage
+
+    chosen: dict = {}
+    for s in studies:
+        if s["mode"] != "dvme":
+            continue
+        key = (s["dataset"], method_label(s))
+        if key not in chosen or (s["n_train"], -s["fold"]) > (chosen[key]["n_train"], -chosen[key]["fold"]):
+            chosen[key] = s
+    by_dataset: dict = defaultdict(list)
+    for (dataset, label), s in sorted(chosen.items()):
+        path = storage.join(features_dir, s["study_id"], f"{s['trial_id']}.npz")
+        if not storage.exists(path):
+            continue
+        saved = np.load(io.BytesIO(storage.read_bytes(path)))
+        by_dataset[dataset].append((f"{label}, n={s['n_train']}", saved["features"].astype(np.float32), saved["labels"]))
+    return [
+        _tsne_figure(panels, f"{dataset}: t-SNE of DVME meta-embeddings (test images)",
+                     os.path.join(out_dir, f"tsne_{dataset}_dvme.png"), seed)
+        for dataset, panels in sorted(by_dataset.items())
+    ]
 
 
 def attention(studies: list[dict], out_dir: str) -> list[str]:

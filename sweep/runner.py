@@ -243,6 +243,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
         config["n_classes"] = len(datasets[s.dataset].classes)
         config["manifest_digest"], config["manifest_file"] = manifests[s.study_id]
         config["predictions_dir"] = store.predictions_dir
+        config["features_dir"] = store.features_dir
         config["holdout"] = options.holdout
         config["skip"] = {s.dataset: skips[s.dataset]} if s.dataset in skips else {}
         config["weights"] = options.weights

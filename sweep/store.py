@@ -6,6 +6,7 @@ Layout under ``--results DIR``::
     trials/<study_id>/<trial_id>.parquet
     manifests/<digest>.json          each study's training and validation ids
     predictions/<study_id>/<trial_id>.npy   test probabilities where test labels are hidden
+    dvme_features/<study_id>/<trial_id>.npz   DVME: fused embeddings of 500 test images (t-SNE)
     submissions/<cell>/fold<k>.csv, ensemble.csv   Kaggle submission files
     skipped/<dataset>.json           what --skip-unreadable left out, file by file
     history/<study_id>/<trial_id>.parquet   the trial's epochs, one row each (HISTORY_SCHEMA)
@@ -137,6 +138,7 @@ class ResultsStore:
         self.predictions_dir = storage.join(self.root, "predictions")
         self.skipped_dir = storage.join(self.root, "skipped")
         self.history_dir = storage.join(self.root, "history")
+        self.features_dir = storage.join(self.root, "dvme_features")
 
     @property
     def meta_path(self) -> str:

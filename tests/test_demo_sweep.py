@@ -39,3 +39,12 @@ def test_demo_sweep_end_to_end(tmp_path):
     assert {c["n_train"] for c in cells} == {50, 250}
     # Random tiny features are weak but informative: every cell beats chance (AUC 0.5).
     assert all(c["mean"] > 0.6 for c in cells)
+    # The report on the demo: tables for every mode, and the size-curve and t-SNE plots.
+    report = tmp_path / "report"
+    subprocess.run([sweep, "report", "--results", str(results), "--out", str(report), "--tsne-points", "300"],
+                   capture_output=True, text=True, check=True)
+    text = (report / "report.md").read_text()
+    for section in ("Table 2: linear evaluation", "Table 3: finetuning", "Table 4: DVME", "Paired comparisons"):
+        assert section in text
+    plots = {p.name for p in (report / "plots").iterdir()}
+    assert {"size_digits_frozen.png", "size_digits_finetune.png", "tsne_digits.png", "tsne_digits_dvme.png"} <= plots

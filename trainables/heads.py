@@ -84,6 +84,11 @@ class DVME(nn.Module):
         return weights.reshape(B, N, P, N, P).sum(dim=4).mean(dim=2)
 
     def forward(self, features: dict[str, torch.Tensor] | list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(self.dropout(self.embed(features)))
+
+    def embed(self, features: dict[str, torch.Tensor] | list[torch.Tensor]) -> torch.Tensor:
+        """The fused meta-embedding the classifier reads (proj_dim wide): what the paper's
+        t-SNE figures of DVME show."""
         tokens = self._tokens(features)
         if self.attn is not None:
             if self.attention_form == "token":
@@ -91,5 +96,4 @@ class DVME(nn.Module):
             else:
                 tokens = self.attn(tokens.reshape(tokens.shape[0], -1, 1))
         out = self.norm(tokens.reshape(tokens.shape[0], -1))
-        out = self.dropout(self.proj_head(out).relu())
-        return self.classifier(out)
+        return self.proj_head(out).relu()

@@ -194,7 +194,25 @@ def save_predictions(path: str, probs: np.ndarray) -> None:
     storage.write_atomic(path, buffer.getvalue())
 
 
-def trial_epochs(config: dict, predictions_file: Optional[str] = None) -> Iterator[dict]:
+DVME_FEATURE_ROWS = 500  # test images whose fused DVME embedding a trial keeps, for the t-SNE plot
+
+
+@torch.no_grad()
+def save_dvme_features(path: str, model: DVME, test: FeatureBatches, device) -> None:
+    """The fused embedding of up to DVME_FEATURE_ROWS test images (evenly spaced, the same in
+    every trial) at the selected epoch, float16, with their labels (.npz; a path or URI)."""
+    model.eval()
+    n = len(test.rows)
+    picked = np.unique(np.linspace(0, n - 1, min(n, DVME_FEATURE_ROWS)).astype(np.int64))
+    rows = test.rows[picked]
+    features = [torch.from_numpy(np.asarray(m[rows], dtype=np.float32)).to(device) for m in test.views[0]]
+    buffer = io.BytesIO()
+    np.savez(buffer, features=model.embed(features).cpu().numpy().astype(np.float16),
+             labels=test.labels[torch.as_tensor(picked)].numpy())
+    storage.write_atomic(path, buffer.getvalue())
+
+
+def trial_epochs(config: dict, predictions_file: Optional[str] = None, features_file: Optional[str] = None) -> Iterator[dict]:
     """Train one trial; yield each epoch's record with the best-so-far selection and test score.
 
     Where the test labels are hidden (Kaggle), there is no test score: the selected epoch's
@@ -222,6 +240,8 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None) -> Iterat
             best = {"best_val_score": record["val_score"], "best_epoch": record["epoch"], "test_score": test_score}
             if isinstance(model, DVME) and model.attn is not None:
                 best["backbone_attention"] = json.dumps(mean_attention(model, test, device))
+            if isinstance(model, DVME) and features_file:
+                save_dvme_features(features_file, model, test, device)
         peak_rss = max(peak_rss, resident_mib())
         memory = {"peak_rss_mib": round(peak_rss, 1)}
         if device.type == "cuda":
@@ -251,12 +271,14 @@ def run_trial(config: dict) -> None:
         "gpu_ids": json.dumps([str(g) for g in context.get_accelerator_ids().get("GPU", [])]),
         "started_at": time.time(),
     }
-    predictions = None
+    trial_id = tune.get_context().get_trial_id()
+    predictions = features = None
     if config.get("predictions_dir"):
-        trial_id = tune.get_context().get_trial_id()
         predictions = storage.join(config["predictions_dir"], config["study_id"], f"{trial_id}.npy")
+    if config.get("features_dir") and config["mode"] == "dvme":
+        features = storage.join(config["features_dir"], config["study_id"], f"{trial_id}.npz")
     try:
-        for record in trial_epochs(config, predictions):
+        for record in trial_epochs(config, predictions, features):
             tune.report({**record, **placement})
     finally:
         # ASHA stops a trial by ending this function (the actor itself is reused): its model

@@ -150,3 +150,20 @@ def test_history_holds_one_row_per_epoch(tmp_path):
     only = store.read_history({"s1"}).to_pylist()
     assert [(r["trial_id"], r["epoch"], r["val_score"]) for r in only] == [("t1", 1, 0.6), ("t1", 2, 0.7), ("t1", 3, 0.8)]
     assert store.read_history({"nope"}).num_rows == 0
+
+
+def test_the_schema_page_documents_every_column_and_no_other():
+    import re
+
+    from sweep.store import HISTORY_SCHEMA
+
+    page = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "schema.md")).read()
+    assert f"schema version {SCHEMA_VERSION}" in page
+    trials = page.split("## trials", 1)[1].split("## history", 1)[0]
+    history = page.split("## history", 1)[1].split("## studies", 1)[0]
+    for section, schema in ((trials, TRIAL_SCHEMA), (history, HISTORY_SCHEMA)):
+        documented = re.findall(r"^\| (\w+) \| ([^|]+) \|", section, flags=re.M)
+        documented = [(name, kind.strip()) for name, kind in documented if name != "column"]
+        types = {"string": "string", "int64": "int64", "double": "double", "bool": "bool",
+                 "list<item: string>": "list&lt;string&gt;"}
+        assert documented == [(f.name, types[str(f.type)]) for f in schema]

@@ -141,3 +141,16 @@ def test_a_frozen_trial_with_augmented_views_trains_on_them_and_validates_on_vie
     records = list(trial_epochs(config))
     assert len(records) == 3 and all(0 < r["peak_rss_mib"] < 1e6 for r in records)
     assert records[-1]["peak_rss_mib"] >= records[0]["peak_rss_mib"] and "peak_gpu_mib" not in records[-1]
+
+
+def test_a_dvme_trial_keeps_the_fused_embedding_of_its_selected_epoch(files, tmp_path):
+    config = _config(files, "dvme", ("test_resnet", "test_vit"))
+    path = str(tmp_path / "f.npz")
+    list(trial_epochs(config, features_file=path))
+    saved = np.load(path)
+    assert saved["features"].dtype == np.float16 and saved["features"].shape == (500, config["proj_dim"])
+    assert (saved["features"] >= 0).all() and saved["features"].std() > 0  # ReLU output, not empty
+    from trainables.datasets import load_dataset
+
+    evenly_spaced = np.unique(np.linspace(0, 539, 500).astype(np.int64))  # of the 540 test images
+    assert np.array_equal(saved["labels"], load_dataset("digits").test.labels[evenly_spaced])
