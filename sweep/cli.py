@@ -118,8 +118,9 @@ def main() -> None:
 @click.option("--cache", help="Embedding cache: a folder or a URI [default: RESULTS/cache]; share one between sweeps.")
 @click.option("--extract-cpus", type=click.IntRange(min=1), help="CPUs of one embedding-extraction task; all but one decode images [default: 4 beside a GPU, else 1].")
 @click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts.")
+@click.option("--max-failures", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a trial whose process died (a killed worker, a lost spot node); errors of the trial itself (a NaN loss) are recorded at once.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
-def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, cache, extract_cpus, skip_unreadable, quiet):
+def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, cache, extract_cpus, skip_unreadable, max_failures, quiet):
     """Run a grid's studies and print the mean ± std table of its cells.
 
     \b
@@ -143,6 +144,7 @@ def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_g
         skip_unreadable=skip_unreadable,
         cache=cache,
         extract_cpus=extract_cpus,
+        max_failures=max_failures,
         verbose=0 if quiet else 1,
     )
     summary = run_sweep(studies, options)

@@ -40,7 +40,7 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         lr=float(config["lr"]),
         epochs=epochs,
         best_epoch=result.get("best_epoch"),
-        stopped_early=status == "ok" and epochs < config["max_epochs"],
+        stopped_early=status == "ok" and not result.get("trial_error") and epochs < config["max_epochs"],
         val_score=result.get("best_val_score"),
         test_score=_finite(result.get("test_score")),  # null where test labels are hidden
         metric=context["metrics"][config["dataset"]],
@@ -60,7 +60,9 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         embedding_keys=json.dumps(config.get("embedding_keys", {})),
         versions=json.dumps(context["versions"]),
     )
-    if status == "ok" and not epochs:
+    if result.get("trial_error"):
+        row.update(status="error", error=result["trial_error"])
+    elif status == "ok" and not epochs:
         row.update(status="error", error="trial finished without reporting an epoch")
     return row
 

@@ -111,6 +111,9 @@ class StudySearcher(_PickledState, Searcher):
         if sid is None:
             return
         self._in_flight[sid] -= 1
+        if result and result.get("trial_error"):
+            # The trial's own code failed (trainables/trainable.py): Optuna records a failure.
+            result, error = None, True
         # Optuna learns from the trial's best validation score, not its last epoch's.
         if result and "best_val_score" in result:
             result = {**result, METRIC: result["best_val_score"]}

@@ -53,6 +53,8 @@ class RunOptions:
     # CPUs of one extraction task (decoding workers = CPUs - 1) [default: 4 beside a GPU, else 1].
     extract_cpus: Optional[int] = None
     address: Optional[str] = None
+    # Retries of a trial whose process died (worker killed, node lost).
+    max_failures: int = 2
     verbose: int = 1
 
 
@@ -156,13 +158,6 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
 
 
 def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
-    import ray
-    from ray import tune
-
-    from sweep.recorder import StoreCallback
-    from sweep.routing import METRIC, MODE, StudyScheduler, StudySearcher
-    from trainables.trainable import run_trial
-
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per study
@@ -177,6 +172,19 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     _check_weights(studies, options.weights)
     store = ResultsStore(options.results)
     store.open_for(grid, options.allow_other_grid, options.holdout)
+    with store.driver_lock(take_over=options.resume):
+        return _sweep_locked(studies, options, store, grid, started)
+
+
+def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsStore, grid: str, started: float) -> RunSummary:
+    """The sweep once this driver holds the store's lock."""
+    import ray
+    from ray import tune
+
+    from sweep.recorder import StoreCallback
+    from sweep.routing import METRIC, MODE, StudyScheduler, StudySearcher
+    from trainables.trainable import run_trial
+
     done = store.done_trials()
     if done and not options.resume:
         ours = {s.study_id for s in studies} & set(done)
@@ -286,7 +294,10 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
             # Tune's own tables print every trial's whole config; the recorder's one line per
             # finished trial is the progress view instead.
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
+            # A trial whose process dies (a killed worker, a lost spot node, an out-of-memory
+            # kill) is run again, up to this many times; errors of the trial's own code are
+            # recorded at once (trainables/trainable.py) and not retried.
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
         ),
     )
     tuner.fit()

@@ -10,6 +10,7 @@ Layout under ``--results DIR``::
     submissions/<cell>/fold<k>.csv, ensemble.csv   Kaggle submission files
     skipped/<dataset>.json           what --skip-unreadable left out, file by file
     history/<study_id>/<trial_id>.parquet   the trial's epochs, one row each (HISTORY_SCHEMA)
+    driver.lock                      the running driver (host, pid): one driver per store
     index/trials.parquet             every trial row with its file's size and mtime (a read cache)
     cache/                           the embedding cache (Arrow IPC files)
     ray/                             Ray Tune's experiment directory
@@ -29,7 +30,11 @@ Example::
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
 import uuid
+from contextlib import contextmanager
 from typing import Optional
 
 import pyarrow as pa
@@ -124,6 +129,31 @@ def _indexed_schema() -> pa.Schema:
     )
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return pid > 0
+
+
+def _create_exclusive(path: str, data: bytes) -> None:
+    """Create ``path`` only if it does not exist (two drivers starting at once: one wins). On
+    object stores there is no such primitive: a plain write, the race window left open."""
+    if storage.is_local(path):
+        local = storage.filesystem(path)[1]
+        try:
+            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            raise StoreError(f"{os.path.dirname(local)} was locked by another sweep a moment ago") from None
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return
+    storage.write_atomic(path, data)
+
+
 class StoreError(RuntimeError):
     """A results directory that cannot be used as asked; the message says why and what to do."""
 
@@ -184,6 +214,38 @@ class ResultsStore:
                     f"not {grid!r}; pass --allow-other-grid to add to it, or use another --results"
                 )
             self._write_json(self.meta_path, {**meta, "grids": grids + [grid]})
+
+    @contextmanager
+    def driver_lock(self, take_over: bool = False):
+        """One driver per store. A second one is refused while the first runs; a lock left by
+        a driver that died (killed, its machine gone) is taken over only with ``take_over``
+        (``--resume``). On the same host a dead driver is recognised by its pid; on another
+        host it cannot be, so the lock then needs ``--resume`` too."""
+        path = storage.join(self.root, "driver.lock")
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        try:
+            holder = json.loads(storage.read_bytes(path))
+        except FileNotFoundError:
+            holder = None
+        except (OSError, ValueError):
+            holder = {"host": "?", "pid": -1, "since": "?"}  # unreadable: treat as a dead driver's
+        if holder is not None:
+            where = f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}"
+            if holder.get("host") == me["host"] and _pid_alive(holder.get("pid", -1)):
+                raise StoreError(f"{self.root} is in use by another sweep ({where}): wait for it to end, or use another --results")
+            if not take_over:
+                raise StoreError(f"{self.root} holds the lock of a sweep that did not finish ({where}); "
+                                 f"pass --resume to take over and continue it")
+            storage.remove(path)
+        _create_exclusive(path, json.dumps(me).encode())
+        try:
+            yield
+        finally:
+            try:
+                if json.loads(storage.read_bytes(path)).get("pid") == me["pid"]:
+                    storage.remove(path)
+            except (OSError, ValueError):
+                pass
 
     def _write_json(self, path: str, obj: dict) -> None:
         storage.write_atomic(path, json.dumps(obj, indent=2).encode())

@@ -277,9 +277,19 @@ def run_trial(config: dict) -> None:
         predictions = storage.join(config["predictions_dir"], config["study_id"], f"{trial_id}.npy")
     if config.get("features_dir") and config["mode"] == "dvme":
         features = storage.join(config["features_dir"], config["study_id"], f"{trial_id}.npz")
+    last: dict = {}
     try:
         for record in trial_epochs(config, predictions, features):
-            tune.report({**record, **placement})
+            last = {**record, **placement}
+            tune.report(last)
+    except (OSError, MemoryError, torch.cuda.OutOfMemoryError):
+        raise  # may pass on another try (storage hiccup, a GPU neighbour's memory): Tune retries it
+    except Exception as exc:
+        # Deterministic for this config (a NaN loss, a weight file of another architecture):
+        # trying again would fail again. Reported once, as the trial's last result, with the
+        # epochs it did finish; the store records it with status "error".
+        # Tune wants the metric in every result: the last epoch's, or nan before any epoch.
+        tune.report({"val_score": math.nan, **last, **placement, "trial_error": f"{type(exc).__name__}: {exc}"[:2000]})
     finally:
         # ASHA stops a trial by ending this function (the actor itself is reused): its model
         # and batches go now, and the GPU blocks torch still caches go back for the next trial.

@@ -155,3 +155,53 @@ def test_augmented_views_are_extracted_once_each_and_shared_with_the_single_view
     keys = {v: __import__("json").loads(rows[v]["embedding_keys"])["test_resnet"] for v in (1, 2)}
     assert len(keys[1]) == 1 and len(keys[2]) == 3 and keys[2][0] == keys[1][0]
     assert all(rows[v]["status"] == "ok" for v in (1, 2))
+
+
+def test_a_nan_loss_is_recorded_once_as_an_error_and_listed_by_where_status(ray_local, tmp_path):
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    # An absurd learning rate: the first Adam steps overflow the logits and the loss is not finite.
+    studies = [StudySpec(backbones=("test_resnet",), mode="linear", fold=0, n_trials=2, lr_min=1e38, lr_max=1e38,
+                         **{**COMMON, "grid": "nan", "max_epochs": 3})]
+    summary = run_sweep(studies, RunOptions(results=str(tmp_path / "r"), verbose=0))
+    rows = ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()
+    assert summary.trials_written == len(rows) == 2  # each once: a deterministic error is not retried
+    assert all(r["status"] == "error" and r["error"].startswith("FloatingPointError: training loss became") for r in rows)
+    listed = CliRunner().invoke(main, ["results", "--results", str(tmp_path / "r"), "--level", "trials",
+                                       "--where", "status=error", "--format", "json"])
+    assert sorted(r["trial_id"] for r in __import__("json").loads(listed.output)) == sorted(r["trial_id"] for r in rows)
+
+
+def test_a_killed_trial_process_is_run_again_and_recorded_once(ray_local, tmp_path):
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    killed = []
+
+    def kill_one_trial_process():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            found = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc.train"], capture_output=True, text=True).stdout.split()
+            if found:
+                time.sleep(1.0)  # let it get into its epochs
+                try:
+                    os.kill(int(found[0]), signal.SIGKILL)
+                    killed.append(int(found[0]))
+                except ProcessLookupError:
+                    continue
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_trial_process, daemon=True)
+    killer.start()
+    studies = [StudySpec(backbones=("test_vit",), mode="finetune", fold=0, n_trials=2,
+                         **{**COMMON, "grid": "kill", "cpus": 1.0, "max_epochs": 6})]
+    summary = run_sweep(studies, RunOptions(results=str(tmp_path / "r"), verbose=0, max_failures=2))
+    killer.join(timeout=1)
+    rows = ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()
+    assert killed, "no trial process was found to kill"
+    assert summary.trials_written == len(rows) == 2 and len({r["trial_id"] for r in rows}) == 2
+    assert all(r["status"] == "ok" and r["epochs"] >= 1 for r in rows)

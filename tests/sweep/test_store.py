@@ -167,3 +167,37 @@ def test_the_schema_page_documents_every_column_and_no_other():
         types = {"string": "string", "int64": "int64", "double": "double", "bool": "bool",
                  "list<item: string>": "list&lt;string&gt;"}
         assert documented == [(f.name, types[str(f.type)]) for f in schema]
+
+
+def test_one_driver_per_store_and_a_dead_drivers_lock_is_taken_over_only_on_resume(tmp_path):
+    import json as _json
+    import socket
+    import subprocess
+    import sys
+
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    lock = tmp_path / "driver.lock"
+    with store.driver_lock():
+        assert _json.loads(lock.read_text())["pid"] == os.getpid()
+        with pytest.raises(StoreError, match=rf"in use by another sweep \(pid {os.getpid()}"):
+            with store.driver_lock(take_over=True):
+                pass
+    assert not lock.exists()  # released at the end
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(_json.dumps({"host": socket.gethostname(), "pid": alive.pid, "since": "then"}))
+        with pytest.raises(StoreError, match="in use by another sweep"):
+            with store.driver_lock(take_over=True):
+                pass
+    finally:
+        alive.kill()
+        alive.wait()
+    # Its driver is dead now: refused without --resume, taken over with it.
+    with pytest.raises(StoreError, match="did not finish .*pass --resume"):
+        with store.driver_lock():
+            pass
+    with store.driver_lock(take_over=True):
+        assert _json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
