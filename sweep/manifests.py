@@ -12,16 +12,26 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
+
 from sweep.spec import StudySpec
 from trainables import storage
 from trainables.datasets import LoadedDataset
-from trainables.splits import balanced_subset, fold_split
+from trainables.splits import SplitError, balanced_subset, fold_split
 
 
 def study_manifest(spec: StudySpec, data: LoadedDataset, skipped: tuple = ()) -> dict:
     labels, groups = data.pool.labels, data.pool.groups
     subset = balanced_subset(labels, spec.n_train, spec.seed)
     train, val = fold_split(labels, subset, spec.n_folds, spec.fold, spec.seed, groups)
+    present = np.unique(labels[val])
+    if len(present) < 2:
+        raise SplitError(
+            f"study {spec.study_id}: validation fold {spec.fold} of {spec.n_folds} holds only class "
+            f"{data.classes[present[0]] if len(present) else '-'} ({len(val)} images): its score is undefined. "
+            f"The smallest class of {spec.n_train} images cannot fill {spec.n_folds} folds: use fewer folds "
+            f"or a larger subset"
+        )
     return {
         "dataset": spec.dataset,
         "fingerprint": data.fingerprint,

@@ -211,6 +211,9 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         d: load_dataset(d, options.data_roots.get(d), holdout=options.holdout, skip=skips.get(d))
         for d in names
     }
+    # Every study's split, written before Ray starts: a fold that cannot be scored (one class
+    # only) is an error now, not in the middle of the sweep.
+    manifests = write_manifests(store.manifests_dir, pending, datasets, skips)
     context = {
         "metrics": {d: get_dataset_info(d).metric for d in datasets},
         "fingerprints": {d: data.fingerprint for d, data in datasets.items()},
@@ -241,7 +244,6 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
     files = _extract_all(unique, options, cache_dir, has_gpu, skips)
 
-    manifests = write_manifests(store.manifests_dir, pending, datasets, skips)
     configs = []
     for s in pending:
         config = study_config(s)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -44,6 +45,7 @@ import pyarrow.parquet as pq
 
 from trainables import storage
 
+MIN_FREE_MIB = 64  # refuse to start a sweep on a nearly full disk rather than fail mid-way
 SCHEMA_VERSION = 2  # 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib, gpu_ids, started_at
 STORE_FILE = "store.json"
 
@@ -192,6 +194,13 @@ class ResultsStore:
             storage.remove(probe)
         except OSError as exc:
             raise StoreError(f"results directory {self.root} is not writable: {exc}") from exc
+        if storage.is_local(self.root):
+            free = shutil.disk_usage(storage.filesystem(self.root)[1]).free
+            if free < MIN_FREE_MIB * 2**20:
+                raise StoreError(
+                    f"results directory {self.root} has {free / 2**20:.1f} MiB free; a sweep needs at least "
+                    f"{MIN_FREE_MIB} MiB for its rows, manifests and cache: free some space or use another --results"
+                )
         meta = self.meta()
         if meta is None:
             self._write_json(self.meta_path, {"schema_version": SCHEMA_VERSION, "grids": [grid], "holdout": holdout})

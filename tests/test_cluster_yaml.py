@@ -53,3 +53,8 @@ def test_the_readme_cluster_section_uses_this_file():
     section = readme.split("## On a cluster", 1)[1].split("\n## ", 1)[0]
     for needed in ("ray up cluster.yaml", "--address auto", "ray down cluster.yaml", "--resume", "s3://"):
         assert needed in section, needed
+
+
+def test_the_dashboard_listens_only_on_the_head_itself():
+    start = " ".join(_config()["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in start and "0.0.0.0" not in start

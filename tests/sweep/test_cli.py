@@ -82,3 +82,24 @@ def test_where_errors_name_the_field_or_the_empty_result():
     assert "unknown field; valid fields:" in out
     out = CliRunner().invoke(main, ["plan", "--where", "dataset=aptos"]).output
     assert "keeps none of the grid's 40 studies" in out
+
+
+def test_an_unusable_results_directory_is_a_clear_error_before_anything_runs(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = CliRunner().invoke(main, ["run", "--grid", "demo", "--results", str(blocker / "results")])
+    assert result.exit_code == 1 and "is not writable" in result.output and "Traceback" not in result.output
+
+
+def test_a_nearly_full_disk_is_refused_before_anything_runs(tmp_path):
+    import subprocess
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        result = CliRunner().invoke(main, ["run", "--grid", "demo", "--results", str(tiny / "results")])
+        assert result.exit_code == 1 and "MiB free; a sweep needs at least 64 MiB" in result.output
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)

@@ -2,6 +2,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from sweep.manifests import manifest_digest, study_manifest, write_manifests
 from sweep.spec import StudySpec, study_config
@@ -56,3 +57,24 @@ def test_subsets_of_one_seed_are_nested_across_sizes():
     ids = lambda n: set(sum((study_manifest(_spec(n_train=n, fold=0), data)[k] for k in ("train_ids", "val_ids")), []))
     assert ids(50) < ids(250) < ids(1257)
     assert np.bincount(data.pool.labels[[data.pool.ids.index(i) for i in ids(50)]]).tolist() == [5] * 10
+
+
+def test_a_fold_the_smallest_class_cannot_fill_is_refused_before_ray_starts(tmp_path):
+    from tests import layouts
+    from sweep.runner import RunOptions, run_sweep
+    from sweep.spec import StudySpec
+    from trainables.splits import SplitError
+
+    root = tmp_path / "data"
+    for i in range(8):
+        layouts.image(str(root / "train" / "common" / f"c{i}.png"))
+    for i in range(2):
+        layouts.image(str(root / "train" / "rare" / f"r{i}.png"))
+    for cls in ("common", "rare"):
+        layouts.image(str(root / "test" / cls / "t.png"))
+    studies = [StudySpec(grid="g", dataset="folder", backbones=("test_resnet",), mode="linear", subset="10",
+                         n_train=10, fold=f, n_folds=5) for f in range(5)]
+    with pytest.raises(SplitError, match=r"holds only class common .* cannot fill 5 folds: use fewer folds"):
+        run_sweep(studies, RunOptions(results=str(tmp_path / "r"), data_roots={"folder": str(root)}, verbose=0))
+    # Refused before anything ran: no embedding extracted, no Tune experiment.
+    assert not (tmp_path / "r" / "cache").exists() and not (tmp_path / "r" / "ray").exists()

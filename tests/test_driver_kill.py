@@ -1,0 +1,60 @@
+"""The driver killed with SIGKILL mid-sweep, then `sweep run --resume`: every study finishes,
+no trial row is duplicated, and what was finished before the kill is not run again."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sweep.store import ResultsStore
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMAND = [sys.executable, "-m", "sweep.cli", "run", "--grid", "demo", "--where", "mode=linear", "--where", "subset=S"]
+
+
+def _env():
+    return {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_ADDRESS": "local"}
+
+
+@pytest.mark.slow
+def test_resume_after_the_driver_is_killed(tmp_path):
+    results = str(tmp_path / "results")
+    store = ResultsStore(results)
+    driver = subprocess.Popen(COMMAND + ["--results", results, "--quiet"], cwd=ROOT, env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and driver.poll() is None:
+            if os.path.isdir(store.trials_dir) and sum(len(f) for _, _, f in os.walk(store.trials_dir)) >= 8:
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        driver.wait()
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    before = {
+        os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+        for d, _, files in os.walk(store.trials_dir) for f in files if not f.startswith(".")
+    }
+    assert 8 <= len(before) < 40
+
+    refused = subprocess.run(COMMAND + ["--results", results], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert refused.returncode == 1 and "did not finish" in refused.stderr and "--resume" in refused.stderr
+
+    resumed = subprocess.run(COMMAND + ["--results", results, "--resume", "--quiet"], cwd=ROOT, env=_env(),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = store.read_trials().to_pylist()
+    assert len(rows) == 40 == len({r["trial_id"] for r in rows})  # 10 studies x 4 trials, none twice
+    per_study = {}
+    for r in rows:
+        per_study[r["study_id"]] = per_study.get(r["study_id"], 0) + 1
+    assert set(per_study.values()) == {4} and all(r["status"] == "ok" for r in rows)
+    # Trials finished before the kill were not run again (their files were not rewritten).
+    assert all(os.stat(path).st_mtime_ns == mtime for path, mtime in before.items())
+    assert not os.path.exists(os.path.join(results, "driver.lock"))
