@@ -256,6 +256,10 @@ def run_trial(config: dict) -> None:
     import ray
     from ray import tune
 
+    # Tune reuses this actor for the next trial only if this one's thread ends within this
+    # many seconds of being stopped (default 2): on a loaded node (a packed GPU, 2 cores) it
+    # can take longer, and a failed reuse counts as a trial failure. Read at reuse time.
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
     if not config["gpus"]:
         # Ray sets no CUDA_VISIBLE_DEVICES for a trial without GPUs: on a GPU node it would
         # see (and allocate on) every GPU. Hide them before torch first touches CUDA.
