@@ -33,6 +33,14 @@ def _save(fig, path: str) -> str:
     return path
 
 
+def _label_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+
+
 def size_curves(cells: list[dict], out_dir: str) -> list[str]:
     """One PNG per (dataset, frozen|finetune): mean test score vs n_train, error bars = std."""
     groups: dict = defaultdict(lambda: defaultdict(list))
@@ -55,11 +63,8 @@ def size_curves(cells: list[dict], out_dir: str) -> list[str]:
         sizes = sorted({r["n_train"] for rows in methods.values() for r in rows})
         ax.set_xticks(sizes, [f"{n:,}" for n in sizes])  # the sizes themselves, not powers of ten
         ax.minorticks_off()
-        ax.set_xlabel("training images (log scale)")
-        ax.set_ylabel(f"test {metric} (mean ± std over folds)")
-        ax.set_title(f"{dataset}: test {metric} vs training-set size ({kind})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        _label_axes(ax, "training images (log scale)", f"test {metric} (mean ± std over folds)",
+                    f"{dataset}: test {metric} vs training-set size ({kind})")
         written.append(_save(fig, os.path.join(out_dir, f"size_{dataset}_{kind}.png")))
     return written
 
@@ -196,10 +201,7 @@ def lr_landscape(trials: list[dict], out_dir: str) -> list[str]:
                        edgecolors=color, s=18)
         ax.scatter([], [], facecolors="none", edgecolors="grey", s=18, label="(hollow: stopped early by ASHA)")
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate (log scale)")
-        ax.set_ylabel(f"best validation {metric}")
-        ax.set_title(f"{dataset} {mode}: validation {metric} vs learning rate, every trial")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        _label_axes(ax, "learning rate (log scale)", f"best validation {metric}",
+                    f"{dataset} {mode}: validation {metric} vs learning rate, every trial")
         written.append(_save(fig, os.path.join(out_dir, f"lr_{dataset}_{mode}.png")))
     return written
