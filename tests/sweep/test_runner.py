@@ -174,9 +174,21 @@ def test_a_nan_loss_is_recorded_once_as_an_error_and_listed_by_where_status(ray_
     assert sorted(r["trial_id"] for r in __import__("json").loads(listed.output)) == sorted(r["trial_id"] for r in rows)
 
 
+def _pids_running(title: str) -> list[int]:
+    """Processes whose command line holds ``title`` (Ray retitles its workers so)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if title.encode() in f.read() and entry.isdigit():
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
 def test_a_killed_trial_process_is_run_again_and_recorded_once(ray_local, tmp_path):
     import signal
-    import subprocess
     import threading
     import time
 
@@ -185,7 +197,7 @@ def test_a_killed_trial_process_is_run_again_and_recorded_once(ray_local, tmp_pa
     def kill_one_trial_process():
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
-            found = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc.train"], capture_output=True, text=True).stdout.split()
+            found = _pids_running("ray::ImplicitFunc.train")
             if found:
                 time.sleep(1.0)  # let it get into its epochs
                 try:
