@@ -226,7 +226,9 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     if not ray.is_initialized():
         try:
             ray.init(
-                address=options.address,
+                # Without --address (or a RAY_ADDRESS from `ray job submit`) a Ray of its own:
+                # ray.init() alone would join any cluster `ray start` left on this machine.
+                address=options.address or os.environ.get("RAY_ADDRESS") or "local",
                 include_dashboard=False,
                 logging_level=logging.WARNING,
                 log_to_driver=options.verbose > 0,

@@ -11,7 +11,8 @@ def ray_local():
     """One local Ray for the tests that need it (starting one costs ~3 s)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a Ray of its own, even while another test's cluster runs on the machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
