@@ -75,7 +75,8 @@ def _tsne_figure(panels: list[tuple[str, np.ndarray, np.ndarray]], title: str, p
 
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4.2 * rows), squeeze=False)
+    # At least 6.5 in wide: one panel's figure must still hold the whole title.
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.5, 4.5 * cols), 4.2 * rows), squeeze=False)
     for ax, (name, points, labels) in zip(axes.flat, panels):
         perplexity = max(2.0, min(30.0, (len(points) - 1) / 3))
         xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
@@ -87,7 +88,7 @@ def _tsne_figure(panels: list[tuple[str, np.ndarray, np.ndarray]], title: str, p
         ax.legend(fontsize=7, markerscale=2, loc="best")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=11)
     return _save(fig, path)
 
 
