@@ -334,7 +334,7 @@ class ResultsStore:
         if fresh:
             table = pads.dataset(fresh, filesystem=fs, schema=TRIAL_SCHEMA, format="parquet").to_table()
             # A trial file holds one row: the file of each row is its path.
-            names = pa.array([f for f in fresh], pa.string())
+            names = pa.array(fresh, pa.string())
             table = table.append_column("_file", names)
             table = table.append_column("_size", pa.array([files[f][0] for f in fresh], pa.int64()))
             table = table.append_column("_mtime_ns", pa.array([files[f][1] for f in fresh], pa.int64()))
