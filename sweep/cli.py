@@ -457,18 +457,17 @@ def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, 
       sweep embed --dataset digits --backbone test_resnet --backbone test_vit
     """
     from trainables.backbones import resolve_weights
-    from trainables.datasets import resolve_root
-    from trainables.embeddings import ensure_embeddings
+    from trainables.datasets import get_dataset_info, resolve_root
+    from trainables.embeddings import cached_views, ensure_embeddings, views_problem
 
-    from trainables.datasets import get_dataset_info
-
-    if views > 1 and get_dataset_info(dataset).augment == "none":
-        raise click.BadParameter(f"{dataset} has no training augmentation: every view would equal view 0", param_hint="--views")
+    problem = views_problem(get_dataset_info(dataset), views)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--views")
     root = resolve_root(dataset, _pairs(data, "--data"))
     given = _pairs(weights, "--weights")
     cache_dir = _cache_dir(cache_path, results)
     for backbone in backbones:
-        for view in range(views + 1) if views > 1 else (0,):
+        for view in cached_views(views):
             path = ensure_embeddings(dataset, root, backbone, resolve_weights(backbone, given), cache_dir, view=view,
                                      dtype=dtype, workers=workers, batch_size=batch_size)
             click.echo(f"{dataset} x {backbone} view {view}: {path}")

@@ -36,6 +36,7 @@ import torch
 from sweep.spec import SpecError, StudySpec
 from trainables.backbones import build_architecture, embed, get_backbone_info
 from trainables.datasets import get_dataset_info
+from trainables.embeddings import cached_views
 
 TEST_SCORING_SHARE = 0.5  # test set scored at this share of the epochs (those that improve validation)
 
@@ -220,8 +221,7 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
         part["seconds"] += s.n_trials * per_trial
         part["sources"].add(src)
         if s.mode != "finetune":
-            views = range(s.views + 1) if s.views > 1 else (0,)
-            extractions |= {(s.dataset, b, v) for b in s.backbones for v in views}
+            extractions |= {(s.dataset, b, v) for b in s.backbones for v in cached_views(s.views)}
     extraction = parts["extraction"] if extractions else None
     for dataset, backbone, view in sorted(extractions):
         n_pool, n_test = _counts(dataset)

@@ -12,6 +12,7 @@ from collections import Counter
 from sweep.spec import SpecError, StudySpec
 from trainables.backbones import get_backbone_info
 from trainables.datasets import get_dataset_info
+from trainables.embeddings import views_problem
 
 
 def check_studies(studies: list[StudySpec]) -> None:
@@ -25,11 +26,9 @@ def check_studies(studies: list[StudySpec]) -> None:
                 f"study {s.study_id}: n_train {s.n_train} is larger than the {s.dataset} "
                 f"training pool ({info.pool_size} images)"
             )
-        if s.views > 1 and info.augment == "none":
-            raise SpecError(
-                f"study {s.study_id}: views {s.views} asks for augmented views, but {s.dataset} has no "
-                f"training augmentation (every view would equal the evaluation one); use views=1"
-            )
+        problem = views_problem(info, s.views)
+        if problem:
+            raise SpecError(f"study {s.study_id}: {problem}; use views=1")
         if s.n_train // s.n_folds < 2:
             raise SpecError(
                 f"study {s.study_id}: {s.n_train} images in {s.n_folds} folds leave validation "

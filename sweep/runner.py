@@ -30,6 +30,7 @@ from sweep.store import ResultsStore, StoreError
 from trainables import storage
 from trainables.backbones import get_backbone_info, resolve_weights, weights_digest
 from trainables.datasets import get_dataset_info, load_dataset, resolve_root
+from trainables.embeddings import cached_views
 
 
 @dataclass
@@ -133,8 +134,9 @@ def extraction_requests(studies: list[StudySpec]) -> dict:
     for s in studies:
         if s.mode == "finetune":
             continue
-        views = range(s.views + 1) if s.views > 1 else (0,)
-        out[s.study_id] = {b: [(s.dataset, b, v, s.embedding_dtype) for v in views] for b in s.backbones}
+        out[s.study_id] = {
+            b: [(s.dataset, b, v, s.embedding_dtype) for v in cached_views(s.views)] for b in s.backbones
+        }
     return out
 
 

@@ -75,6 +75,20 @@ def cache_key(fingerprint: str, backbone: str, digest: str, transform: str, view
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
+def cached_views(views: int) -> tuple[int, ...]:
+    """The view indices a study with ``views`` training views reads: view 0 (evaluation)
+    always, and views 1..K when it trains on K > 1 augmented views."""
+    return tuple(range(views + 1)) if views > 1 else (0,)
+
+
+def views_problem(ds_info, views: int):
+    """Why ``views`` cannot be cached for a dataset, or None."""
+    if views > 1 and ds_info.augment == "none":
+        return (f"views {views} asks for augmented views, but {ds_info.name} has no training augmentation "
+                f"(every view would equal the evaluation one)")
+    return None
+
+
 def _check_request(view: int, dtype: str) -> None:
     if dtype not in DTYPES:
         raise CacheError(f"embedding dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
