@@ -103,6 +103,25 @@ def main() -> None:
     """
 
 
+class CheckpointEvery(click.ParamType):
+    """Seconds (>= 0) or ``off`` (None)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, (int, float)):
+            return value
+        if str(value).strip().lower() == "off":
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not seconds >= 0:
+            self.fail(f"{value!r} is neither a number of seconds (0 or more) nor 'off'", param, ctx)
+        return seconds
+
+
 @main.command()
 @_study_options
 @click.option("--results", default=DEFAULT_RESULTS, show_default=True, help="Results store: a directory or a URI (s3://bucket/prefix, file:///...).")
@@ -119,8 +138,9 @@ def main() -> None:
 @click.option("--extract-cpus", type=click.IntRange(min=1), help="CPUs of one embedding-extraction task; all but one decode images [default: 4 beside a GPU, else 1].")
 @click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts.")
 @click.option("--max-failures", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a trial whose process died (a killed worker, a lost spot node); errors of the trial itself (a NaN loss) are recorded at once.")
+@click.option("--checkpoint-every", type=CheckpointEvery(), default="120", show_default=True, metavar="SECONDS|off", help="A trial saves a checkpoint at the end of an epoch once this many seconds have passed since its last one (0: every epoch; off: never); a killed trial, or one in flight when the driver died, resumes from it.")
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
-def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, cache, extract_cpus, skip_unreadable, max_failures, quiet):
+def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, cache, extract_cpus, skip_unreadable, max_failures, checkpoint_every, quiet):
     """Run a grid's studies and print the mean ± std table of its cells.
 
     \b
@@ -145,6 +165,7 @@ def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_g
         cache=cache,
         extract_cpus=extract_cpus,
         max_failures=max_failures,
+        checkpoint_every_s=checkpoint_every,
         verbose=0 if quiet else 1,
     )
     summary = run_sweep(studies, options)

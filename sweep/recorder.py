@@ -17,6 +17,7 @@ from ray.tune import Callback
 
 from sweep.spec import StudySpec
 from sweep.store import ResultsStore
+from trainables.checkpoints import remove_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         backbone=config["backbone"],
         study_id=config["study_id"],
         cell_id=config["cell_id"],
-        trial_id=trial_id,
+        # A trial resumed after a killed driver keeps the id it had (its files use it too).
+        trial_id=config.get("resume_trial_id") or trial_id,
         lr=float(config["lr"]),
         epochs=epochs,
         best_epoch=result.get("best_epoch"),
@@ -46,7 +48,8 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         metric=context["metrics"][config["dataset"]],
         status=status,
         error=error,
-        wall_s=result.get("time_total_s"),
+        wall_s=result.get("trial_wall_s", result.get("time_total_s")),
+        resumed_from_epoch=result.get("resumed_from_epoch"),
         peak_rss_mib=result.get("peak_rss_mib"),
         peak_gpu_mib=result.get("peak_gpu_mib"),
         node_id=result.get("node_id"),
@@ -99,6 +102,18 @@ def progress_line(row: dict, done: int, total: int) -> str:
     )
 
 
+def merged_epochs(*attempts: list[dict]) -> list[dict]:
+    """One record per epoch over a trial's attempts, in epoch order. A retried or resumed
+    trial reports again the epochs after its checkpoint (or all, without one): the latest
+    attempt's record of an epoch is the one its model went on from."""
+    by_epoch = {}
+    for records in attempts:
+        for r in records:
+            if r.get("epoch") is not None:
+                by_epoch[int(r["epoch"])] = {**r, "time_total_s": r.get("trial_wall_s", r.get("time_total_s"))}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
 class StoreCallback(Callback):
     def __init__(self, store: ResultsStore, context: dict, total: int = 0, echo=None):
         self.store, self.context = store, context
@@ -111,9 +126,11 @@ class StoreCallback(Callback):
 
     def _write(self, trial, status: str, error: str | None) -> None:
         row = trial_row(trial.config, trial.last_result or {}, trial.trial_id, status, error, self.context)
-        # The history first: the trials row is what marks a trial done.
-        self.store.write_history(row["study_id"], trial.trial_id, self.epochs.pop(trial.trial_id, []))
+        epochs = merged_epochs(trial.config.get("resume_records", []), self.epochs.pop(trial.trial_id, []))
+        # The history first: the trials row is what marks a trial done; then its checkpoint goes.
+        self.store.write_history(row["study_id"], row["trial_id"], epochs)
         self.written.append(self.store.write_trial(row))
+        remove_checkpoint(self.store.checkpoints_dir, row["study_id"], row["trial_id"])
         if self.echo is not None:
             self.echo(progress_line(row, len(self.written), self.total))
 

@@ -69,14 +69,19 @@ class StudySearcher(_PickledState, Searcher):
         mode: str = MODE,
         max_in_flight_per_study: int = 1,
         done: Optional[dict[str, list[tuple[float, float]]]] = None,
+        resumable: Optional[dict[str, list[dict]]] = None,
     ):
         super().__init__(metric=metric, mode=mode)
         done = done or {}
+        # Trials that were in flight when the last driver died, with a checkpoint each: they
+        # are a study's first suggestions, with their own learning rate and trial id.
+        self._resumable = {sid: list(metas) for sid, metas in (resumable or {}).items() if sid in {c["study_id"] for c in studies}}
         self._studies = {c["study_id"]: c for c in studies}
         self._remaining = {sid: c["n_trials"] - len(done.get(sid, [])) for sid, c in self._studies.items()}
         self._searchers = {sid: _optuna_for(c, done.get(sid, [])) for sid, c in self._studies.items()}
         self._in_flight: dict[str, int] = {sid: 0 for sid in self._studies}
         self._trial_study: dict[str, str] = {}
+        self._last_epoch: dict[str, int] = {}
         self._max_in_flight = max_in_flight_per_study
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -95,7 +100,15 @@ class StudySearcher(_PickledState, Searcher):
         sid = self._next_study()
         if sid is None:
             return None  # every study with trials left is busy: Tune asks again later
+        resume = self._resumable.get(sid, []).pop(0) if self._resumable.get(sid) else None
+        if resume is not None:
+            # Optuna gives a queued trial's parameters to its next ask(): this trial is one of
+            # Optuna's, with the learning rate the checkpoint was trained with. Ray's
+            # OptunaSearch has no public way to queue one point beside evaluated ones.
+            self._searchers[sid]._ot_study.enqueue_trial({"lr": resume["lr"]}, skip_if_exists=False)
         params = self._searchers[sid].suggest(trial_id)
+        if resume is not None:
+            params = {**params, "resume_trial_id": resume["trial_id"], "resume_records": resume.get("records", [])}
         self._remaining[sid] -= 1
         self._in_flight[sid] += 1
         self._trial_study[trial_id] = sid
@@ -103,8 +116,15 @@ class StudySearcher(_PickledState, Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         sid = self._trial_study.get(trial_id)
-        if sid is not None and METRIC in result:
-            self._searchers[sid].on_trial_result(trial_id, result)
+        if sid is None or METRIC not in result:
+            return
+        # Optuna's step is the trial's epoch. A retried trial reports again the epochs after
+        # its checkpoint (Tune's iteration count starts over): Optuna keeps the first report.
+        epoch = result.get("epoch", result.get("training_iteration"))
+        if epoch is not None and epoch <= self._last_epoch.get(trial_id, 0):
+            return
+        self._last_epoch[trial_id] = epoch or 0
+        self._searchers[sid].on_trial_result(trial_id, {**result, "training_iteration": epoch})
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         sid = self._trial_study.get(trial_id)
@@ -139,7 +159,9 @@ class StudyScheduler(_PickledState, FIFOScheduler):
         sid = config["study_id"]
         if sid not in self._asha:
             self._asha[sid] = ASHAScheduler(
-                time_attr="training_iteration",
+                # The trial's own epoch count, not Tune's iteration: a trial resumed from a
+                # checkpoint reports epoch 11 first, and must meet the rungs of epoch 11.
+                time_attr="epoch",
                 metric=self._metric,
                 mode=self._mode,
                 max_t=config["max_epochs"],

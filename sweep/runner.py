@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -56,6 +57,9 @@ class RunOptions:
     address: Optional[str] = None
     # Retries of a trial whose process died (worker killed, node lost).
     max_failures: int = 2
+    # A trial checkpoints at an epoch's end once this many seconds passed since its last one
+    # (0: every epoch; None: never), into RESULTS/checkpoints; killed trials resume from it.
+    checkpoint_every_s: Optional[float] = 120.0
     verbose: int = 1
 
 
@@ -159,6 +163,23 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
     return {request: ray.get(ref) for request, ref in refs.items()}
 
 
+def _resumable(store: ResultsStore, configs: list[dict]) -> dict[str, list[dict]]:
+    """Checkpoints of trials in flight when the last driver died, of studies still pending and
+    trained on the same split (the manifest digest); the rest are reported and left out."""
+    digests = {c["study_id"]: c.get("manifest_digest") for c in configs}
+    out = {}
+    for sid, metas in store.checkpoints_in_flight().items():
+        if sid not in digests:
+            continue  # a study of another grid, or complete: its checkpoints stay for that sweep
+        usable = [m for m in metas if m.get("manifest_digest") == digests[sid]]
+        for m in metas:
+            if m not in usable:
+                print_flush(f"checkpoint of trial {m['trial_id']} ({sid}) is of another split: not resumed")
+        if usable:
+            out[sid] = usable
+    return out
+
+
 def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     import optuna
 
@@ -226,11 +247,17 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     }
 
     if not ray.is_initialized():
+        # Without --address (or a RAY_ADDRESS from `ray job submit`) a Ray of its own:
+        # ray.init() alone would join any cluster `ray start` left on this machine.
+        address = options.address or os.environ.get("RAY_ADDRESS") or "local"
+        if address == "local" and not {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
+            # Ray guards a new local Ray with a token, which it would otherwise save to
+            # ~/.ray/auth_token: a token of this run's alone, in the environment its workers
+            # inherit, keeps the guard and writes nothing outside the results and cache.
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         try:
             ray.init(
-                # Without --address (or a RAY_ADDRESS from `ray job submit`) a Ray of its own:
-                # ray.init() alone would join any cluster `ray start` left on this machine.
-                address=options.address or os.environ.get("RAY_ADDRESS") or "local",
+                address=address,
                 include_dashboard=False,
                 logging_level=logging.WARNING,
                 log_to_driver=options.verbose > 0,
@@ -261,6 +288,8 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         config["holdout"] = options.holdout
         config["skip"] = {s.dataset: skips[s.dataset]} if s.dataset in skips else {}
         config["weights"] = options.weights
+        config["checkpoints_dir"] = store.checkpoints_dir
+        config["checkpoint_every_s"] = options.checkpoint_every_s
         if s.study_id in requests:
             config["embedding_files"] = {b: [files[r] for r in rs] for b, rs in requests[s.study_id].items()}
             # The cache file is named by its key: no second key computation (which would read
@@ -273,7 +302,11 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     max_concurrent = options.max_concurrent or max(
         1, int(resources.get("CPU", 1) / min(c["cpus"] for c in configs))
     )
-    searcher = StudySearcher(configs, done={s.study_id: done.get(s.study_id, []) for s in pending})
+    resumable = _resumable(store, configs) if options.resume else {}
+    if resumable and options.verbose:
+        print_flush(f"resuming {sum(map(len, resumable.values()))} trial(s) from their checkpoints")
+    searcher = StudySearcher(configs, done={s.study_id: done.get(s.study_id, []) for s in pending},
+                             resumable=resumable)
     remaining = sum(s.n_trials - len(done.get(s.study_id, [])) for s in pending)
     recorder = StoreCallback(store, context, total=remaining, echo=print_flush if options.verbose else None)
     trainable = tune.with_resources(
@@ -307,6 +340,9 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         ),
     )
     tuner.fit()
+    # Checkpoints of trials that ended are deleted as their rows are written; a trial stopped
+    # while it saved one can leave one behind, deleted here.
+    store.checkpoints_in_flight()
     hidden = {d: data.test.ids for d, data in datasets.items() if (data.test.labels < 0).any()}
     submissions = []
     if hidden:

@@ -10,6 +10,7 @@ Layout under ``--results DIR``::
     submissions/<cell>/fold<k>.csv, ensemble.csv   Kaggle submission files
     skipped/<dataset>.json           what --skip-unreadable left out, file by file
     history/<study_id>/<trial_id>.parquet   the trial's epochs, one row each (HISTORY_SCHEMA)
+    checkpoints/<study_id>/<trial_id>.pt, .json   trials in flight (trainables/checkpoints.py)
     driver.lock                      the running driver (host, pid): one driver per store
     index/trials.parquet             every trial row with its file's size and mtime (a read cache)
     cache/                           the embedding cache (Arrow IPC files)
@@ -46,7 +47,8 @@ import pyarrow.parquet as pq
 from trainables import storage
 
 MIN_FREE_MIB = 64  # refuse to start a sweep on a nearly full disk rather than fail mid-way
-SCHEMA_VERSION = 2  # 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib, gpu_ids, started_at
+# 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib, gpu_ids, started_at; 3: resumed_from_epoch
+SCHEMA_VERSION = 3
 STORE_FILE = "store.json"
 
 # One row per trial. Every StudySpec field, then what the trial did, then what reproduces it.
@@ -88,7 +90,8 @@ TRIAL_SCHEMA = pa.schema(
         ("metric", pa.string()),
         ("status", pa.string()),
         ("error", pa.string()),
-        ("wall_s", pa.float64()),
+        ("wall_s", pa.float64()),  # training time of every attempt (a resumed trial's included)
+        ("resumed_from_epoch", pa.int64()),  # the checkpoint's epoch a killed trial resumed from; null: none
         ("peak_rss_mib", pa.float64()),  # the trial process's resident memory, highest at an epoch's end
         ("peak_gpu_mib", pa.float64()),  # torch's peak GPU allocation in the trial; null on a CPU
         ("node_id", pa.string()),
@@ -117,7 +120,7 @@ HISTORY_SCHEMA = pa.schema(
         ("best_val_score", pa.float64()),
         ("test_score", pa.float64()),  # of the best epoch so far; null where test labels are hidden
         ("lr_now", pa.float64()),  # after ReduceLROnPlateau
-        ("time_total_s", pa.float64()),
+        ("time_total_s", pa.float64()),  # the trial's training time up to this epoch's end
         ("peak_rss_mib", pa.float64()),
     ]
 )
@@ -171,6 +174,7 @@ class ResultsStore:
         self.skipped_dir = storage.join(self.root, "skipped")
         self.history_dir = storage.join(self.root, "history")
         self.features_dir = storage.join(self.root, "dvme_features")
+        self.checkpoints_dir = storage.join(self.root, "checkpoints")
 
     @property
     def meta_path(self) -> str:
@@ -358,6 +362,21 @@ class ResultsStore:
             storage.write_atomic(self.index_path, sink.getvalue().to_pybytes())
         except OSError:
             pass  # a read-only store still reads, only more slowly next time
+
+    def checkpoints_in_flight(self) -> dict[str, list[dict]]:
+        """study_id -> the checkpoints of its trials that were in flight when a sweep stopped
+        (killed driver, lost node). Checkpoints of trials that have a row (a trial stopped
+        while it saved one) are leftovers, and deleted here."""
+        from trainables.checkpoints import list_checkpoints, remove_checkpoint
+
+        recorded = set(self.read_trials().column("trial_id").to_pylist())
+        out: dict[str, list[dict]] = {}
+        for meta in list_checkpoints(self.checkpoints_dir):
+            if meta["trial_id"] in recorded:
+                remove_checkpoint(self.checkpoints_dir, meta["study_id"], meta["trial_id"])
+            else:
+                out.setdefault(meta["study_id"], []).append(meta)
+        return out
 
     def done_trials(self) -> dict[str, list[tuple[float, float]]]:
         """study_id -> [(lr, best validation score)] of trials that finished without error."""

@@ -1,6 +1,8 @@
 """The driver killed with SIGKILL mid-sweep, then `sweep run --resume`: every study finishes,
-no trial row is duplicated, and what was finished before the kill is not run again."""
+no trial row is duplicated, what was finished before the kill is not run again, and trials in
+flight resume from their checkpoints."""
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +15,7 @@ from sweep.store import ResultsStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = [sys.executable, "-m", "sweep.cli", "run", "--grid", "demo", "--where", "mode=linear", "--where", "subset=S",
-           "--where", "backbones=test_vit"]
+           "--where", "backbones=test_vit", "--checkpoint-every", "0"]
 
 
 def _env():
@@ -29,9 +31,10 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     try:
         deadline = time.time() + 300
         while time.time() < deadline and driver.poll() is None:
-            if os.path.isdir(store.trials_dir) and sum(len(f) for _, _, f in os.walk(store.trials_dir)) >= 6:
+            # Mid-sweep, with a trial in flight that has saved a checkpoint.
+            if _count(store.trials_dir, ".parquet") >= 6 and _count(store.checkpoints_dir, ".json"):
                 break
-            time.sleep(0.5)
+            time.sleep(0.02)
         assert driver.poll() is None, "the sweep ended before it could be killed"
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
         driver.wait()
@@ -43,6 +46,9 @@ def test_resume_after_the_driver_is_killed(tmp_path):
         for d, _, files in os.walk(store.trials_dir) for f in files if not f.startswith(".")
     }
     assert 6 <= len(before) < 20
+    recorded = {os.path.basename(p)[: -len(".parquet")] for p in before}
+    in_flight = {m["trial_id"]: m["epoch"] for m in _checkpoints(store) if m["trial_id"] not in recorded}
+    assert in_flight, "no trial was in flight with a checkpoint when the driver died"
 
     refused = subprocess.run(COMMAND + ["--results", results], cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert refused.returncode == 1 and "did not finish" in refused.stderr and "--resume" in refused.stderr
@@ -59,3 +65,25 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     # Trials finished before the kill were not run again (their files were not rewritten).
     assert all(os.stat(path).st_mtime_ns == mtime for path, mtime in before.items())
     assert not os.path.exists(os.path.join(results, "driver.lock"))
+    # Trials in flight went on from their checkpoints, under their own ids, every epoch once.
+    by_id = {r["trial_id"]: r for r in rows}
+    history = store.read_history().to_pylist()
+    for trial_id, epoch in in_flight.items():
+        assert by_id[trial_id]["resumed_from_epoch"] == epoch
+        epochs = sorted(h["epoch"] for h in history if h["trial_id"] == trial_id)
+        assert epochs == list(range(1, by_id[trial_id]["epochs"] + 1))
+    assert _count(store.checkpoints_dir, "") == 0
+
+
+def _count(folder, suffix):
+    return sum(1 for _, _, files in os.walk(folder) for f in files if f.endswith(suffix) and not f.startswith("."))
+
+
+def _checkpoints(store):
+    out = []
+    for d, _, files in os.walk(store.checkpoints_dir):
+        for f in files:
+            if f.endswith(".json") and not f.startswith("."):
+                with open(os.path.join(d, f)) as fh:
+                    out.append(json.load(fh))
+    return out

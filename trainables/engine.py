@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -49,6 +48,95 @@ def predict(model: nn.Module, loader: DataLoader, device) -> tuple[float, np.nda
     return loss, np.concatenate(probs), np.concatenate(labels)
 
 
+class Fit:
+    """Training of one model, one epoch per ``next()``; its state is a checkpoint.
+
+    ``state_dict()`` after an epoch holds what the next epochs depend on: weights, Adam's
+    moments, the plateau schedule, the epoch count, the random state of the training batches
+    (their shuffling and augmentation draws) and torch's. A fresh ``Fit`` given that state
+    with ``load_state_dict`` continues exactly where the saved one would have: a trial killed
+    mid-way resumes from its last checkpoint and trains as if it had never stopped (exactly so
+    where batches are made in this process; a DataLoader's decoding workers draw fresh seeds
+    when their iterator is created, so there the resumed epochs see other random draws).
+    """
+
+    def __init__(self, model: nn.Module, train_loader, val_loader, *, lr: float, max_epochs: int, metric: str,
+                 device: torch.device | str = "cpu", parameters=None):
+        self.model, self.train_loader, self.val_loader = model.to(device), train_loader, val_loader
+        self.lr, self.max_epochs, self.metric, self.device = lr, max_epochs, metric, device
+        params = [p for p in (model.parameters() if parameters is None else parameters) if p.requires_grad]
+        # fused: one kernel for all parameters; a frozen head's step is otherwise mostly per-op overhead
+        self.optimizer = torch.optim.Adam(params, lr=lr, fused=True)
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", patience=PLATEAU_PATIENCE, factor=PLATEAU_FACTOR
+        )
+        self.epoch = 0
+
+    def __iter__(self) -> "Fit":
+        return self
+
+    def __next__(self) -> dict:
+        if self.epoch >= self.max_epochs:
+            raise StopIteration
+        self.epoch += 1
+        epoch, model, device = self.epoch, self.model, self.device
+        model.train()
+        total, count = 0.0, 0
+        for x, y in self.train_loader:
+            y = y.to(device)
+            loss = nn.functional.cross_entropy(model(to_device(x, device)).float(), y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at epoch {epoch} (lr {self.lr:.3g})")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += value * len(y)
+            count += len(y)
+        val_loss, val_probs, val_labels = predict(model, self.val_loader, device)
+        self.plateau.step(val_loss)
+        return {
+            "epoch": epoch,
+            "train_loss": total / max(count, 1),
+            "val_loss": val_loss,
+            "val_score": score(self.metric, val_labels, val_probs, where="validation fold"),
+            "lr_now": self.optimizer.param_groups[0]["lr"],
+        }
+
+    def state_dict(self) -> dict:
+        """Tensors and plain values only: loads with ``torch.load(weights_only=True)``."""
+        state = {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "plateau": self.plateau.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        # The batches' own generator draws the shuffling and, through the DataLoader, the seeds
+        # of its decoding workers; FeatureBatches also counts its passes (the view of an epoch).
+        generator = getattr(self.train_loader, "generator", None)
+        if generator is not None:
+            state["batches_rng"] = generator.get_state()
+        if hasattr(self.train_loader, "passes"):
+            state["batches_passes"] = self.train_loader.passes
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.plateau.load_state_dict(state["plateau"])
+        torch.set_rng_state(state["torch_rng"])
+        if "batches_rng" in state:
+            self.train_loader.generator.set_state(state["batches_rng"])
+        if "batches_passes" in state:
+            self.train_loader.passes = int(state["batches_passes"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda_rng"])
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -59,35 +147,7 @@ def fit(
     metric: str,
     device: torch.device | str = "cpu",
     parameters=None,
-) -> Iterator[dict]:
-    """Train ``model``; after each epoch yield ``epoch, train_loss, val_loss, val_score, lr``."""
-    model.to(device)
-    params = [p for p in (model.parameters() if parameters is None else parameters) if p.requires_grad]
-    # fused: one kernel for all parameters; a frozen head's step is otherwise mostly per-op overhead
-    optimizer = torch.optim.Adam(params, lr=lr, fused=True)
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", patience=PLATEAU_PATIENCE, factor=PLATEAU_FACTOR
-    )
-    for epoch in range(1, max_epochs + 1):
-        model.train()
-        total, count = 0.0, 0
-        for x, y in train_loader:
-            y = y.to(device)
-            loss = nn.functional.cross_entropy(model(to_device(x, device)).float(), y)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at epoch {epoch} (lr {lr:.3g})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += value * len(y)
-            count += len(y)
-        val_loss, val_probs, val_labels = predict(model, val_loader, device)
-        plateau.step(val_loss)
-        yield {
-            "epoch": epoch,
-            "train_loss": total / max(count, 1),
-            "val_loss": val_loss,
-            "val_score": score(metric, val_labels, val_probs, where="validation fold"),
-            "lr_now": optimizer.param_groups[0]["lr"],
-        }
+) -> Fit:
+    """Train ``model``; each epoch yields ``epoch, train_loss, val_loss, val_score, lr_now``."""
+    return Fit(model, train_loader, val_loader, lr=lr, max_epochs=max_epochs, metric=metric, device=device,
+               parameters=parameters)

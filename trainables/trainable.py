@@ -28,7 +28,8 @@ from trainables.backbones import create_backbone, embed, embedding_dim
 from trainables.batches import FeatureBatches, balanced_weights
 from trainables.datasets import get_dataset_info, load_dataset
 from trainables.embeddings import load_embeddings
-from trainables.engine import fit, predict
+from trainables.checkpoints import load_checkpoint, save_checkpoint
+from trainables.engine import Fit, predict
 from trainables.heads import DVME
 from trainables.memory import resident_mib
 from trainables.metrics import score
@@ -212,12 +213,66 @@ def save_dvme_features(path: str, model: DVME, test: FeatureBatches, device) -> 
     storage.write_atomic(path, buffer.getvalue())
 
 
-def trial_epochs(config: dict, predictions_file: Optional[str] = None, features_file: Optional[str] = None) -> Iterator[dict]:
+class Checkpointer:
+    """When and where one trial saves its checkpoints (trainables/checkpoints.py).
+
+    A checkpoint is written at the end of an epoch once ``every_s`` seconds have passed since
+    the last one (0: every epoch), never after the last epoch: the bound on what a killed
+    trial loses, traded against the write (a ResNet-50 with Adam's moments is ~300 MB, while
+    a linear head's epoch takes milliseconds and is cheaper to redo than to save).
+    """
+
+    def __init__(self, folder: str, study_id: str, trial_id: str, every_s: float, manifest_digest: Optional[str] = None):
+        self.folder, self.study_id, self.trial_id = folder, study_id, trial_id
+        self.every_s, self.manifest_digest = every_s, manifest_digest
+        self.last = time.monotonic()
+
+    @classmethod
+    def for_trial(cls, config: dict, trial_id: str) -> Optional["Checkpointer"]:
+        if not config.get("checkpoints_dir") or config.get("checkpoint_every_s") is None:
+            return None
+        return cls(config["checkpoints_dir"], config["study_id"], trial_id, float(config["checkpoint_every_s"]),
+                   config.get("manifest_digest"))
+
+    def restore(self, fit: Fit, lr: float) -> Optional[dict]:
+        """Load the trial's checkpoint into ``fit``; its saved extras (best-so-far selection,
+        records, wall time), or None to start from epoch 1."""
+        checkpoint = load_checkpoint(self.folder, self.study_id, self.trial_id)
+        if checkpoint is None:
+            return None
+        meta = checkpoint["meta"]
+        # Only a checkpoint of this very trial: same learning rate, same training split.
+        if meta.get("lr") != lr or meta.get("manifest_digest") != self.manifest_digest:
+            return None
+        fit.load_state_dict(checkpoint["state"]["fit"])
+        return {**checkpoint["state"]["extras"], "records": meta.get("records", [])}
+
+    def due(self, epoch: int, max_epochs: int) -> bool:
+        return epoch < max_epochs and time.monotonic() - self.last >= self.every_s
+
+    def save(self, fit: Fit, lr: float, extras: dict, records: list[dict]) -> None:
+        meta = {"lr": lr, "epoch": fit.epoch, "manifest_digest": self.manifest_digest, "records": records}
+        save_checkpoint(self.folder, self.study_id, self.trial_id, {"fit": fit.state_dict(), "extras": extras}, meta)
+        self.last = time.monotonic()
+
+
+# What a checkpoint keeps of each reported epoch: the per-epoch history of the store.
+RECORD_FIELDS = ("epoch", "train_loss", "val_loss", "val_score", "best_val_score", "test_score", "lr_now",
+                 "trial_wall_s", "peak_rss_mib")
+
+
+def trial_epochs(config: dict, predictions_file: Optional[str] = None, features_file: Optional[str] = None,
+                 checkpointer: Optional[Checkpointer] = None) -> Iterator[dict]:
     """Train one trial; yield each epoch's record with the best-so-far selection and test score.
 
     Where the test labels are hidden (Kaggle), there is no test score: the selected epoch's
     test probabilities go to ``predictions_file`` instead, for the submission files.
+
+    With a ``checkpointer`` the trial resumes from its checkpoint when it has one (records
+    then start at the epoch after it and carry ``resumed_from_epoch``) and saves new ones.
+    ``trial_wall_s`` counts the time of every attempt.
     """
+    started = time.monotonic()
     torch.manual_seed(config["seed"] * 1009 + config["fold"])
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -228,9 +283,13 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None, features_
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     peak_rss = resident_mib()
-    for record in fit(
-        model, train, val, lr=config["lr"], max_epochs=config["max_epochs"], metric=metric, device=device
-    ):
+    fit = Fit(model, train, val, lr=config["lr"], max_epochs=config["max_epochs"], metric=metric, device=device)
+    resumed = checkpointer.restore(fit, config["lr"]) if checkpointer else None
+    wall_before, records, resumed_from = 0.0, [], None
+    if resumed is not None:
+        best, wall_before, records = resumed["best"], resumed["wall_s"], resumed["records"]
+        peak_rss, resumed_from = max(peak_rss, resumed["peak_rss_mib"]), fit.epoch
+    for record in fit:
         if record["val_score"] > best["best_val_score"]:
             _, probs, labels = predict(model, test, device)
             hidden = bool((labels < 0).any())
@@ -246,7 +305,13 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None, features_
         memory = {"peak_rss_mib": round(peak_rss, 1)}
         if device.type == "cuda":
             memory["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-        yield {**record, **best, **memory}
+        out = {**record, **best, **memory, "trial_wall_s": wall_before + time.monotonic() - started,
+               "resumed_from_epoch": resumed_from}
+        records.append({k: out.get(k) for k in RECORD_FIELDS})
+        if checkpointer and checkpointer.due(record["epoch"], config["max_epochs"]):
+            extras = {"best": best, "wall_s": out["trial_wall_s"], "peak_rss_mib": peak_rss}
+            checkpointer.save(fit, config["lr"], extras, records)
+        yield out
 
 
 def run_trial(config: dict) -> None:
@@ -275,7 +340,8 @@ def run_trial(config: dict) -> None:
         "gpu_ids": json.dumps([str(g) for g in context.get_accelerator_ids().get("GPU", [])]),
         "started_at": time.time(),
     }
-    trial_id = tune.get_context().get_trial_id()
+    # A trial resumed after a killed driver keeps the id (and files) it had before.
+    trial_id = config.get("resume_trial_id") or tune.get_context().get_trial_id()
     predictions = features = None
     if config.get("predictions_dir"):
         predictions = storage.join(config["predictions_dir"], config["study_id"], f"{trial_id}.npy")
@@ -283,7 +349,7 @@ def run_trial(config: dict) -> None:
         features = storage.join(config["features_dir"], config["study_id"], f"{trial_id}.npz")
     last: dict = {}
     try:
-        for record in trial_epochs(config, predictions, features):
+        for record in trial_epochs(config, predictions, features, Checkpointer.for_trial(config, trial_id)):
             last = {**record, **placement}
             tune.report(last)
     except (OSError, MemoryError, torch.cuda.OutOfMemoryError):

@@ -63,6 +63,36 @@ def test_searcher_warm_starts_from_trials_in_the_store_and_runs_only_the_rest():
     assert values == [0.6, 0.8]
 
 
+def test_a_trial_in_flight_when_the_driver_died_is_suggested_again_with_its_lr_and_id():
+    configs = _configs(n_studies=1, n_trials=3)
+    sid = configs[0]["study_id"]
+    records = [{"epoch": 1, "val_score": 0.5}, {"epoch": 2, "val_score": 0.6}]
+    searcher = StudySearcher(configs, done={sid: [(1e-3, 0.8)]}, max_in_flight_per_study=3,
+                             resumable={sid: [{"trial_id": "old_00001", "lr": 3.3e-3, "epoch": 2, "records": records}],
+                                        "another-grid's-study": [{"trial_id": "x", "lr": 1.0}]})
+    resumed, fresh = searcher.suggest("t0"), searcher.suggest("t1")
+    assert resumed["lr"] == 3.3e-3 and resumed["resume_trial_id"] == "old_00001" and resumed["resume_records"] == records
+    assert "resume_trial_id" not in fresh and fresh["lr"] != 3.3e-3
+    assert searcher.suggest("t2") == Searcher.FINISHED  # 1 done + resumed + fresh = 3
+    # Optuna knows the resumed trial as its own, with that learning rate, and learns its score.
+    searcher.on_trial_complete("t0", {"val_score": 0.1, "best_val_score": 0.7, "epoch": 8})
+    trials = searcher._searchers[sid]._ot_study.trials
+    assert any(t.params == {"lr": 3.3e-3} and t.value == 0.7 for t in trials)
+
+
+def test_a_retried_trial_reports_each_epoch_to_optuna_once(recwarn):
+    (cfg,) = _configs(n_studies=1)
+    searcher = StudySearcher([cfg])
+    searcher.suggest("t0")
+    # Epochs 1-2, the process dies, the retry resumes after its epoch-1 checkpoint (Tune's
+    # iteration count starts over at 1).
+    for it, epoch, value in [(1, 1, 0.5), (2, 2, 0.6), (1, 2, 0.65), (2, 3, 0.7)]:
+        searcher.on_trial_result("t0", {"training_iteration": it, "epoch": epoch, "val_score": value})
+    (trial,) = searcher._searchers[cfg["study_id"]]._ot_study.trials
+    assert trial.intermediate_values == {1: 0.5, 2: 0.6, 3: 0.7}
+    assert not [w for w in recwarn if "already reported" in str(w.message)]
+
+
 def test_searcher_state_survives_save_and_restore(tmp_path):
     configs = _configs()
     a = StudySearcher(configs)
@@ -83,7 +113,7 @@ def test_asha_of_one_study_never_sees_another_studys_trials():
     a1, b1, b2 = _trial("a1", a_cfg), _trial("b1", b_cfg), _trial("b2", b_cfg)
     for t in (a1, b1, b2):
         sched.on_trial_add(None, t)
-    result = lambda it, score: {"training_iteration": it, "val_score": score}
+    result = lambda it, score: {"epoch": it, "val_score": score}
     # Study A records a very high score at the first rung (epoch 2).
     assert sched.on_trial_result(None, a1, result(2, 0.99)) == TrialScheduler.CONTINUE
     # Study B's first trial is far below A's, yet continues: it is compared with study B only.
@@ -102,7 +132,7 @@ def test_each_study_gets_its_own_rungs_from_its_settings():
     milestones = [m for m, _ in sched._asha[cfg["study_id"]]._brackets[0]._rungs]
     assert sorted(milestones) == [4, 8, 16]  # grace x rf^k up to max_t
     # The last epoch stops the trial (it is done), whatever its score.
-    assert sched.on_trial_result(None, t, {"training_iteration": 16, "val_score": 0.1}) == TrialScheduler.STOP
+    assert sched.on_trial_result(None, t, {"epoch": 16, "val_score": 0.1}) == TrialScheduler.STOP
 
 
 def test_scheduler_state_survives_save_and_restore(tmp_path):

@@ -187,33 +187,43 @@ def _pids_running(title: str) -> list[int]:
     return pids
 
 
-def test_a_killed_trial_process_is_run_again_and_recorded_once(ray_local, tmp_path):
+def test_a_killed_trial_process_is_run_again_from_its_checkpoint_and_recorded_once(ray_local, tmp_path):
     import signal
     import threading
     import time
 
+    store = ResultsStore(str(tmp_path / "r"))
     killed = []
 
     def kill_one_trial_process():
+        # Kill a trial once it has saved a checkpoint: its retry must start after that epoch.
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
             found = _pids_running("ray::ImplicitFunc.train")
-            if found:
-                time.sleep(1.0)  # let it get into its epochs
+            saved = [m for _, _, files in os.walk(store.checkpoints_dir) for m in files if m.endswith(".json")]
+            if found and saved:
                 try:
                     os.kill(int(found[0]), signal.SIGKILL)
                     killed.append(int(found[0]))
                 except ProcessLookupError:
                     continue
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     killer = threading.Thread(target=kill_one_trial_process, daemon=True)
     killer.start()
     studies = [StudySpec(backbones=("test_vit",), mode="finetune", fold=0, n_trials=2,
-                         **{**COMMON, "grid": "kill", "cpus": 1.0, "max_epochs": 6})]
-    summary = run_sweep(studies, RunOptions(results=str(tmp_path / "r"), verbose=0, max_failures=2))
+                         **{**COMMON, "grid": "kill", "cpus": 1.0, "max_epochs": 6, "grace_period": 6})]
+    summary = run_sweep(studies, RunOptions(results=store.root, verbose=0, max_failures=2, checkpoint_every_s=0))
     killer.join(timeout=1)
-    rows = ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()
+    rows = store.read_trials().to_pylist()
     assert killed, "no trial process was found to kill"
     assert summary.trials_written == len(rows) == 2 and len({r["trial_id"] for r in rows}) == 2
-    assert all(r["status"] == "ok" and r["epochs"] >= 1 for r in rows)
+    assert all(r["status"] == "ok" and r["epochs"] == 6 for r in rows)
+    resumed = [r for r in rows if r["resumed_from_epoch"] is not None]
+    assert len(resumed) == 1 and 1 <= resumed[0]["resumed_from_epoch"] < 6
+    # Its history holds every epoch once, those before the checkpoint included.
+    history = store.read_history({resumed[0]["study_id"]}).to_pylist()
+    epochs = sorted(h["epoch"] for h in history if h["trial_id"] == resumed[0]["trial_id"])
+    assert epochs == [1, 2, 3, 4, 5, 6]
+    # Checkpoints go once their trial is recorded.
+    assert not [f for _, _, files in os.walk(store.checkpoints_dir) for f in files]

@@ -1,0 +1,63 @@
+"""A sweep writes only into its results and cache directories: nothing into the working
+directory, the home directory, the temporary directory or its inputs (weights, the project)."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import timm
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tree(folder):
+    """Every file under ``folder`` with its content digest."""
+    out = {}
+    for d, _, files in os.walk(folder):
+        for f in files:
+            path = os.path.join(d, f)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def _project_files():
+    listed = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=ROOT,
+                            capture_output=True, text=True)
+    return None if listed.returncode else set(listed.stdout.splitlines())
+
+
+@pytest.mark.slow
+def test_a_sweep_writes_only_into_its_results_and_cache(tmp_path):
+    home, cwd, tmp, results, cache, inputs = (tmp_path / n for n in ("home", "cwd", "tmp", "results", "cache", "inputs"))
+    for folder in (home, cwd, tmp, inputs):
+        folder.mkdir()
+    # Ray's own session files (sockets, logs) go to its temp dir: a short path of its own, as
+    # a Unix socket path must stay under 108 bytes; it is Ray's runtime, not the sweep's output.
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    weights = inputs / "resnet.pth"
+    torch.save(timm.create_model("test_resnet", pretrained=False, num_classes=0).state_dict(), weights)
+    before_inputs, before_project = _tree(inputs), _project_files()
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MEDSWEEP_LOCAL_CACHE")}
+    env.update(HOME=str(home), TMPDIR=str(tmp), RAY_TMPDIR=ray_tmp, RAY_ADDRESS="local",
+               PYTHONPATH=ROOT, XDG_CACHE_HOME=str(home / ".cache"), MPLCONFIGDIR=str(home / ".mpl"))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sweep.cli", "run", "--grid", "demo", "--where", "subset=S", "--where", "fold=0",
+             "--where", "backbones=test_resnet", "--where", "mode=linear,finetune", "--weights", f"test_resnet={weights}",
+             "--results", str(results), "--cache", str(cache), "--checkpoint-every", "0", "--quiet"],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert any(f.startswith("trials/") for f in _tree(results)) and _tree(cache)
+    assert _tree(cwd) == {} and _tree(home) == {} and _tree(tmp) == {}
+    assert _tree(inputs) == before_inputs
+    if before_project is not None:
+        assert _project_files() == before_project
