@@ -22,7 +22,10 @@ def grid_names() -> list[str]:
 def load_grid(name: str) -> list[StudySpec]:
     if name not in grid_names():
         raise SpecError(f"unknown grid {name!r}; valid grids: {', '.join(grid_names())}")
-    module = importlib.import_module(f"search_spaces.{name}")
+    try:
+        module = importlib.import_module(f"search_spaces.{name}")
+    except Exception as exc:  # a grid is code: its own error, named, instead of a traceback
+        raise SpecError(f"search_spaces/{name}.py cannot be loaded: {type(exc).__name__}: {exc}") from exc
     studies = getattr(module, "STUDIES", None)
     if not studies or not all(isinstance(s, StudySpec) for s in studies):
         raise SpecError(f"search_spaces/{name}.py must define STUDIES, a non-empty list of StudySpec")

@@ -76,3 +76,34 @@ def test_planning_rejects_a_subset_larger_than_the_pool():
     (study, *_) = load_grid("demo")
     with pytest.raises(SpecError, match="n_train 5000 is larger than the digits training pool \\(1257 images\\)"):
         check_studies([study.replace(n_train=5000)])
+
+
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        ("STUDIES = [", "search_spaces/{name}.py cannot be loaded: SyntaxError"),
+        ("import no_such_module_here\nSTUDIES = []", "cannot be loaded: ModuleNotFoundError: No module named 'no_such_module_here'"),
+        ("STUDIES = []", "search_spaces/{name}.py must define STUDIES, a non-empty list of StudySpec"),
+        ("STUDIES = [{'dataset': 'digits'}]", "must define STUDIES, a non-empty list of StudySpec"),
+        ("from sweep.spec import StudySpec\nS = StudySpec(grid='{name}', dataset='digits', backbones=('test_resnet',), "
+         "mode='linear', subset='S', n_train=50, fold=0)\nSTUDIES = [S, S]", "grid '{name}' lists the same study more than once"),
+        ("from sweep.spec import StudySpec\nSTUDIES = [StudySpec(grid='other', dataset='digits', backbones=('test_resnet',), "
+         "mode='linear', subset='S', n_train=50, fold=0)]", "grid '{name}': every StudySpec must carry grid='{name}'"),
+        ("from sweep.spec import StudySpec\nSTUDIES = [StudySpec(grid='{name}', dataset='digits', backbones=('test_resnet',), "
+         "mode='linear', subset='S', n_train=50, fold=9)]", "cannot be loaded: SpecError: .*fold 9 outside 0..4"),
+    ],
+)
+def test_a_malformed_grid_is_a_named_error(tmp_path, monkeypatch, source, message):
+    import re
+    import sys
+
+    import search_spaces
+
+    name = f"bad_{abs(hash(source)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(source.replace("{name}", name))
+    monkeypatch.setattr(search_spaces, "__path__", [*search_spaces.__path__, str(tmp_path)])
+    try:
+        with pytest.raises(SpecError, match=message.replace("{name}", re.escape(name))):
+            load_grid(name)
+    finally:
+        sys.modules.pop(f"search_spaces.{name}", None)
