@@ -22,8 +22,11 @@ from trainables.splits import SplitError, balanced_subset, fold_split
 
 def study_manifest(spec: StudySpec, data: LoadedDataset, skipped: tuple = ()) -> dict:
     labels, groups = data.pool.labels, data.pool.groups
-    subset = balanced_subset(labels, spec.n_train, spec.seed)
-    train, val = fold_split(labels, subset, spec.n_folds, spec.fold, spec.seed, groups)
+    try:
+        subset = balanced_subset(labels, spec.n_train, spec.seed)
+        train, val = fold_split(labels, subset, spec.n_folds, spec.fold, spec.seed, groups)
+    except SplitError as exc:
+        raise SplitError(f"study {spec.study_id}: {exc}") from exc
     present = np.unique(labels[val])
     if len(present) < 2:
         raise SplitError(
@@ -56,6 +59,16 @@ def write_manifests(
     directory: str, studies: list[StudySpec], datasets: dict[str, LoadedDataset], skips: dict | None = None
 ) -> dict:
     """study_id -> (digest, path); each distinct split written once, atomically."""
+    for name, data in datasets.items():
+        too_large = sorted({(s.subset, s.n_train) for s in studies if s.dataset == name and s.n_train > len(data.pool.labels)},
+                           key=lambda t: t[1])
+        if too_large:
+            asked = ", ".join(f"{subset} ({n})" for subset, n in too_large)
+            raise SplitError(
+                f"the {name} training pool holds {len(data.pool.labels)} images, fewer than the subset(s) {asked} "
+                f"of this sweep ask for: give the whole data set (--data {name}=ROOT), or keep the subsets that fit "
+                f"(--where subset=...)"
+            )
     out, by_split = {}, {}
     for spec in studies:
         key = (spec.dataset, spec.n_train, spec.n_folds, spec.fold, spec.seed)

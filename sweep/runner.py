@@ -32,6 +32,11 @@ from trainables import storage
 from trainables.backbones import get_backbone_info, resolve_weights, weights_digest
 from trainables.datasets import get_dataset_info, load_dataset, resolve_root
 from trainables.embeddings import cached_views
+from trainables.images import ImageDecodeError
+
+
+class ExtractionError(ValueError):
+    """An embedding extraction failed on the data or the weights (not on the machine)."""
 
 
 @dataclass
@@ -80,6 +85,21 @@ def print_flush(line: str) -> None:
 def _versions() -> dict:
     names = ("medsweep", "torch", "torchvision", "timm", "ray", "optuna", "scikit-learn", "pyarrow")
     return {n: version(n) for n in names}
+
+
+def _check_named_inputs(studies: list[StudySpec], options: "RunOptions") -> None:
+    """Every ``--data`` and ``--weights`` name is a known dataset or backbone (a typo would
+    otherwise be dropped unsaid); a known one no study of this sweep uses is pointed out."""
+    used_data = {s.dataset for s in studies}
+    used_backbones = {b for s in studies for b in s.backbones}
+    for name in options.data_roots:
+        get_dataset_info(name)  # an unknown name: an error listing the valid ones
+        if name not in used_data:
+            print_flush(f"note: --data {name}=...: no study of this sweep uses {name}")
+    for name in options.weights:
+        get_backbone_info(name)
+        if name not in used_backbones:
+            print_flush(f"note: --weights {name}=...: no study of this sweep uses {name}")
 
 
 def _check_weights(studies: list[StudySpec], weights: dict) -> None:
@@ -160,7 +180,22 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
         )
         for d, b, v, t in requests
     }
-    return {request: ray.get(ref) for request, ref in refs.items()}
+    files = {}
+    for (d, b, v, t), ref in refs.items():
+        try:
+            files[(d, b, v, t)] = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            # A named error of the data or weights (an image that does not decode, a weight
+            # file of another architecture): one line naming it, not the task's traceback.
+            # Extractions already finished stay in the cache for the next try.
+            cause = getattr(exc, "cause", None)
+            if not isinstance(cause, ValueError):
+                raise
+            hint = ""
+            if isinstance(cause, ImageDecodeError):
+                hint = f"; `sweep data check {d}` lists every such file, --skip-unreadable leaves them out"
+            raise ExtractionError(f"embeddings of {d} x {b} (view {v}): {cause}{hint}") from None
+    return files
 
 
 def _resumable(store: ResultsStore, configs: list[dict]) -> dict[str, list[dict]]:
@@ -187,6 +222,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     started = time.perf_counter()
     grid = studies[0].grid
     check_studies(studies)
+    _check_named_inputs(studies, options)
     roots = {d: resolve_root(d, options.data_roots) for d in sorted({s.dataset for s in studies})}
     found = {b: resolve_weights(b, options.weights) for s in studies for b in s.backbones}
     options = dataclasses.replace(
@@ -250,11 +286,12 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         # Without --address (or a RAY_ADDRESS from `ray job submit`) a Ray of its own:
         # ray.init() alone would join any cluster `ray start` left on this machine.
         address = options.address or os.environ.get("RAY_ADDRESS") or "local"
-        if address == "local" and not {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
+        if address == "local" and not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
             # Ray guards a new local Ray with a token, which it would otherwise save to
             # ~/.ray/auth_token: a token of this run's alone, in the environment its workers
             # inherit, keeps the guard and writes nothing outside the results and cache.
             os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+            os.environ["RAY_AUTH_MODE"] = "token"  # said explicitly: no warning that it is on
         try:
             ray.init(
                 address=address,

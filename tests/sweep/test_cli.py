@@ -103,3 +103,26 @@ def test_a_nearly_full_disk_is_refused_before_anything_runs(tmp_path):
         assert result.exit_code == 1 and "MiB free; a sweep needs at least 64 MiB" in result.output
     finally:
         subprocess.run(["umount", str(tiny)], check=True)
+
+
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        ("--weights=resnet5=x.pth", "unknown backbone 'resnet5'; valid backbones: dino, random"),
+        ("--data=aptoss=/data/aptos", "unknown dataset 'aptoss'; valid datasets: aptos, digits"),
+    ],
+)
+def test_a_data_or_weights_name_that_is_no_dataset_or_backbone_is_named_not_dropped(tmp_path, option, message):
+    result = CliRunner().invoke(main, ["run", "--grid", "demo", option, "--results", str(tmp_path / "r")])
+    assert result.exit_code == 1 and message in result.output
+
+
+def test_subsets_larger_than_the_pool_name_the_dataset_its_size_and_the_subsets(tmp_path):
+    from tests import layouts
+
+    layouts.aptos(str(tmp_path / "aptos"))  # 10 training images
+    result = CliRunner().invoke(main, ["run", "--grid", "paper", "--where", "dataset=aptos", "--where", "mode=linear",
+                                       "--where", "backbones=random", "--where", "subset=S,M",
+                                       "--data", f"aptos={tmp_path / 'aptos'}", "--results", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the aptos training pool holds 10 images, fewer than the subset(s) S (50), M (500)" in result.output

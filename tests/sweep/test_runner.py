@@ -126,6 +126,22 @@ def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(ray_lo
     assert sum(r["status"] == "ok" for r in rows) == 2
 
 
+def test_an_image_that_does_not_decode_stops_extraction_with_its_name_and_keeps_what_finished(ray_local, tmp_path):
+    from sweep.runner import ExtractionError
+    from tests import layouts
+
+    root = tmp_path / "data"
+    layouts.folder(str(root), per_class=10)
+    broken = root / "train" / "malignant" / "malignant_3.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # a copy cut short
+    studies = [StudySpec(backbones=("test_resnet",), mode="linear", fold=0, n_trials=1,
+                         **{**COMMON, "grid": "broken", "dataset": "folder", "n_train": 20})]
+    with pytest.raises(ExtractionError, match=f"embeddings of folder x test_resnet \\(view 0\\): {broken}: not a readable "
+                                              "image .*`sweep data check folder` lists every such file"):
+        run_sweep(studies, RunOptions(results=str(tmp_path / "r"), data_roots={"folder": str(root)}, verbose=0))
+    assert ResultsStore(str(tmp_path / "r")).read_trials().num_rows == 0
+
+
 def test_a_second_sweep_on_a_shared_cache_extracts_nothing(ray_local, tmp_path):
     cache = tmp_path / "cache"
     studies = [StudySpec(backbones=("test_vit",), mode="linear", fold=0, n_trials=1, **{**COMMON, "grid": "shared"})]
