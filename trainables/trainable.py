@@ -314,6 +314,17 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None, features_
         yield out
 
 
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` of a trial's error, at most 2,000 characters. A DataLoader re-raises
+    a decoding worker's error with the worker's whole traceback as its message: its last line
+    is the error itself (an image that does not decode, named)."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        name, _, message = text.splitlines()[-1].partition(": ")
+        return f"{name.rsplit('.', 1)[-1]}: {message}"[:2000]
+    return f"{type(exc).__name__}: {text}"[:2000]
+
+
 def run_trial(config: dict) -> None:
     """The Ray Tune function trainable."""
     import gc
@@ -359,7 +370,7 @@ def run_trial(config: dict) -> None:
         # trying again would fail again. Reported once, as the trial's last result, with the
         # epochs it did finish; the store records it with status "error".
         # Tune wants the metric in every result: the last epoch's, or nan before any epoch.
-        tune.report({"val_score": math.nan, **last, **placement, "trial_error": f"{type(exc).__name__}: {exc}"[:2000]})
+        tune.report({"val_score": math.nan, **last, **placement, "trial_error": error_text(exc)})
     finally:
         # ASHA stops a trial by ending this function (the actor itself is reused): its model
         # and batches go now, and the GPU blocks torch still caches go back for the next trial.

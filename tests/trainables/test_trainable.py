@@ -154,3 +154,21 @@ def test_a_dvme_trial_keeps_the_fused_embedding_of_its_selected_epoch(files, tmp
 
     evenly_spaced = np.unique(np.linspace(0, 539, 500).astype(np.int64))  # of the 540 test images
     assert np.array_equal(saved["labels"], load_dataset("digits").test.labels[evenly_spaced])
+
+
+def test_an_image_that_fails_in_a_decoding_worker_is_named_by_its_own_error(tmp_path):
+    from tests import layouts
+    from trainables.datasets import load_dataset
+    from trainables.trainable import error_text
+
+    layouts.folder(str(tmp_path), per_class=3)
+    broken = tmp_path / "train" / "benign" / "benign_1.png"
+    broken.write_bytes(b"not a png")
+    data = load_dataset("folder", str(tmp_path))
+    loader = DataLoader(data.pool.images, batch_size=2, num_workers=1)
+    with pytest.raises(Exception) as caught:
+        list(loader)
+    assert "Original Traceback" in str(caught.value)  # what the DataLoader makes of it
+    assert error_text(caught.value) == f"ImageDecodeError: {broken}: not a readable image (UnidentifiedImageError: " \
+                                       f"cannot identify image file '{broken}')"
+    assert error_text(ValueError("plain")) == "ValueError: plain"
