@@ -17,7 +17,7 @@ from ray.tune import Callback
 
 from sweep.spec import StudySpec
 from sweep.store import ResultsStore
-from trainables.checkpoints import remove_checkpoint
+from trainables.checkpoints import read_meta, remove_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,14 @@ class StoreCallback(Callback):
 
     def _write(self, trial, status: str, error: str | None) -> None:
         row = trial_row(trial.config, trial.last_result or {}, trial.trial_id, status, error, self.context)
-        epochs = merged_epochs(trial.config.get("resume_records", []), self.epochs.pop(trial.trial_id, []))
+        epochs = self.epochs.pop(trial.trial_id, [])
+        if row["resumed_from_epoch"] is not None:
+            # Epochs up to the checkpoint are in its .json: the driver may never have seen them
+            # (reported by a driver that died, or lost when the trial was killed mid-report).
+            saved = read_meta(self.store.checkpoints_dir, row["study_id"], row["trial_id"]) or {}
+            epochs = merged_epochs(saved.get("records", []), epochs)
+        else:
+            epochs = merged_epochs(epochs)
         # The history first: the trials row is what marks a trial done; then its checkpoint goes.
         self.store.write_history(row["study_id"], row["trial_id"], epochs)
         self.written.append(self.store.write_trial(row))

@@ -108,7 +108,7 @@ class StudySearcher(_PickledState, Searcher):
             self._searchers[sid]._ot_study.enqueue_trial({"lr": resume["lr"]}, skip_if_exists=False)
         params = self._searchers[sid].suggest(trial_id)
         if resume is not None:
-            params = {**params, "resume_trial_id": resume["trial_id"], "resume_records": resume.get("records", [])}
+            params = {**params, "resume_trial_id": resume["trial_id"]}
         self._remaining[sid] -= 1
         self._in_flight[sid] += 1
         self._trial_study[trial_id] = sid

@@ -286,12 +286,13 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         # Without --address (or a RAY_ADDRESS from `ray job submit`) a Ray of its own:
         # ray.init() alone would join any cluster `ray start` left on this machine.
         address = options.address or os.environ.get("RAY_ADDRESS") or "local"
-        if address == "local" and not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
+        if (address == "local" and os.environ.get("RAY_AUTH_MODE", "token").lower() == "token"
+                and not {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ)):
             # Ray guards a new local Ray with a token, which it would otherwise save to
             # ~/.ray/auth_token: a token of this run's alone, in the environment its workers
             # inherit, keeps the guard and writes nothing outside the results and cache.
+            # (RAY_AUTH_MODE is left to ray.init, which also refreshes its own copy of it.)
             os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-            os.environ["RAY_AUTH_MODE"] = "token"  # said explicitly: no warning that it is on
         try:
             ray.init(
                 address=address,

@@ -1,5 +1,6 @@
 """A sweep writes only into its results and cache directories: nothing into the working
-directory, the home directory, the temporary directory or its inputs (weights, the project)."""
+directory, the home directory, the temporary directory or its inputs (weights, the project);
+and the Ray it starts serves no dashboard."""
 
 import hashlib
 import os
@@ -43,7 +44,8 @@ def test_a_sweep_writes_only_into_its_results_and_cache(tmp_path):
     weights = inputs / "resnet.pth"
     torch.save(timm.create_model("test_resnet", pretrained=False, num_classes=0).state_dict(), weights)
     before_inputs, before_project = _tree(inputs), _project_files()
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MEDSWEEP_LOCAL_CACHE")}
+    # A new user's shell: no Ray settings (the tests' own Ray sets RAY_AUTH_MODE in this process).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "MEDSWEEP_LOCAL_CACHE"}
     env.update(HOME=str(home), TMPDIR=str(tmp), RAY_TMPDIR=ray_tmp, RAY_ADDRESS="local",
                PYTHONPATH=ROOT, XDG_CACHE_HOME=str(home / ".cache"), MPLCONFIGDIR=str(home / ".mpl"))
     try:
@@ -53,9 +55,14 @@ def test_a_sweep_writes_only_into_its_results_and_cache(tmp_path):
              "--results", str(results), "--cache", str(cache), "--checkpoint-every", "0", "--quiet"],
             cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
         )
+        ray_logs = {f: open(os.path.join(d, f), errors="replace").read()
+                    for d, _, files in os.walk(ray_tmp) for f in files if f.endswith((".log", ".out", ".err"))}
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    # The sweep's own Ray serves no dashboard: its API process runs minimal, without the web
+    # server (which would log "Dashboard head http address: HOST:8265").
+    assert "dashboard.log" in ray_logs and "http address" not in "".join(ray_logs.values())
     assert any(f.startswith("trials/") for f in _tree(results)) and _tree(cache)
     assert _tree(cwd) == {} and _tree(home) == {} and _tree(tmp) == {}
     assert _tree(inputs) == before_inputs

@@ -78,6 +78,14 @@ def load_checkpoint(folder: str, study_id: str, trial_id: str) -> Optional[dict]
     return checkpoint
 
 
+def read_meta(folder: str, study_id: str, trial_id: str) -> Optional[dict]:
+    """The .json of a trial's checkpoint, or None (none, or unreadable)."""
+    try:
+        return json.loads(storage.read_bytes(checkpoint_paths(folder, study_id, trial_id)[1]))
+    except (OSError, ValueError):
+        return None
+
+
 def list_checkpoints(folder: str) -> list[dict]:
     """The metadata of every checkpoint in the store (unreadable ones left out, with a warning)."""
     out = []

@@ -71,7 +71,7 @@ def test_a_trial_in_flight_when_the_driver_died_is_suggested_again_with_its_lr_a
                              resumable={sid: [{"trial_id": "old_00001", "lr": 3.3e-3, "epoch": 2, "records": records}],
                                         "another-grid's-study": [{"trial_id": "x", "lr": 1.0}]})
     resumed, fresh = searcher.suggest("t0"), searcher.suggest("t1")
-    assert resumed["lr"] == 3.3e-3 and resumed["resume_trial_id"] == "old_00001" and resumed["resume_records"] == records
+    assert resumed["lr"] == 3.3e-3 and resumed["resume_trial_id"] == "old_00001"
     assert "resume_trial_id" not in fresh and fresh["lr"] != 3.3e-3
     assert searcher.suggest("t2") == Searcher.FINISHED  # 1 done + resumed + fresh = 3
     # Optuna knows the resumed trial as its own, with that learning rate, and learns its score.
