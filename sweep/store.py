@@ -369,9 +369,12 @@ class ResultsStore:
         while it saved one) are leftovers, and deleted here."""
         from trainables.checkpoints import list_checkpoints, remove_checkpoint
 
+        metas = list_checkpoints(self.checkpoints_dir)
+        if not metas:
+            return {}  # the usual end of a sweep: no need to read the trials table
         recorded = set(self.read_trials().column("trial_id").to_pylist())
         out: dict[str, list[dict]] = {}
-        for meta in list_checkpoints(self.checkpoints_dir):
+        for meta in metas:
             if meta["trial_id"] in recorded:
                 remove_checkpoint(self.checkpoints_dir, meta["study_id"], meta["trial_id"])
             else:
