@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from sweep.formatting import FORMATS, render
+from sweep.formatting import FORMATS, render, render_table
 from sweep.grids import grid_names, load_grid, select_studies_where, with_embedding_options
 from sweep.planning import check_studies, summarize
 from sweep.queries import aggregate_cells, epoch_rows, select_studies
@@ -308,6 +308,39 @@ def report(results, out_dir, fmt, cache, kaggle_scores, tsne_points):
         raise StoreError(f"{store.root} is not a medsweep results directory (no store.json)")
     path = write_report(store, out_dir, fmt, cache=cache, kaggle_scores=kaggle_scores, tsne_points=tsne_points)
     click.echo(f"wrote {path} (plots in {os.path.join(out_dir, 'plots')}, tables as CSV beside it)")
+
+
+@main.group()
+def store():
+    """Inspect a results store."""
+
+
+@store.command("check")
+@click.option("--results", default=DEFAULT_RESULTS, show_default=True, help="Results store: a directory or a URI.")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as one JSON list.")
+def store_check(results, as_json):
+    """List every problem in a results store: unreadable trial or history files, rows without
+    their history or fold manifest, orphan checkpoints. Exit status 1 when there is any.
+
+    \b
+    Example:
+      sweep store check --results sweep-results
+    """
+    from sweep.storecheck import check_store
+
+    found = ResultsStore(results, warn=lambda message: None)
+    if found.meta() is None:
+        raise StoreError(f"{found.root} is not a medsweep results directory (no store.json)")
+    problems = check_store(found)
+    if as_json:
+        click.echo(json.dumps(problems, indent=1))
+    elif problems:
+        click.echo(render_table(problems, ["kind", "path", "detail"]))
+        click.echo(f"{len(problems)} problem(s)")
+    else:
+        click.echo(f"{found.root}: no problems ({found.read_trials().num_rows} trials)")
+    if problems:
+        sys.exit(1)
 
 
 @main.group()

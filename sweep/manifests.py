@@ -56,9 +56,11 @@ def manifest_digest(manifest: dict) -> str:
 
 
 def write_manifests(
-    directory: str, studies: list[StudySpec], datasets: dict[str, LoadedDataset], skips: dict | None = None
+    directory: str, studies: list[StudySpec], datasets: dict[str, LoadedDataset], skips: dict | None = None,
+    write: bool = True,
 ) -> dict:
-    """study_id -> (digest, path); each distinct split written once, atomically."""
+    """study_id -> (digest, path); each distinct split written once, atomically. With
+    ``write=False`` only checked: every split computed, nothing written."""
     for name, data in datasets.items():
         too_large = sorted({(s.subset, s.n_train) for s in studies if s.dataset == name and s.n_train > len(data.pool.labels)},
                            key=lambda t: t[1])
@@ -76,7 +78,7 @@ def write_manifests(
             manifest = study_manifest(spec, datasets[spec.dataset], tuple((skips or {}).get(spec.dataset, ())))
             digest = manifest_digest(manifest)
             path = storage.join(directory, f"{digest}.json")
-            if not storage.exists(path):
+            if write and not storage.exists(path):
                 storage.write_atomic(path, json.dumps(manifest).encode())
             by_split[key] = (digest, path)
         out[spec.study_id] = by_split[key]

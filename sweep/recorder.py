@@ -10,11 +10,11 @@ import datetime as dt
 import json
 import logging
 import math
-import os
+from typing import Callable, Optional
 
-from ray import cloudpickle
 from ray.tune import Callback
 
+from sweep.faults import failure_text, is_machine_fault, trial_failure
 from sweep.spec import StudySpec
 from sweep.store import ResultsStore
 from trainables.checkpoints import read_meta, remove_checkpoint
@@ -70,25 +70,6 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
     return row
 
 
-def _error_text(trial) -> str:
-    """The failing trial's own exception, as "Type: message" (Ray wraps it in RayTaskError)."""
-    try:
-        path = trial.pickled_error_file
-        if path and os.path.exists(path):
-            with open(path, "rb") as f:
-                err = cloudpickle.load(f)
-            cause = getattr(err, "cause", None) or err
-            return f"{type(cause).__name__}: {cause}"[:2000]
-        path = trial.error_file
-        if path and os.path.exists(path):
-            with open(path) as f:
-                lines = [line for line in f.read().splitlines() if line.strip()]
-            return lines[-1][:2000] if lines else "trial failed"
-    except Exception as exc:  # the row matters more than the message: never lose it here
-        log.warning("could not read the error of trial %s: %s", trial.trial_id, exc)
-    return "trial failed (no error text recorded)"
-
-
 def progress_line(row: dict, done: int, total: int) -> str:
     """One line per finished trial, the sweep's progress view."""
     width = len(str(total))
@@ -114,19 +95,32 @@ def merged_epochs(*attempts: list[dict]) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+def row_trial_id(trial) -> str:
+    """The id a trial's row and files carry: a trial run again (after a killed driver or a
+    lost node) keeps the id of its first attempt."""
+    return trial.config.get("resume_trial_id") or trial.trial_id
+
+
 class StoreCallback(Callback):
-    def __init__(self, store: ResultsStore, context: dict, total: int = 0, echo=None):
+    """Writes each finished trial's row; sends a trial that a fault of the machine ended back
+    to its study (``requeue``), up to ``max_failures`` failures a trial, attempts counted
+    together (sweep/faults.py)."""
+
+    def __init__(self, store: ResultsStore, context: dict, total: int = 0, echo=None,
+                 requeue: Optional[Callable[[dict, str], None]] = None, max_failures: int = 0):
         self.store, self.context = store, context
         self.total, self.echo = total, echo
+        self.requeue, self.max_failures = requeue, max_failures
         self.written: list[str] = []
-        self.epochs: dict[str, list[dict]] = {}  # trial id -> its reported epochs so far
+        self.epochs: dict[str, list[dict]] = {}  # row trial id -> its reported epochs so far
+        self.failures: dict[str, int] = {}  # row trial id -> failures of its earlier attempts
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self.epochs.setdefault(trial.trial_id, []).append(result)
+        self.epochs.setdefault(row_trial_id(trial), []).append(result)
 
     def _write(self, trial, status: str, error: str | None) -> None:
         row = trial_row(trial.config, trial.last_result or {}, trial.trial_id, status, error, self.context)
-        epochs = self.epochs.pop(trial.trial_id, [])
+        epochs = self.epochs.pop(row["trial_id"], [])
         if row["resumed_from_epoch"] is not None:
             # Epochs up to the checkpoint are in its .json: the driver may never have seen them
             # (reported by a driver that died, or lost when the trial was killed mid-report).
@@ -145,4 +139,21 @@ class StoreCallback(Callback):
         self._write(trial, "ok", None)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._write(trial, "error", _error_text(trial))
+        exc = trial_failure(trial)
+        text = failure_text(trial, exc)
+        if not is_machine_fault(exc):
+            self._write(trial, "error", text)  # the trial's own: trying again would fail again
+            return
+        row_id = row_trial_id(trial)
+        failures = self.failures.get(row_id, 0) + max(1, trial.run_metadata.num_failures)
+        if failures <= self.max_failures and self.requeue is not None:
+            # Tune gives up on a trial that fails while PENDING (its actor started or reused on
+            # a node that just went) without retrying it: run it again ourselves, same id.
+            self.failures[row_id] = failures
+            self.requeue(trial.config, row_id)
+            if self.echo is not None:
+                self.echo(f"trial {row_id} ({trial.config['study_id']}) lost to a fault of the machine, "
+                          f"run again ({failures} of at most {self.max_failures} failures): {text}")
+            return
+        self._write(trial, "error", f"{text} [failed {failures} time(s) on faults of the machine; "
+                                    f"--max-failures {self.max_failures} exhausted]")

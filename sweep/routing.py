@@ -27,12 +27,13 @@ METRIC = "val_score"
 MODE = "max"
 
 
-def _optuna_for(config: dict, done: list[tuple[float, float]]) -> OptunaSearch:
-    """One study's Optuna search, warm-started with trials already in the results store."""
+def _optuna_for(config: dict, done: list[tuple[float, float]], failed: list[float] = ()) -> OptunaSearch:
+    """One study's Optuna search, warm-started with trials already in the results store:
+    their scores, and the learning rates whose trials failed (Optuna FAIL trials)."""
     space = {"lr": optuna.distributions.FloatDistribution(config["lr_min"], config["lr_max"], log=True)}
     # Seeded per study: the same grid suggests the same learning rates on every run.
     sampler = optuna.samplers.TPESampler(seed=config["seed"] * 7919 + config["fold"], n_startup_trials=2)
-    return OptunaSearch(
+    search = OptunaSearch(
         space=space,
         metric=METRIC,
         mode=MODE,
@@ -40,6 +41,9 @@ def _optuna_for(config: dict, done: list[tuple[float, float]]) -> OptunaSearch:
         points_to_evaluate=[{"lr": lr} for lr, _ in done] or None,
         evaluated_rewards=[reward for _, reward in done] or None,
     )
+    for lr in failed:
+        search.add_evaluated_point({"lr": lr}, None, error=True)
+    return search
 
 
 class _PickledState:
@@ -70,6 +74,7 @@ class StudySearcher(_PickledState, Searcher):
         max_in_flight_per_study: int = 1,
         done: Optional[dict[str, list[tuple[float, float]]]] = None,
         resumable: Optional[dict[str, list[dict]]] = None,
+        failed: Optional[dict[str, list[float]]] = None,
     ):
         super().__init__(metric=metric, mode=mode)
         done = done or {}
@@ -78,7 +83,8 @@ class StudySearcher(_PickledState, Searcher):
         self._resumable = {sid: list(metas) for sid, metas in (resumable or {}).items() if sid in {c["study_id"] for c in studies}}
         self._studies = {c["study_id"]: c for c in studies}
         self._remaining = {sid: c["n_trials"] - len(done.get(sid, [])) for sid, c in self._studies.items()}
-        self._searchers = {sid: _optuna_for(c, done.get(sid, [])) for sid, c in self._studies.items()}
+        failed = failed or {}
+        self._searchers = {sid: _optuna_for(c, done.get(sid, []), failed.get(sid, [])) for sid, c in self._studies.items()}
         self._in_flight: dict[str, int] = {sid: 0 for sid in self._studies}
         self._trial_study: dict[str, str] = {}
         self._last_epoch: dict[str, int] = {}
@@ -96,7 +102,9 @@ class StudySearcher(_PickledState, Searcher):
 
     def suggest(self, trial_id: str):
         if not any(left > 0 for left in self._remaining.values()):
-            return Searcher.FINISHED
+            # Finished only once no trial is in flight: one that a fault of the machine ends
+            # comes back (``requeue``), and Tune asks a finished searcher nothing more.
+            return Searcher.FINISHED if not any(self._in_flight.values()) else None
         sid = self._next_study()
         if sid is None:
             return None  # every study with trials left is busy: Tune asks again later
@@ -138,6 +146,14 @@ class StudySearcher(_PickledState, Searcher):
         if result and "best_val_score" in result:
             result = {**result, METRIC: result["best_val_score"]}
         self._searchers[sid].on_trial_complete(trial_id, result, error)
+
+    def requeue(self, config: dict, trial_id: str) -> None:
+        """Run a trial again that a fault of the machine ended (sweep/faults.py): its study
+        gets one more trial, suggested next with the same learning rate and ``trial_id``,
+        which resumes from that trial's checkpoint when it saved one."""
+        sid = config["study_id"]
+        self._resumable.setdefault(sid, []).append({"lr": config["lr"], "trial_id": trial_id})
+        self._remaining[sid] += 1
 
     def study_of(self, trial_id: str) -> Optional[str]:
         return self._trial_study.get(trial_id)

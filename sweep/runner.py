@@ -30,7 +30,7 @@ from sweep.spec import SpecError, StudySpec, study_config
 from sweep.store import ResultsStore, StoreError
 from trainables import storage
 from trainables.backbones import get_backbone_info, resolve_weights, weights_digest
-from trainables.datasets import get_dataset_info, load_dataset, resolve_root
+from trainables.datasets import DatasetError, get_dataset_info, load_dataset, resolve_root
 from trainables.embeddings import cached_views
 from trainables.images import ImageDecodeError
 
@@ -164,7 +164,39 @@ def extraction_requests(studies: list[StudySpec]) -> dict:
     return out
 
 
-def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has_gpu: bool, skips: dict) -> dict:
+def _verify_images(datasets: dict, cache_dir: str, verbose: int) -> dict:
+    """Each data set with its content fingerprint, once every image the sweep will use has
+    been decoded, in parallel as Ray tasks. Files already checked with the same stat are not
+    read again (the cache's file index: trainables/filedigests.py); an image that does not
+    decode stops the sweep here, before any trial starts, named."""
+    import ray
+
+    from trainables.embeddings import files_index_dir
+    from trainables.filedigests import content_fingerprint, inspect_files
+
+    task = ray.remote(num_cpus=1)(inspect_files)
+
+    def on_ray(chunks: list, decode: bool) -> list:
+        return ray.get([task.remote(chunk, decode) for chunk in chunks])
+
+    out = {}
+    for name, data in datasets.items():
+        checked = time.perf_counter()
+        out[name], problems = content_fingerprint(data, files_index_dir(cache_dir), check=True, run_chunks=on_ray)
+        if problems:
+            head = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise DatasetError(
+                f"{len(problems)} image(s) of {name} cannot be used: {head}. `sweep data check {name}` lists "
+                f"every such file, --skip-unreadable leaves them out"
+            )
+        if verbose and time.perf_counter() - checked > 1:
+            print_flush(f"{name}: every image checked ({len(data.pool) + len(data.test):,} images, "
+                        f"{time.perf_counter() - checked:.1f} s)")
+    return out
+
+
+def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has_gpu: bool, skips: dict,
+                 fingerprints: dict) -> dict:
     """(dataset, backbone, view, dtype) -> cache file, as Ray tasks, each key once: one GPU
     each where the cluster has GPUs, with CPUs for decoding workers beside it."""
     import ray
@@ -177,6 +209,7 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
         (d, b, v, t): task.remote(
             d, options.data_roots.get(d), b, options.weights.get(b), cache_dir,
             holdout=options.holdout, skip=skips.get(d), view=v, dtype=t, progress=options.verbose > 0,
+            fingerprint=fingerprints[d],
         )
         for d, b, v, t in requests
     }
@@ -244,9 +277,13 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     from sweep.routing import METRIC, MODE, StudyScheduler, StudySearcher
     from trainables.trainable import run_trial
 
-    done = store.done_trials()
-    if done and not options.resume:
-        ours = {s.study_id for s in studies} & set(done)
+    if options.resume:
+        # Damaged row files (an interrupted copy) go aside; their trials count as missing.
+        for path in store.quarantine_unreadable():
+            print_flush(f"moved unreadable {path} to {store.quarantine_dir}/: its trial runs again")
+    done, failed = store.trial_outcomes()
+    if (done or failed) and not options.resume:
+        ours = {s.study_id for s in studies} & (set(done) | set(failed))
         if ours:
             raise StoreError(
                 f"{store.root} already holds trials of {len(ours)} of these studies; "
@@ -270,17 +307,10 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         d: load_dataset(d, options.data_roots.get(d), holdout=options.holdout, skip=skips.get(d))
         for d in names
     }
-    # Every study's split, written before Ray starts: a fold that cannot be scored (one class
-    # only) is an error now, not in the middle of the sweep.
-    manifests = write_manifests(store.manifests_dir, pending, datasets, skips)
-    context = {
-        "metrics": {d: get_dataset_info(d).metric for d in datasets},
-        "fingerprints": {d: data.fingerprint for d, data in datasets.items()},
-        "weights_digests": {
-            b: weights_digest(b, options.weights.get(b)) for s in pending for b in s.backbones
-        },
-        "versions": _versions(),
-    }
+    # Every study's split, checked before Ray starts: a fold that cannot be scored (one class
+    # only) is an error now, not in the middle of the sweep. (Written once the data's content
+    # fingerprint, which each manifest records, is known.)
+    write_manifests(store.manifests_dir, pending, datasets, skips, write=False)
 
     if not ray.is_initialized():
         # Without --address (or a RAY_ADDRESS from `ray job submit`) a Ray of its own:
@@ -308,10 +338,21 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     resources = ray.cluster_resources()
     has_gpu = resources.get("GPU", 0) > 0
 
-    requests = extraction_requests(pending)
     cache_dir = storage.absolute(options.cache) if options.cache else store.cache_dir
+    datasets = _verify_images(datasets, cache_dir, options.verbose)
+    manifests = write_manifests(store.manifests_dir, pending, datasets, skips)
+    context = {
+        "metrics": {d: get_dataset_info(d).metric for d in datasets},
+        "fingerprints": {d: data.fingerprint for d, data in datasets.items()},
+        "weights_digests": {
+            b: weights_digest(b, options.weights.get(b)) for s in pending for b in s.backbones
+        },
+        "versions": _versions(),
+    }
+    requests = extraction_requests(pending)
     unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
-    files = _extract_all(unique, options, cache_dir, has_gpu, skips)
+    fingerprints = {d: data.fingerprint for d, data in datasets.items()}
+    files = _extract_all(unique, options, cache_dir, has_gpu, skips, fingerprints)
 
     configs = []
     for s in pending:
@@ -344,9 +385,10 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     if resumable and options.verbose:
         print_flush(f"resuming {sum(map(len, resumable.values()))} trial(s) from their checkpoints")
     searcher = StudySearcher(configs, done={s.study_id: done.get(s.study_id, []) for s in pending},
-                             resumable=resumable)
+                             resumable=resumable, failed={s.study_id: failed.get(s.study_id, []) for s in pending})
     remaining = sum(s.n_trials - len(done.get(s.study_id, [])) for s in pending)
-    recorder = StoreCallback(store, context, total=remaining, echo=print_flush if options.verbose else None)
+    recorder = StoreCallback(store, context, total=remaining, echo=print_flush if options.verbose else None,
+                             requeue=searcher.requeue, max_failures=options.max_failures)
     trainable = tune.with_resources(
         run_trial,
         lambda config: tune.PlacementGroupFactory(
@@ -372,8 +414,9 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
             # finished trial is the progress view instead.
             verbose=0,
             # A trial whose process dies (a killed worker, a lost spot node, an out-of-memory
-            # kill) is run again, up to this many times; errors of the trial's own code are
-            # recorded at once (trainables/trainable.py) and not retried.
+            # kill) is run again, up to this many times (Tune retries a RUNNING trial, the
+            # recorder requeues one that failed PENDING: sweep/faults.py); errors of the
+            # trial's own code are recorded at once (trainables/trainable.py), not retried.
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
         ),
     )

@@ -34,10 +34,11 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Optional
+from typing import Callable, Optional
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -163,9 +164,17 @@ class StoreError(RuntimeError):
     """A results directory that cannot be used as asked; the message says why and what to do."""
 
 
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 class ResultsStore:
-    def __init__(self, root: str):
+    def __init__(self, root: str, warn: Callable[[str], None] = _warn_stderr):
         self.root = storage.absolute(root)
+        # Files a read found damaged (an interrupted copy or sync): path -> why. Reads leave
+        # them out and say so once each; `sweep run --resume` moves them to quarantine/.
+        self.unreadable: dict[str, str] = {}
+        self._warn = warn
         self.trials_dir = storage.join(self.root, "trials")
         self.cache_dir = storage.join(self.root, "cache")
         self.ray_dir = storage.join(self.root, "ray")
@@ -175,6 +184,7 @@ class ResultsStore:
         self.history_dir = storage.join(self.root, "history")
         self.features_dir = storage.join(self.root, "dvme_features")
         self.checkpoints_dir = storage.join(self.root, "checkpoints")
+        self.quarantine_dir = storage.join(self.root, "quarantine")
 
     @property
     def meta_path(self) -> str:
@@ -303,9 +313,49 @@ class ResultsStore:
             for info in fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
             if info.type == pafs.FileType.File and not info.base_name.startswith(".")
         ]
+        table, _ = self._read_files(fs, paths, HISTORY_SCHEMA)
+        return table
+
+    def _read_files(self, fs: pafs.FileSystem, paths: list[str], schema: pa.Schema) -> tuple[pa.Table, list[str]]:
+        """The rows of Parquet files as one table, and the paths read. A damaged file (a
+        truncated copy: "magic bytes not found") is left out, named once, and remembered in
+        ``unreadable``; the rest are read all the same."""
         if not paths:
-            return HISTORY_SCHEMA.empty_table()
-        return pads.dataset(paths, filesystem=fs, schema=HISTORY_SCHEMA, format="parquet").to_table()
+            return schema.empty_table(), []
+        try:
+            return pads.dataset(paths, filesystem=fs, schema=schema, format="parquet").to_table(), paths
+        except (pa.ArrowInvalid, OSError):
+            pass  # one file or more is damaged: read them one by one to find which
+        parts, good = [], []
+        for path in paths:
+            try:
+                parts.append(pq.read_table(path, filesystem=fs, schema=schema))
+                good.append(path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                where = self._uri_of(path)
+                if where not in self.unreadable:
+                    self.unreadable[where] = f"{type(exc).__name__}: {exc}"
+                    self._warn(f"{where}: unreadable ({exc}); left out. `sweep store check` lists every "
+                               f"problem, `sweep run --resume` moves such files to quarantine/ and runs their trials again")
+        return (pa.concat_tables(parts) if parts else schema.empty_table()), good
+
+    def _uri_of(self, path: str) -> str:
+        """A filesystem path under this store as the store names it (a path or a URI)."""
+        fs_root = storage.filesystem(self.root)[1].rstrip("/")
+        return storage.join(self.root, path[len(fs_root) + 1:]) if path.startswith(fs_root + "/") else path
+
+    def quarantine_unreadable(self) -> list[str]:
+        """Move every damaged trial or history file a read found to ``quarantine/`` (same
+        relative path), so that its trial counts as missing and runs again; the moved paths."""
+        self.read_trials()
+        self.read_history()
+        moved = []
+        for where in sorted(self.unreadable):
+            relative = where[len(self.root) + 1:]
+            storage.move(where, storage.join(self.quarantine_dir, relative))
+            moved.append(where)
+        self.unreadable.clear()
+        return moved
 
     def read_trials(self) -> pa.Table:
         """Every trial row in the store (temporary files of interrupted writes are ignored).
@@ -336,7 +386,8 @@ class ResultsStore:
         fresh = sorted(f for f, stat in files.items() if (f, *stat) not in known)
         parts = [index.take(keep)] if index is not None and keep else []
         if fresh:
-            table = pads.dataset(fresh, filesystem=fs, schema=TRIAL_SCHEMA, format="parquet").to_table()
+            table, fresh = self._read_files(fs, fresh, TRIAL_SCHEMA)
+        if fresh:
             # A trial file holds one row: the file of each row is its path.
             names = pa.array(fresh, pa.string())
             table = table.append_column("_file", names)
@@ -383,9 +434,18 @@ class ResultsStore:
 
     def done_trials(self) -> dict[str, list[tuple[float, float]]]:
         """study_id -> [(lr, best validation score)] of trials that finished without error."""
+        return self.trial_outcomes()[0]
+
+    def trial_outcomes(self) -> tuple[dict[str, list[tuple[float, float]]], dict[str, list[float]]]:
+        """(done, failed): study_id -> [(lr, best validation score)] of the trials that
+        finished without error, and study_id -> [lr] of those recorded as errors (Optuna is
+        told of both on --resume)."""
         table = self.read_trials()
         done: dict[str, list[tuple[float, float]]] = {}
+        failed: dict[str, list[float]] = {}
         for row in table.select(["study_id", "lr", "val_score", "status"]).to_pylist():
             if row["status"] == "ok" and row["val_score"] is not None:
                 done.setdefault(row["study_id"], []).append((row["lr"], row["val_score"]))
-        return done
+            elif row["status"] == "error":
+                failed.setdefault(row["study_id"], []).append(row["lr"])
+        return done, failed

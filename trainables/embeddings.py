@@ -2,8 +2,8 @@
 an Arrow IPC file that frozen-mode trials memory-map (many trials on a node share one copy in
 the page cache) instead of running the backbone every epoch.
 
-The key is content-addressed: the dataset's split manifest digest (its fingerprint: the ids,
-file sizes and labels of pool and test, after any holdout and skipped files), the backbone
+The key is content-addressed: the dataset's fingerprint (the ids, labels and file sha256 of
+pool and test, after any holdout and skipped files: trainables/filedigests.py), the backbone
 name, the weights' digest (file sha256 or init seed), the transform's text (resolution
 included), the view index and the stored dtype. A changed file, transform or split gives
 another key, so a stale cache can never be served.
@@ -34,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,6 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from trainables import storage
 from trainables.backbones import create_backbone, embed, resolve_info, weights_digest
 from trainables.datasets import ImageSet, get_dataset_info, load_dataset
+from trainables.filedigests import content_fingerprint
 from trainables.transforms import build_transform, describe
 
 EXTRACT_BATCH = 256
@@ -108,6 +110,11 @@ def embedding_key(dataset: str, data, backbone: str, weights_path: Optional[str]
     ds_info, bb_info = get_dataset_info(dataset), resolve_info(backbone, weights_path)
     transform = describe(view_transform(ds_info, bb_info, view))
     return cache_key(data.fingerprint, backbone, weights_digest(backbone, weights_path, seed), transform, view, dtype)
+
+
+def files_index_dir(cache_dir: str) -> str:
+    """Where the cache keeps the digests of the data files it was keyed on (filedigests.py)."""
+    return storage.join(cache_dir, "files")
 
 
 def cache_path(cache_dir: str, key: str) -> str:
@@ -208,14 +215,23 @@ def ensure_embeddings(
     workers: Optional[int] = None,
     batch_size: int = EXTRACT_BATCH,
     progress: bool = True,
+    fingerprint: Optional[str] = None,
 ) -> str:
     """Extract unless the cache already holds this key; return the file's path.
 
     View 0 covers pool and test; an augmented view (>= 1) only the pool, which is all that
     trains. Written to a temporary file and renamed, so a crash never leaves a half file
     under a key.
+
+    ``fingerprint``: the data's content fingerprint, as the driver computed it for the whole
+    sweep (trainables/filedigests.py); without it, computed here (reading only the files
+    whose stat the cache's file index does not hold).
     """
     data = load_dataset(dataset, data_root, holdout=holdout, skip=skip)
+    if fingerprint is None:
+        data = content_fingerprint(data, files_index_dir(cache_dir), check=False)[0]
+    else:
+        data = dataclasses.replace(data, fingerprint=fingerprint)
     key = embedding_key(dataset, data, backbone, weights_path, seed, view, dtype)
     path = cache_path(cache_dir, key)
     if storage.exists(path):

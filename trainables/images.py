@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Iterator, Optional, Sequence
 
@@ -27,16 +28,25 @@ class ImageDecodeError(ValueError):
     """A file that is not a readable image; the message names it."""
 
 
-def decode_file(path: str) -> torch.Tensor:
-    """One image file -> uint8 tensor (3, H, W); a clear error naming the file if unreadable."""
+def _decode(source, path: str) -> torch.Tensor:
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             rgb = np.asarray(img.convert("RGB"))
         return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
     except FileNotFoundError:
         raise ImageDecodeError(f"{path}: file not found") from None
     except Exception as exc:
         raise ImageDecodeError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def decode_file(path: str) -> torch.Tensor:
+    """One image file -> uint8 tensor (3, H, W); a clear error naming the file if unreadable."""
+    return _decode(path, path)
+
+
+def decode_bytes(data: bytes, path: str) -> torch.Tensor:
+    """The bytes of the image file ``path`` (read already, to digest them too) -> as ``decode_file``."""
+    return _decode(io.BytesIO(data), path)
 
 
 class FileImages(Sequence):

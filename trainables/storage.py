@@ -146,6 +146,14 @@ def listdir(where: str) -> list[str]:
     )
 
 
+def move(source: str, target: str) -> None:
+    """Move a file within one store (a rename locally, a copy and delete on object stores)."""
+    fs, src = filesystem(source)
+    dst = filesystem(target)[1]
+    fs.create_dir(dst.rsplit("/", 1)[0], recursive=True)
+    fs.move(src, dst)
+
+
 def remove(where: str) -> None:
     fs, path = filesystem(where)
     fs.delete_file(path)

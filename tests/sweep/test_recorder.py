@@ -60,3 +60,64 @@ def test_a_resumed_trial_history_takes_the_epochs_its_driver_never_saw_from_the_
     (row,) = store.read_trials().to_pylist()
     assert row["trial_id"] == "old_00003" and row["resumed_from_epoch"] == 3 and row["epochs"] == 5
     assert not any(__import__("os").path.exists(p) for p in checkpoint_paths(store.checkpoints_dir, config["study_id"], "old_00003"))
+
+
+def _failed_trial(tmp_path, trial_id, config, exc, num_failures=1):
+    from types import SimpleNamespace
+
+    from ray import cloudpickle
+
+    path = tmp_path / f"{trial_id}.pkl"
+    path.write_bytes(cloudpickle.dumps(exc))
+    return SimpleNamespace(trial_id=trial_id, config=config, last_result=None, pickled_error_file=str(path),
+                           error_file=None, run_metadata=SimpleNamespace(num_failures=num_failures))
+
+
+@pytest.mark.parametrize("fault", ["actor_unavailable", "actor_died", "node_died", "oom_kill", "object_lost", "os_error"])
+def test_a_fault_of_the_machine_sends_the_trial_back_until_max_failures_runs_out(tmp_path, fault):
+    from ray import exceptions as rx
+
+    from sweep.recorder import StoreCallback
+    from sweep.store import ResultsStore
+
+    exc = {
+        "actor_unavailable": rx.ActorUnavailableError("The actor is unavailable", b"0" * 16),
+        "actor_died": rx.ActorDiedError(),
+        "node_died": rx.NodeDiedError("node gone"),
+        "oom_kill": rx.OutOfMemoryError("killed by the memory monitor"),
+        "object_lost": rx.ObjectLostError("ab" * 14, "owner", "call site"),
+        "os_error": rx.RayTaskError("train", "tb", OSError("stale NFS handle")),
+    }[fault]
+    store = ResultsStore(str(tmp_path / "results"))
+    store.open_for("g")
+    requeued = []
+    callback = StoreCallback(store, CONTEXT, requeue=lambda config, tid: requeued.append(tid), max_failures=2)
+    config = _config()
+    callback.on_trial_error(0, [], _failed_trial(tmp_path, "a_00000", config, exc))
+    assert requeued == ["a_00000"] and store.read_trials().num_rows == 0
+    # The second attempt (same row id) fails too: one failure left, sent back again.
+    again = {**config, "resume_trial_id": "a_00000"}
+    callback.on_trial_error(0, [], _failed_trial(tmp_path, "b_00001", again, exc))
+    assert requeued == ["a_00000", "a_00000"] and store.read_trials().num_rows == 0
+    # The third failure passes --max-failures 2: recorded once, under its first id, saying so.
+    callback.on_trial_error(0, [], _failed_trial(tmp_path, "c_00002", again, exc))
+    (row,) = store.read_trials().to_pylist()
+    assert row["trial_id"] == "a_00000" and row["status"] == "error"
+    assert "failed 3 time(s) on faults of the machine; --max-failures 2 exhausted" in row["error"]
+    assert row["error"].startswith(type(getattr(exc, "cause", None) or exc).__name__)
+
+
+def test_an_error_of_the_trials_own_code_is_recorded_at_once(tmp_path):
+    from ray import exceptions as rx
+
+    from sweep.recorder import StoreCallback
+    from sweep.store import ResultsStore
+
+    store = ResultsStore(str(tmp_path / "results"))
+    store.open_for("g")
+    requeued = []
+    callback = StoreCallback(store, CONTEXT, requeue=lambda config, tid: requeued.append(tid), max_failures=5)
+    exc = rx.RayTaskError("train", "tb", KeyError("embedding_files"))
+    callback.on_trial_error(0, [], _failed_trial(tmp_path, "a_00000", _config(), exc))
+    (row,) = store.read_trials().to_pylist()
+    assert requeued == [] and row["status"] == "error" and row["error"] == "KeyError: 'embedding_files'"

@@ -29,6 +29,10 @@ def test_searcher_suggests_each_study_its_trials_then_finishes():
     per_study = [s["study_id"] for s in suggested]
     assert per_study.count(configs[0]["study_id"]) == 3 and per_study.count(configs[1]["study_id"]) == 3
     assert suggested[0]["n_train"] == 50 and suggested[0]["mode"] == "linear"
+    # Finished only once none is in flight: a trial a lost node ends may still come back.
+    assert searcher.suggest("t6") is None
+    for i in range(6):
+        searcher.on_trial_complete(f"t{i}", {"val_score": 0.5, "best_val_score": 0.5, "training_iteration": 8})
     assert searcher.suggest("t6") == Searcher.FINISHED
 
 
@@ -58,9 +62,11 @@ def test_searcher_warm_starts_from_trials_in_the_store_and_runs_only_the_rest():
     sid = configs[0]["study_id"]
     searcher = StudySearcher(configs, done={sid: [(1e-3, 0.8), (5e-4, 0.6)]}, max_in_flight_per_study=3)
     assert searcher.suggest("t0")["study_id"] == sid
-    assert searcher.suggest("t1") == Searcher.FINISHED
+    assert searcher.suggest("t1") is None  # its last trial in flight
     values = sorted(t.value for t in searcher._searchers[sid]._ot_study.trials if t.value is not None)
     assert values == [0.6, 0.8]
+    searcher.on_trial_complete("t0", {"val_score": 0.5, "best_val_score": 0.5, "training_iteration": 8})
+    assert searcher.suggest("t1") == Searcher.FINISHED
 
 
 def test_a_trial_in_flight_when_the_driver_died_is_suggested_again_with_its_lr_and_id():
@@ -73,11 +79,45 @@ def test_a_trial_in_flight_when_the_driver_died_is_suggested_again_with_its_lr_a
     resumed, fresh = searcher.suggest("t0"), searcher.suggest("t1")
     assert resumed["lr"] == 3.3e-3 and resumed["resume_trial_id"] == "old_00001"
     assert "resume_trial_id" not in fresh and fresh["lr"] != 3.3e-3
-    assert searcher.suggest("t2") == Searcher.FINISHED  # 1 done + resumed + fresh = 3
+    assert searcher.suggest("t2") is None  # 1 done + resumed + fresh = 3, two in flight
     # Optuna knows the resumed trial as its own, with that learning rate, and learns its score.
     searcher.on_trial_complete("t0", {"val_score": 0.1, "best_val_score": 0.7, "epoch": 8})
+    searcher.on_trial_complete("t1", {"val_score": 0.1, "best_val_score": 0.6, "epoch": 8})
+    assert searcher.suggest("t2") == Searcher.FINISHED
     trials = searcher._searchers[sid]._ot_study.trials
     assert any(t.params == {"lr": 3.3e-3} and t.value == 0.7 for t in trials)
+
+
+def test_a_trial_a_lost_node_ended_comes_back_with_its_lr_and_id_even_after_the_last_suggestion():
+    (cfg,) = _configs(n_studies=1, n_trials=2)
+    searcher = StudySearcher([cfg], max_in_flight_per_study=2)
+    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    # t1 failed while PENDING (its node went): Tune tells the searcher of an error...
+    searcher.on_trial_complete("t1", None, error=True)
+    searcher.requeue(second, "t1")  # ...and the driver sends it back
+    again = searcher.suggest("t2")
+    assert again["lr"] == second["lr"] and again["resume_trial_id"] == "t1"
+    assert searcher.suggest("t3") is None  # t0 and t2 in flight
+    for t in ("t0", "t2"):
+        searcher.on_trial_complete(t, {"val_score": 0.5, "best_val_score": 0.5, "training_iteration": 8})
+    assert searcher.suggest("t3") == Searcher.FINISHED
+
+
+def test_optuna_knows_each_failed_trial_as_failed_in_a_run_and_on_resume():
+    import optuna
+
+    (cfg,) = _configs(n_studies=1, n_trials=3)
+    sid = cfg["study_id"]
+    searcher = StudySearcher([cfg])
+    lr = searcher.suggest("t0")["lr"]
+    # The trial's own error (a NaN loss) arrives as its last result, not as a Tune error.
+    searcher.on_trial_complete("t0", {"val_score": float("nan"), "trial_error": "FloatingPointError: nan"})
+    (trial,) = searcher._searchers[sid]._ot_study.trials
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.params == {"lr": lr}
+    # On --resume, the error rows of the store are failed trials of the study's Optuna.
+    resumed = StudySearcher([cfg], done={sid: [(1e-3, 0.8)]}, failed={sid: [lr, 2e-3]})
+    states = sorted((t.state.name, t.params["lr"]) for t in resumed._searchers[sid]._ot_study.trials)
+    assert states == sorted([("COMPLETE", 1e-3), ("FAIL", lr), ("FAIL", 2e-3)])
 
 
 def test_a_retried_trial_reports_each_epoch_to_optuna_once(recwarn):

@@ -100,9 +100,16 @@ def test_rerun_without_resume_is_refused_and_resume_reruns_only_what_is_missing(
     store = ResultsStore(results)
     before = store.read_trials().to_pylist()
     victim = next(r for r in before if r["mode"] == "linear")
-    os.remove(store.trial_path(victim["study_id"], victim["trial_id"]))
+    # Its row file truncated, as an interrupted copy or sync leaves it.
+    damaged = store.trial_path(victim["study_id"], victim["trial_id"])
+    half = os.path.getsize(damaged) // 2
+    with open(damaged, "r+b") as f:
+        f.truncate(half)
     summary = run_sweep(studies, RunOptions(results=results, resume=True, verbose=0))
     assert summary.skipped == len(studies) - 1 and summary.trials_written == 1
+    # Moved aside, not deleted: the damaged file is kept under quarantine/, same path.
+    moved = os.path.join(results, "quarantine", "trials", victim["study_id"], f"{victim['trial_id']}.parquet")
+    assert os.path.getsize(moved) == half and not os.path.exists(damaged)
     after = store.read_trials().to_pylist()
     assert len(after) == len(before)
     assert sum(r["study_id"] == victim["study_id"] for r in after) == victim["n_trials"]
@@ -126,20 +133,28 @@ def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(ray_lo
     assert sum(r["status"] == "ok" for r in rows) == 2
 
 
-def test_an_image_that_does_not_decode_stops_extraction_with_its_name_and_keeps_what_finished(ray_local, tmp_path):
-    from sweep.runner import ExtractionError
+@pytest.mark.parametrize("mode", ["linear", "finetune"])
+def test_an_image_that_does_not_decode_is_refused_before_any_trial_or_extraction_starts(ray_local, tmp_path, mode):
     from tests import layouts
+    from trainables.datasets import DatasetError
 
     root = tmp_path / "data"
     layouts.folder(str(root), per_class=10)
     broken = root / "train" / "malignant" / "malignant_3.png"
     broken.write_bytes(broken.read_bytes()[:60])  # a copy cut short
-    studies = [StudySpec(backbones=("test_resnet",), mode="linear", fold=0, n_trials=1,
+    studies = [StudySpec(backbones=("test_resnet",), mode=mode, fold=0, n_trials=1,
                          **{**COMMON, "grid": "broken", "dataset": "folder", "n_train": 20})]
-    with pytest.raises(ExtractionError, match=f"embeddings of folder x test_resnet \\(view 0\\): {broken}: not a readable "
-                                              "image .*`sweep data check folder` lists every such file"):
-        run_sweep(studies, RunOptions(results=str(tmp_path / "r"), data_roots={"folder": str(root)}, verbose=0))
-    assert ResultsStore(str(tmp_path / "r")).read_trials().num_rows == 0
+    options = RunOptions(results=str(tmp_path / "r"), data_roots={"folder": str(root)}, verbose=0)
+    with pytest.raises(DatasetError, match=f"1 image\\(s\\) of folder cannot be used: {broken}: not a readable "
+                                           "image .*`sweep data check folder` lists every such file"):
+        run_sweep(studies, options)
+    store = ResultsStore(str(tmp_path / "r"))
+    assert store.read_trials().num_rows == 0 and not os.path.exists(store.history_dir)
+    assert not [f for f in os.listdir(store.cache_dir) if f.endswith(".arrow")]  # nothing extracted
+    # Mended, the same sweep runs.
+    layouts.image(str(broken))
+    summary = run_sweep(studies, options)
+    assert summary.trials_written == 1 and store.read_trials().to_pylist()[0]["status"] == "ok"
 
 
 def test_a_second_sweep_on_a_shared_cache_extracts_nothing(ray_local, tmp_path):

@@ -201,3 +201,73 @@ def test_one_driver_per_store_and_a_dead_drivers_lock_is_taken_over_only_on_resu
     with store.driver_lock(take_over=True):
         assert _json.loads(lock.read_text())["pid"] == os.getpid()
     assert not lock.exists()
+
+
+def _damaged_store(tmp_path):
+    """Three trials with history and manifest; one row file truncated (an interrupted copy),
+    one history file gone, one manifest gone, and two orphan checkpoints."""
+    from trainables.checkpoints import save_checkpoint
+
+    warnings = []
+    store = ResultsStore(str(tmp_path / "r"), warn=warnings.append)
+    store.open_for("g")
+    os.makedirs(store.manifests_dir)
+    for i in range(3):
+        digest = f"m{i}"
+        with open(os.path.join(store.manifests_dir, f"{digest}.json"), "w") as f:
+            f.write("{}")
+        store.write_history("s1", f"t{i}", [{"epoch": 1, "val_score": 0.5}])
+        store.write_trial(_row(trial=f"t{i}", manifest_digest=digest))
+    path = store.trial_path("s1", "t0")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    os.remove(store.history_path("s1", "t1"))
+    os.remove(os.path.join(store.manifests_dir, "m2.json"))
+    import torch
+
+    save_checkpoint(store.checkpoints_dir, "s1", "t2", {"w": torch.zeros(1)}, {"lr": 1e-3, "epoch": 1})  # has its row
+    save_checkpoint(store.checkpoints_dir, "s1", "t9", {"w": torch.zeros(1)}, {"lr": 1e-3, "epoch": 1})  # in flight
+    os.remove(os.path.join(store.checkpoints_dir, "s1", "t9.pt"))  # half of one
+    return store, warnings
+
+
+def test_a_damaged_row_file_is_left_out_and_named_once(tmp_path):
+    store, warnings = _damaged_store(tmp_path)
+    rows = store.read_trials().to_pylist()
+    assert sorted(r["trial_id"] for r in rows) == ["t1", "t2"]
+    store.read_trials()  # the index holds the good rows; the damaged file is named once
+    assert len(warnings) == 1 and store.trial_path("s1", "t0") in warnings[0] and "unreadable" in warnings[0]
+    assert list(store.unreadable) == [store.trial_path("s1", "t0")]
+
+
+def test_store_check_lists_every_problem_and_exits_1(tmp_path):
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    store, _ = _damaged_store(tmp_path)
+    result = CliRunner().invoke(main, ["store", "check", "--results", store.root, "--json"])
+    assert result.exit_code == 1, result.output
+    found = sorted((p["kind"], os.path.basename(p["path"])) for p in json.loads(result.output))
+    assert found == [("no history", "t1.parquet"), ("no manifest", "t2.parquet"), ("orphan checkpoint", "t2.json"),
+                     ("orphan checkpoint", "t9.json"), ("unreadable", "t0.parquet")]
+    table = CliRunner().invoke(main, ["store", "check", "--results", store.root])
+    assert table.exit_code == 1 and "5 problem(s)" in table.output and store.trial_path("s1", "t0") in table.output
+
+
+def test_results_and_resume_quarantine_on_a_damaged_store(tmp_path):
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    store, _ = _damaged_store(tmp_path)
+    listed = CliRunner().invoke(main, ["results", "--results", store.root, "--level", "trials", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert sorted(r["trial_id"] for r in json.loads(listed.stdout)) == ["t1", "t2"]
+    assert f"warning: {store.trial_path('s1', 't0')}: unreadable" in listed.stderr
+    moved = store.quarantine_unreadable()
+    assert moved == [store.trial_path("s1", "t0")]
+    assert os.path.exists(os.path.join(store.root, "quarantine", "trials", "s1", "t0.parquet"))
+    assert not os.path.exists(store.trial_path("s1", "t0"))
+    clean = ResultsStore(store.root, warn=lambda m: pytest.fail(m))
+    assert clean.read_trials().num_rows == 2
