@@ -76,6 +76,7 @@ class RunSummary:
     trials_written: int
     wall_s: float
     submissions: int = 0  # Kaggle submission files written (hidden test labels)
+    extracted: int = 0  # embedding-cache files this sweep extracted (the rest were cached)
 
 
 def print_flush(line: str) -> None:
@@ -201,10 +202,10 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
     each where the cluster has GPUs, with CPUs for decoding workers beside it."""
     import ray
 
-    from trainables.embeddings import ensure_embeddings
+    from trainables.embeddings import extract_if_missing
 
     cpus = extraction_cpus(options, has_gpu)
-    task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(ensure_embeddings)
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(extract_if_missing)
     refs = {
         (d, b, v, t): task.remote(
             d, options.data_roots.get(d), b, options.weights.get(b), cache_dir,
@@ -213,10 +214,11 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
         )
         for d, b, v, t in requests
     }
-    files = {}
+    files, extracted = {}, 0
     for (d, b, v, t), ref in refs.items():
         try:
-            files[(d, b, v, t)] = ray.get(ref)
+            files[(d, b, v, t)], fresh = ray.get(ref)
+            extracted += fresh
         except ray.exceptions.RayTaskError as exc:
             # A named error of the data or weights (an image that does not decode, a weight
             # file of another architecture): one line naming it, not the task's traceback.
@@ -228,7 +230,7 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
             if isinstance(cause, ImageDecodeError):
                 hint = f"; `sweep data check {d}` lists every such file, --skip-unreadable leaves them out"
             raise ExtractionError(f"embeddings of {d} x {b} (view {v}): {cause}{hint}") from None
-    return files
+    return files, extracted
 
 
 def _resumable(store: ResultsStore, configs: list[dict]) -> dict[str, list[dict]]:
@@ -352,7 +354,7 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     requests = extraction_requests(pending)
     unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
     fingerprints = {d: data.fingerprint for d, data in datasets.items()}
-    files = _extract_all(unique, options, cache_dir, has_gpu, skips, fingerprints)
+    files, extracted = _extract_all(unique, options, cache_dir, has_gpu, skips, fingerprints)
 
     configs = []
     for s in pending:
@@ -431,5 +433,6 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         selected = select_studies(r for r in store.read_trials().to_pylist() if r["study_id"] in ours)
         submissions = write_submissions(store.root, selected, hidden)
     return RunSummary(
-        store.root, len(studies), skipped, len(recorder.written), time.perf_counter() - started, len(submissions)
+        store.root, len(studies), skipped, len(recorder.written), time.perf_counter() - started, len(submissions),
+        extracted,
     )

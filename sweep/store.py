@@ -12,8 +12,9 @@ Layout under ``--results DIR``::
     history/<study_id>/<trial_id>.parquet   the trial's epochs, one row each (HISTORY_SCHEMA)
     checkpoints/<study_id>/<trial_id>.pt, .json   trials in flight (trainables/checkpoints.py)
     driver.lock                      the running driver (host, pid): one driver per store
+    quarantine/trials|history/...    damaged files --resume moved aside (their trials ran again)
     index/trials.parquet             every trial row with its file's size and mtime (a read cache)
-    cache/                           the embedding cache (Arrow IPC files)
+    cache/                           the embedding cache (Arrow IPC files; files/: data file digests)
     ray/                             Ray Tune's experiment directory
 
 ``--results`` is a path or a URI (``s3://bucket/prefix``, ``file:///...``): on a cluster the

@@ -22,8 +22,7 @@ def test_demo_sweep_end_to_end(tmp_path):
     out = proc.stdout
     assert "8 cells, 40 studies (0 already complete), 150 trials" in out
     assert f"results: {results}" in out
-    for mode in ("linear", "finetune", "dvme"):
-        assert f" {mode} " in out
+    printed = _printed_cells(out)
     rows = ResultsStore(str(results)).read_trials().to_pylist()
     assert len(rows) == 150 and all(r["status"] == "ok" for r in rows)
     assert 0 < sum(r["stopped_early"] for r in rows) < 150
@@ -35,6 +34,12 @@ def test_demo_sweep_end_to_end(tmp_path):
 
     cells = json.loads(cells.stdout)
     assert len(cells) == 8 and all(c["folds"] == 5 for c in cells)
+    # The table `sweep run` printed holds exactly these cells, each with its mean ± std.
+    from sweep.formatting import mean_std
+
+    assert printed == {(c["backbone"], c["mode"], c["subset"], str(c["n_train"]), c["metric"],
+                        mean_std(c["mean"], c["std"]), str(c["folds"]), str(c["trials"])) for c in cells}
+    assert sum(int(p[-1]) for p in printed) == 150
     assert {c["mode"] for c in cells} == {"linear", "finetune", "dvme"}
     assert {c["n_train"] for c in cells} == {50, 250}
     # Random tiny features are weak but informative: every cell beats chance (AUC 0.5).
@@ -48,3 +53,19 @@ def test_demo_sweep_end_to_end(tmp_path):
         assert section in text
     plots = {p.name for p in (report / "plots").iterdir()}
     assert {"size_digits_frozen.png", "size_digits_finetune.png", "tsne_digits.png", "tsne_digits_dvme.png"} <= plots
+
+
+def _printed_cells(out: str) -> set:
+    """The rows of the cells table ``sweep run`` printed, as tuples of its columns after the
+    dataset: backbone, mode, subset, n_train, metric, mean ± std, folds, trials."""
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:3] == ["dataset", "backbone", "mode"])
+    rows = set()
+    for line in lines[head + 2:]:
+        if not line.strip():
+            break
+        parts = line.split()
+        assert parts[0] == "digits", line
+        # dataset backbone mode subset n_train metric MEAN ± STD folds trials
+        rows.add((parts[1], parts[2], parts[3], parts[4], parts[5], " ".join(parts[6:9]), parts[9], parts[10]))
+    return rows

@@ -2,7 +2,6 @@
 no trial row is duplicated, what was finished before the kill is not run again, and trials in
 flight resume from their checkpoints."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import time
 import pytest
 
 from sweep.store import ResultsStore
+from tests.faults import frozen, in_flight as in_flight_now, processes_titled, recorded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = [sys.executable, "-m", "sweep.cli", "run", "--grid", "demo", "--where", "mode=linear", "--where", "subset=S",
@@ -28,15 +28,21 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     store = ResultsStore(results)
     driver = subprocess.Popen(COMMAND + ["--results", results, "--quiet"], cwd=ROOT, env=_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    in_flight: dict = {}
     try:
         deadline = time.time() + 300
-        while time.time() < deadline and driver.poll() is None:
-            # Mid-sweep, with a trial in flight that has saved a checkpoint.
-            if _count(store.trials_dir, ".parquet") >= 6 and _count(store.checkpoints_dir, ".json"):
-                break
+        while time.time() < deadline and driver.poll() is None and not in_flight:
+            # The state to strike in: mid-sweep (6 rows or more), a trial in flight with a
+            # checkpoint. The driver and the trial processes are frozen while it is read, so
+            # no row or checkpoint can come or go before the kill.
+            if len(recorded(store)) >= 6 and in_flight_now(store):
+                with frozen([driver.pid] + processes_titled()):
+                    state = in_flight_now(store)
+                    if len(recorded(store)) < 20 and state:
+                        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+                        in_flight = state
             time.sleep(0.02)
-        assert driver.poll() is None, "the sweep ended before it could be killed"
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        assert in_flight, "the sweep ended before it could be killed with a trial in flight"
         driver.wait()
     finally:
         if driver.poll() is None:
@@ -46,9 +52,6 @@ def test_resume_after_the_driver_is_killed(tmp_path):
         for d, _, files in os.walk(store.trials_dir) for f in files if not f.startswith(".")
     }
     assert 6 <= len(before) < 20
-    recorded = {os.path.basename(p)[: -len(".parquet")] for p in before}
-    in_flight = {m["trial_id"]: m["epoch"] for m in _checkpoints(store) if m["trial_id"] not in recorded}
-    assert in_flight, "no trial was in flight with a checkpoint when the driver died"
 
     refused = subprocess.run(COMMAND + ["--results", results], cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert refused.returncode == 1 and "did not finish" in refused.stderr and "--resume" in refused.stderr
@@ -77,13 +80,3 @@ def test_resume_after_the_driver_is_killed(tmp_path):
 
 def _count(folder, suffix):
     return sum(1 for _, _, files in os.walk(folder) for f in files if f.endswith(suffix) and not f.startswith("."))
-
-
-def _checkpoints(store):
-    out = []
-    for d, _, files in os.walk(store.checkpoints_dir):
-        for f in files:
-            if f.endswith(".json") and not f.startswith("."):
-                with open(os.path.join(d, f)) as fh:
-                    out.append(json.load(fh))
-    return out

@@ -201,23 +201,19 @@ def _split_table(name: str, split: ImageSet, features: np.ndarray, dtype: str) -
     )
 
 
-def ensure_embeddings(
-    dataset: str,
-    data_root: Optional[str],
-    backbone: str,
-    weights_path: Optional[str],
-    cache_dir: str,
-    seed: int = 0,
-    holdout: Optional[float] = None,
-    skip: Optional[list] = None,
-    view: int = 0,
-    dtype: str = "float32",
-    workers: Optional[int] = None,
-    batch_size: int = EXTRACT_BATCH,
-    progress: bool = True,
-    fingerprint: Optional[str] = None,
-) -> str:
-    """Extract unless the cache already holds this key; return the file's path.
+def ensure_embeddings(*args, **kwargs) -> str:
+    """The cache file of a (dataset, backbone, view, dtype), extracted unless the cache holds
+    it; arguments as :func:`extract_if_missing`."""
+    return extract_if_missing(*args, **kwargs)[0]
+
+
+def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, weights_path: Optional[str],
+                       cache_dir: str, seed: int = 0, holdout: Optional[float] = None, skip: Optional[list] = None,
+                       view: int = 0, dtype: str = "float32", workers: Optional[int] = None,
+                       batch_size: int = EXTRACT_BATCH, progress: bool = True,
+                       fingerprint: Optional[str] = None) -> tuple[str, bool]:
+    """Extract unless the cache already holds this key: (the file's path, whether this call
+    extracted it).
 
     View 0 covers pool and test; an augmented view (>= 1) only the pool, which is all that
     trains. Written to a temporary file and renamed, so a crash never leaves a half file
@@ -235,7 +231,7 @@ def ensure_embeddings(
     key = embedding_key(dataset, data, backbone, weights_path, seed, view, dtype)
     path = cache_path(cache_dir, key)
     if storage.exists(path):
-        return path
+        return path, False
     ds_info = get_dataset_info(dataset)
     model, bb_info = create_backbone(backbone, img_size=ds_info.image_size, weights_path=weights_path, seed=seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -290,7 +286,7 @@ def ensure_embeddings(
     print(f"extracted {dataset} x {backbone} view {view}: {total:,} images in {elapsed:.1f} s "
           f"({total / max(elapsed, 1e-9):,.0f} img/s, {device.type} {precision}, {workers} decode workers)",
           file=sys.stderr, flush=True)
-    return path
+    return path, True
 
 
 def load_embeddings(path: str) -> dict[str, EmbeddedSplit]:

@@ -89,11 +89,16 @@ class DVME(nn.Module):
     def embed(self, features: dict[str, torch.Tensor] | list[torch.Tensor]) -> torch.Tensor:
         """The fused meta-embedding the classifier reads (proj_dim wide): what the paper's
         t-SNE figures of DVME show."""
-        tokens = self._tokens(features)
-        if self.attn is not None:
-            if self.attention_form == "token":
-                tokens = self.attn(tokens)
-            else:
-                tokens = self.attn(tokens.reshape(tokens.shape[0], -1, 1))
+        tokens = self.mixed_tokens(features)
         out = self.norm(tokens.reshape(tokens.shape[0], -1))
         return self.proj_head(out).relu()
+
+    def mixed_tokens(self, features: dict[str, torch.Tensor] | list[torch.Tensor]) -> torch.Tensor:
+        """(B, N, proj_dim): each backbone's projection after the attention, where backbones
+        see each other (without attention: the projections as they are)."""
+        tokens = self._tokens(features)
+        if self.attn is None:
+            return tokens
+        if self.attention_form == "token":
+            return self.attn(tokens)
+        return self.attn(tokens.reshape(tokens.shape[0], -1, 1)).reshape(tokens.shape)

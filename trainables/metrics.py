@@ -2,6 +2,13 @@
 weighted Cohen's kappa (APTOS). A split with a single class has no AUC: that is an error that
 says so, never a silent nan.
 
+AUC, defined: with two classes, the AUC of the positive class's probability. With more, the
+mean over the classes *present in the split* of the binary AUC of each class's own predicted
+probability against every other image (one-vs-rest, macro). With every class present this is
+scikit-learn's ``multi_class="ovr", average="macro"``; a class absent from a small fold has no
+AUC of its own and is left out of the mean (the probabilities are used as they are: no
+renormalisation over the classes present).
+
 AUC is computed from ranks (the Mann-Whitney form, ties counted half), which equals
 scikit-learn's ``roc_auc_score`` (the tests compare the two) at a fiftieth of the cost: the
 score runs every epoch of every trial, and for a linear probe on cached embeddings
@@ -38,16 +45,10 @@ def score(metric: str, labels: np.ndarray, probs: np.ndarray, where: str = "spli
                 f"the {where} holds only class {present.tolist()}: AUC needs at least two classes "
                 f"(use a larger subset or fewer folds)"
             )
-        if len(present) < probs.shape[1]:
-            # A small fold may miss a class: score over the classes present, renormalised
-            # (as scikit-learn's ovr does with ``labels=``: rows summing to 1 over them).
-            probs = probs[:, present]
-            probs = probs / probs.sum(axis=1, keepdims=True)
-        else:
-            present = np.arange(probs.shape[1])
-        if len(present) == 2:
-            return float(_auc(labels[:, None] == present[1:], probs[:, 1:])[0])
-        return float(np.mean(_auc(labels[:, None] == present[None, :], probs)))
+        if probs.shape[1] == 2:
+            return float(_auc(labels[:, None] == 1, probs[:, 1:])[0])
+        # One-vs-rest over the classes present (a small fold may miss one): the module's definition.
+        return float(np.mean(_auc(labels[:, None] == present[None, :], probs[:, present])))
     return float(cohen_kappa_score(labels, probs.argmax(axis=1), weights="quadratic"))
 
 

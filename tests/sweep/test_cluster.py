@@ -70,23 +70,6 @@ def test_a_grid_runs_on_several_nodes_packed_onto_fractional_gpus(cluster, tmp_p
     assert 2 <= most <= 4, by_gpu
 
 
-def _parent(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
-def _trial_processes() -> list[int]:
-    pids = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"ray::ImplicitFunc.train" in f.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
-
-
 @pytest.mark.slow
 def test_a_lost_node_costs_only_the_work_in_flight(cluster, tmp_path):
     """A worker node dies mid-sweep (a reclaimed spot instance): its trials run again on the
@@ -94,6 +77,8 @@ def test_a_lost_node_costs_only_the_work_in_flight(cluster, tmp_path):
     import time
 
     from ray._private import ray_constants
+
+    from tests.faults import frozen, in_flight, parent, processes_titled, running_trial
 
     store = ResultsStore(str(tmp_path / "results"))
     command = [
@@ -105,31 +90,36 @@ def test_a_lost_node_costs_only_the_work_in_flight(cluster, tmp_path):
     sweep = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     raylets = {n.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid: n for n in cluster.worker_nodes}
-    lost, in_flight = None, set()
-    deadline = time.time() + 300
-    while lost is None and time.time() < deadline and sweep.poll() is None:
-        recorded = {f[: -len(".parquet")] for _, _, files in os.walk(store.trials_dir) for f in files}
-        in_flight = {f[: -len(".json")] for _, _, files in os.walk(store.checkpoints_dir)
-                     for f in files if f.endswith(".json") and not f.startswith(".")} - recorded
-        processes = _trial_processes()
-        # Once every running trial has saved a checkpoint, the node of one of them goes.
-        if recorded and processes and len(in_flight) >= len(processes):
-            for pid in processes:
-                try:
-                    node = raylets.get(_parent(pid))
-                except OSError:
-                    continue
-                if node is not None:
-                    cluster.remove_node(node, allow_graceful=False)
-                    lost = node
-                    break
-        time.sleep(0.05)
-    out, err = sweep.communicate(timeout=600)
+    lost, saved = None, {}
+    try:
+        deadline = time.time() + 300
+        while lost is None and time.time() < deadline and sweep.poll() is None:
+            # The state to strike in: a running trial has a checkpoint of epoch 1, before
+            # ASHA's first rung (grace 2), so it can be neither stopped nor finished before its
+            # node goes. The driver and the trials are frozen while the state is read.
+            processes = processes_titled()
+            if processes and 1 in in_flight(store).values():
+                with frozen([sweep.pid] + processes) as stopped:
+                    saved = in_flight(store)
+                    for pid in stopped:
+                        if pid != sweep.pid and saved.get(running_trial(pid, saved)) == 1:
+                            lost = raylets.get(parent(pid))
+                            if lost is not None:
+                                cluster.remove_node(lost, allow_graceful=False)
+                                break
+            time.sleep(0.02)
+        out, err = sweep.communicate(timeout=600)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
     assert lost is not None, "no node was removed mid-sweep"
     assert sweep.returncode == 0, out[-2000:] + err[-4000:]
     rows = store.read_trials().to_pylist()
     assert len(rows) == 12 == len({r["trial_id"] for r in rows})  # 4 studies x 3 trials, each once
     assert all(r["status"] == "ok" and r["epochs"] >= 1 for r in rows)
     resumed = [r for r in rows if r["resumed_from_epoch"] is not None]
-    assert resumed and {r["trial_id"] for r in resumed} <= in_flight
+    # The lost node's trials, and only those, went on from their checkpoints (the one that was
+    # struck at epoch 1 among them).
+    assert 1 in {r["resumed_from_epoch"] for r in resumed} and {r["trial_id"] for r in resumed} <= set(saved)
+    assert all(r["resumed_from_epoch"] == saved[r["trial_id"]] for r in resumed)
     assert all(r["node_id"] != lost.node_id for r in resumed)  # went on elsewhere

@@ -60,9 +60,24 @@ def test_calibration_times_every_architecture_and_head_of_the_grid():
     assert set(costs["forward_s"]) == {arch_key("test_resnet", 32), arch_key("test_vit", 32)}
     assert set(costs["train_s"]) == {arch_key("test_vit", 32)}
     assert set(costs["head_s"]) == {head_key(studies[0], costs["dims"])} == {"dvme:96,64:p16:token"}
-    assert all(0 < v < 10 for table in ("forward_s", "train_s", "head_s") for v in costs[table].values())
     # Training a step costs more than a forward of the same architecture.
     assert costs["train_s"][arch_key("test_vit", 32)] > costs["forward_s"][arch_key("test_vit", 32)]
+
+
+def test_calibration_divides_the_timed_span_by_every_image_it_ran(monkeypatch):
+    """A clock that advances exactly 1 s per reading: each cost must be 1 s over the images
+    of its timed repeats (CPU: 2 repeats of 4 images; a head: one epoch of 2,048 rows)."""
+    from types import SimpleNamespace
+
+    import sweep.estimate
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(sweep.estimate, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    studies = [StudySpec(backbones=("test_resnet", "test_vit"), mode="dvme", proj_dim=16, **COMMON),
+               StudySpec(backbones=("test_vit",), mode="finetune", **COMMON)]
+    costs = calibrate(studies, device="cpu")
+    assert set(costs["forward_s"].values()) == {1 / 8} and set(costs["train_s"].values()) == {1 / 8}
+    assert set(costs["head_s"].values()) == {1 / 2048}
 
 
 def test_plan_estimate_saves_and_reuses_its_costs(tmp_path):

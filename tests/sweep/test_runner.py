@@ -81,9 +81,11 @@ def test_asha_stopped_some_trials_within_their_study(swept):
 
 
 def test_embeddings_were_extracted_once_per_dataset_and_backbone(swept):
-    _, results, _ = swept
+    # Three frozen studies (two linear folds on test_resnet, DVME on test_resnet + test_vit)
+    # need two (dataset, backbone) files: two extractions, not one per study.
+    _, results, summary = swept
     cache = os.path.join(results, "cache")
-    assert len([f for f in os.listdir(cache) if f.endswith(".arrow")]) == 2
+    assert summary.extracted == 2 == len([f for f in os.listdir(cache) if f.endswith(".arrow")])
 
 
 def test_cells_aggregate_the_folds(swept):
@@ -163,8 +165,8 @@ def test_a_second_sweep_on_a_shared_cache_extracts_nothing(ray_local, tmp_path):
     run_sweep(studies, RunOptions(results=str(tmp_path / "one"), cache=str(cache), verbose=0))
     before = {f.name: f.stat().st_mtime_ns for f in cache.iterdir()}
     assert len(before) == 1
-    run_sweep(studies, RunOptions(results=str(tmp_path / "two"), cache=str(cache), verbose=0))
-    assert {f.name: f.stat().st_mtime_ns for f in cache.iterdir()} == before
+    second = run_sweep(studies, RunOptions(results=str(tmp_path / "two"), cache=str(cache), verbose=0))
+    assert second.extracted == 0 and {f.name: f.stat().st_mtime_ns for f in cache.iterdir()} == before
     assert not (tmp_path / "two" / "cache").exists()
     (row,) = ResultsStore(str(tmp_path / "two")).read_trials().to_pylist()
     assert __import__("json").loads(row["embedding_keys"])["test_vit"][0] + ".arrow" in before
@@ -205,56 +207,71 @@ def test_a_nan_loss_is_recorded_once_as_an_error_and_listed_by_where_status(ray_
     assert sorted(r["trial_id"] for r in __import__("json").loads(listed.output)) == sorted(r["trial_id"] for r in rows)
 
 
-def _pids_running(title: str) -> list[int]:
-    """Processes whose command line holds ``title`` (Ray retitles its workers so)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if title.encode() in f.read() and entry.isdigit():
-                    pids.append(int(entry))
-        except (OSError, ValueError):
-            continue
-    return pids
-
-
-def test_a_killed_trial_process_is_run_again_from_its_checkpoint_and_recorded_once(ray_local, tmp_path):
+def _killer(store, killed: dict):
+    """A thread that SIGKILLs the trial process once, in a state that makes the test exact:
+    the one trial process (one study, one trial at a time) has saved a checkpoint of an epoch
+    at most 4 of 6, so it is in flight with epochs to go. Frozen while the state is read, it
+    cannot move on before it is killed. ``killed``: {trial id: its checkpoint's epoch}."""
     import signal
     import threading
     import time
 
-    store = ResultsStore(str(tmp_path / "r"))
-    killed = []
+    from tests.faults import frozen, in_flight, processes_titled
 
     def kill_one_trial_process():
-        # Kill a trial once it has saved a checkpoint: its retry must start after that epoch.
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while time.time() < deadline and not killed:
-            found = _pids_running("ray::ImplicitFunc.train")
-            saved = [m for _, _, files in os.walk(store.checkpoints_dir) for m in files if m.endswith(".json")]
-            if found and saved:
-                try:
-                    os.kill(int(found[0]), signal.SIGKILL)
-                    killed.append(int(found[0]))
-                except ProcessLookupError:
-                    continue
-            time.sleep(0.05)
+            found = processes_titled()
+            if len(found) == 1 and in_flight(store):
+                with frozen(found):
+                    saved = in_flight(store)
+                    if len(saved) == 1 and max(saved.values()) <= 4:
+                        os.kill(found[0], signal.SIGKILL)
+                        killed.update(saved)
+            time.sleep(0.02)
 
-    killer = threading.Thread(target=kill_one_trial_process, daemon=True)
-    killer.start()
-    studies = [StudySpec(backbones=("test_vit",), mode="finetune", fold=0, n_trials=2,
-                         **{**COMMON, "grid": "kill", "cpus": 1.0, "max_epochs": 6, "grace_period": 6})]
-    summary = run_sweep(studies, RunOptions(results=store.root, verbose=0, max_failures=2, checkpoint_every_s=0))
+    thread = threading.Thread(target=kill_one_trial_process, daemon=True)
+    thread.start()
+    return thread
+
+
+KILL_STUDY = StudySpec(backbones=("test_vit",), mode="finetune", fold=0, n_trials=2,
+                       **{**COMMON, "grid": "kill", "cpus": 1.0, "max_epochs": 6, "grace_period": 6})
+
+
+def test_a_killed_trial_process_is_run_again_from_its_checkpoint_and_recorded_once(ray_local, tmp_path):
+    store = ResultsStore(str(tmp_path / "r"))
+    killed: dict = {}
+    killer = _killer(store, killed)
+    summary = run_sweep([KILL_STUDY], RunOptions(results=store.root, verbose=0, max_failures=2, checkpoint_every_s=0))
     killer.join(timeout=1)
     rows = store.read_trials().to_pylist()
     assert killed, "no trial process was found to kill"
     assert summary.trials_written == len(rows) == 2 and len({r["trial_id"] for r in rows}) == 2
     assert all(r["status"] == "ok" and r["epochs"] == 6 for r in rows)
     resumed = [r for r in rows if r["resumed_from_epoch"] is not None]
-    assert len(resumed) == 1 and 1 <= resumed[0]["resumed_from_epoch"] < 6
+    # The killed trial, and only it, went on from the checkpoint it had when it was killed.
+    ((trial_id, epoch),) = killed.items()
+    assert [(r["trial_id"], r["resumed_from_epoch"]) for r in resumed] == [(trial_id, epoch)]
     # Its history holds every epoch once, those before the checkpoint included.
     history = store.read_history({resumed[0]["study_id"]}).to_pylist()
     epochs = sorted(h["epoch"] for h in history if h["trial_id"] == resumed[0]["trial_id"])
     assert epochs == [1, 2, 3, 4, 5, 6]
     # Checkpoints go once their trial is recorded.
     assert not [f for _, _, files in os.walk(store.checkpoints_dir) for f in files]
+
+
+def test_a_trial_killed_more_often_than_max_failures_allows_is_an_error_row_that_says_so(ray_local, tmp_path):
+    store = ResultsStore(str(tmp_path / "r"))
+    killed: dict = {}
+    killer = _killer(store, killed)
+    summary = run_sweep([KILL_STUDY], RunOptions(results=store.root, verbose=0, max_failures=0, checkpoint_every_s=0))
+    killer.join(timeout=1)
+    assert killed, "no trial process was found to kill"
+    ((trial_id, _),) = killed.items()
+    rows = {r["trial_id"]: r for r in store.read_trials().to_pylist()}
+    assert summary.trials_written == len(rows) == 2
+    failed = rows[trial_id]
+    assert failed["status"] == "error" and "--max-failures 0 exhausted" in failed["error"]
+    assert failed["error"].startswith(("ActorDiedError", "RayActorError", "WorkerCrashedError"))
+    assert [r["status"] for tid, r in rows.items() if tid != trial_id] == ["ok"]

@@ -47,7 +47,22 @@ def test_second_call_extracts_nothing(cached):
     before = os.stat(path).st_mtime_ns
     assert ensure_embeddings("digits", None, "test_resnet", None, cache) == path
     assert os.stat(path).st_mtime_ns == before
-    assert [f for f in os.listdir(cache) if f.endswith(".tmp")] == []
+
+
+def test_an_extraction_that_fails_at_its_last_step_leaves_no_file(tmp_path, monkeypatch):
+    """Written under a temporary name (.tmp-*) and moved under its key at the end: a failure
+    then leaves neither a half file under the key nor the temporary file."""
+    import trainables.embeddings
+
+    def fail(local_file, where):
+        assert os.path.basename(local_file).startswith(".tmp-") and os.path.exists(local_file)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trainables.embeddings.storage, "upload", fail)
+    cache = tmp_path / "cache"
+    with pytest.raises(OSError, match="disk full"):
+        ensure_embeddings("digits", None, "test_resnet", None, str(cache), progress=False)
+    assert os.listdir(cache) == []
 
 
 def test_key_changes_with_every_part():

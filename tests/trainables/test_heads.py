@@ -25,19 +25,18 @@ def test_dict_input_matches_list_input():
     torch.testing.assert_close(head({"x": a, "y": b}), head([a, b]))
 
 
-def test_attention_lets_backbones_interact():
+@pytest.mark.parametrize("attention,form,interacts", [(True, "token", True), (True, "listing", True),
+                                                        (False, "token", False)])
+def test_attention_lets_backbones_interact(attention, form, interacts):
     # With attention, one backbone's input changes the other's token; without it, it cannot.
     torch.manual_seed(0)
-    for attention, interacts in ((True, True), (False, False)):
-        head = DVME([4, 4], n_classes=2, proj_dim=8, num_heads=1, attention=attention).eval()
-        a, b = torch.randn(1, 4), torch.randn(1, 4)
-        tokens = lambda x, y: torch.stack([p(v) for p, v in zip(head.projections, (x, y))], 1)
-        if attention:
-            first = head.attn(tokens(a, b))[:, 0]
-            changed = head.attn(tokens(a, b + 1))[:, 0]
-        else:
-            first, changed = tokens(a, b)[:, 0], tokens(a, b + 1)[:, 0]
-        assert (not torch.allclose(first, changed)) == interacts
+    head = DVME([4, 4], n_classes=2, proj_dim=8, num_heads=1, attention=attention, attention_form=form).eval()
+    a, b = torch.randn(1, 4), torch.randn(1, 4)
+    first, changed = head.mixed_tokens([a, b])[:, 0], head.mixed_tokens([a, b + 1])[:, 0]
+    assert (not torch.allclose(first, changed)) == interacts
+    # The fused embedding the classifier reads is made of these tokens.
+    torch.testing.assert_close(head.embed([a, b]),
+                               head.proj_head(head.norm(head.mixed_tokens([a, b]).reshape(1, -1))).relu())
 
 
 def test_unknown_attention_form_is_refused():

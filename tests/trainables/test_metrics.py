@@ -20,10 +20,17 @@ def test_multiclass_auc_is_one_vs_rest_macro():
     assert score("auc", y, probs) == pytest.approx(expected)
 
 
-def test_multiclass_auc_with_a_class_absent_from_the_split():
-    y = np.array([0, 1, 0, 1, 0, 1])
-    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]] * 3)
-    assert score("auc", y, probs) == pytest.approx(1.0)
+def test_multiclass_auc_with_a_class_absent_from_the_split_is_the_mean_of_the_present_classes_ovr_auc():
+    """The definition (trainables/metrics.py): each present class's own probability scored
+    one-vs-rest by scikit-learn, then the mean; the absent class is left out."""
+    rng = np.random.default_rng(3)
+    y = rng.choice([0, 2, 3], size=40)  # class 1 of 4 absent
+    probs = rng.dirichlet(np.ones(4), size=40)
+    expected = np.mean([roc_auc_score(y == c, probs[:, c]) for c in (0, 2, 3)])
+    assert score("auc", y, probs) == pytest.approx(expected, abs=1e-12)
+    # With every class present it is scikit-learn's ovr macro AUC itself.
+    y[:4] = [0, 1, 2, 3]
+    assert score("auc", y, probs) == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
 
 
 def test_quadratic_kappa_of_the_argmax():
@@ -59,10 +66,6 @@ def test_rank_auc_equals_scikit_learn_with_ties_and_absent_classes(n_classes):
             expected = roc_auc_score(y, probs[:, 1])
         elif len(present) == n_classes:
             expected = roc_auc_score(y, probs, multi_class="ovr", average="macro")
-        elif len(present) == 2:
-            sub = probs[:, present] / probs[:, present].sum(axis=1, keepdims=True)
-            expected = roc_auc_score(y == present[1], sub[:, 1])
         else:
-            sub = probs[:, present] / probs[:, present].sum(axis=1, keepdims=True)
-            expected = roc_auc_score(y, sub, multi_class="ovr", average="macro", labels=present)
+            expected = np.mean([roc_auc_score(y == c, probs[:, c]) for c in present])
         assert score("auc", y, probs) == pytest.approx(expected, abs=1e-12), (n_classes, trial)
