@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -171,7 +172,7 @@ def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_g
     summary = run_sweep(studies, options)
     store = ResultsStore(summary.results)
     trials = store.read_trials().to_pylist()
-    ours = {s.study_id for s in studies}
+    ours = set(summary.study_ids)
     cells = aggregate_cells(select_studies(r for r in trials if r["study_id"] in ours))
     click.echo(render(cells, "table", "cells"))
     n_trials = sum(1 for r in trials if r["study_id"] in ours)
@@ -197,23 +198,39 @@ def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_g
 @click.option("--costs", "costs_file", type=click.Path(dir_okay=False), help="With --estimate: per-image costs saved by --save-costs (e.g. on a GPU node) instead of calibrating here.")
 @click.option("--save-costs", type=click.Path(dir_okay=False), help="With --estimate: write the calibrated costs to this JSON file.")
 @click.option("--results", help="With --estimate: use the costs measured by this store's trials and cache where they cover the grid.")
-def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, save_costs, results):
+@click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Check the studies against this dataset as it is (repeatable): the whole pool (F) counted, sizes and folds checked.")
+@click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="Check that this weight file loads whole (repeatable); files in $MEDSWEEP_WEIGHTS are checked too.")
+@click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="As sweep run --holdout: the pool the checks count is the rest.")
+@click.option("--studies", "list_studies", is_flag=True, help="List every study with all its fields (the whole-pool sizes resolved).")
+def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, save_costs, results, data, weights,
+         holdout, list_studies):
     """Print a grid's studies and trials per dataset and mode, without running anything.
 
+    With --data / --weights it is a pre-flight: every study checked against the data and
+    weight files as they are (exit 1 on any problem); nothing is written.
+
     \b
-    Example:
+    Examples:
       sweep plan --grid paper --format json
+      sweep plan --grid paper --where dataset=nih --data nih=/data/nih --format json --studies
     """
+    from sweep.preflight import preflight
+
     studies = _studies(grid_name, where, views, embedding_dtype)
     check_studies(studies)
-    summary = summarize(grid_name, studies)
     if (costs_file or save_costs or results) and not estimate:
         raise click.UsageError("--costs, --save-costs and --results go with --estimate")
+    studies, checks = preflight(studies, _pairs(data, "--data"), _pairs(weights, "--weights"), holdout)
+    summary = summarize(grid_name, studies)
+    summary["preflight"] = checks
+    if list_studies:
+        summary["study_list"] = [{**dataclasses.asdict(s), "study_id": s.study_id, "cell_id": s.cell_id}
+                                 for s in studies]
     if estimate:
         summary["estimate"] = _estimate(studies, costs_file, save_costs, results, quiet=fmt == "json")
     if fmt == "json":
         click.echo(json.dumps(summary, indent=1))
-        return
+        sys.exit(1 if checks["problems"] else 0)
     from sweep.formatting import render_table
 
     click.echo(render_table(summary["by_dataset_mode"], ("dataset", "mode", "studies", "trials")))
@@ -221,11 +238,26 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
         f"\ngrid {grid_name}: {summary['studies']} studies, {summary['trials']} trials, "
         f"{summary['cells']} cells; backbones {', '.join(summary['backbones'])}"
     )
+    if list_studies:
+        click.echo("")
+        click.echo(render_table(summary["study_list"], ("study_id", "subset", "n_train", "n_trials", "max_epochs",
+                                                        "views", "attention_form", "gpus")))
+    for name, report in checks["datasets"].items():
+        if report["ok"]:
+            click.echo(f"{name}: {report['root']}: pool {report['pool']:,} {report['pool_classes']}, test {report['test']:,}"
+                       f"{'' if report['test_labels'] else ' (labels hidden)'}")
+    for name, report in checks["weights"].items():
+        if report["ok"]:
+            click.echo(f"{name}: {report['file']} loads whole ({report['format']}, dim {report['dim']})")
+    for problem in checks["problems"]:
+        click.echo(f"problem: {problem}", err=True)
     if estimate:
         est = summary["estimate"]
         click.echo(f"\nestimated device-hours on {est['device']} (every trial at max_epochs, one at a time):")
         click.echo(render_table(est["parts"], ("part", "count", "unit", "device_hours", "source")))
         click.echo(f"total: {est['total_hours']:.2f} device-hours")
+    if checks["problems"]:
+        sys.exit(1)
 
 
 def _estimate(studies, costs_file, save_costs, results, quiet) -> dict:
@@ -257,7 +289,8 @@ def _estimate(studies, costs_file, save_costs, results, quiet) -> dict:
 @click.option("--sort", "sort", multiple=True, metavar="FIELD", help="Sort by FIELD (-FIELD: descending), repeatable.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (required for parquet).")
-def results(results, level, where, sort, fmt, out):
+@click.option("--kaggle-scores", type=click.Path(dir_okay=False, exists=True), help="kaggle_scores.csv (from sweep report) with private and public filled in: studies and cells of Kaggle-scored data sets take the fold models' alpha-weighted scores as test scores.")
+def results(results, level, where, sort, fmt, out, kaggle_scores):
     """Query the results store at one of four levels.
 
     \b
@@ -274,6 +307,12 @@ def results(results, level, where, sort, fmt, out):
     rows = store.read_trials().to_pylist()
     if level in ("studies", "cells"):
         rows = select_studies(rows)
+        if kaggle_scores:
+            from sweep.kaggle import read_kaggle_scores, with_kaggle_scores
+
+            rows = with_kaggle_scores(rows, read_kaggle_scores(kaggle_scores), kaggle_scores)
+    elif kaggle_scores:
+        raise click.UsageError("--kaggle-scores goes with --level studies or cells")
     if level == "cells":
         rows = aggregate_cells(rows)
     rows = filter_rows(rows, _where(where))

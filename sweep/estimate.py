@@ -222,8 +222,10 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
         part["sources"].add(src)
         if s.mode != "finetune":
             extractions |= {(s.dataset, b, v) for b in s.backbones for v in cached_views(s.views)}
-    extraction = parts["extraction"] if extractions else None
     for dataset, backbone, view in sorted(extractions):
+        # The augmented views (--views K) apart: what training frozen heads on augmented
+        # images adds to the one evaluation pass.
+        extraction = parts["extraction" if view == 0 else "extraction, augmented views"]
         n_pool, n_test = _counts(dataset)
         images = n_pool + (n_test if view == 0 else 0)
         observed = measured["extract_image_s"].get(f"{dataset}|{backbone}")
@@ -236,9 +238,9 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
         extraction["seconds"] += images * per_image
         extraction["sources"].add(src)
     table = [
-        {"part": name, "count": p["count"], "unit": "cache keys" if name == "extraction" else "trials",
+        {"part": name, "count": p["count"], "unit": "cache keys" if name.startswith("extraction") else "trials",
          "seconds": round(p["seconds"], 1), "device_hours": round(p["seconds"] / 3600, 3), "source": ", ".join(sorted(p["sources"]))}
-        for name, p in sorted(parts.items(), key=lambda kv: kv[0] != "extraction")
+        for name, p in sorted(parts.items(), key=lambda kv: (not kv[0].startswith("extraction"), kv[0]))
     ]
     return {"device": costs.get("device", "?"), "parts": table,
             "total_hours": round(sum(p["seconds"] for p in parts.values()) / 3600, 3)}

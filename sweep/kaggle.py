@@ -75,3 +75,56 @@ def write_submissions(root: str, studies: list[dict], test_ids: dict[str, list[s
             _write_csv(out, (id_col, label_col), ids, _column(first["dataset"], np.mean(fold_probs, axis=0)))
             written.append(out)
     return written
+
+
+SCORES_COLUMNS = ("submission", "private", "public")
+
+
+def read_kaggle_scores(path: str) -> dict[str, tuple[float, float]]:
+    """submission (its path under ``submissions/``) -> (private, public) of each filled row of a
+    ``kaggle_scores.csv`` (the file ``sweep report`` writes to fill in); rows left blank are
+    not scored yet. A missing column or a value that is not a score is an error naming it."""
+    from trainables.readers import read_csv
+
+    filled = {}
+    for line, row in enumerate(read_csv(path, SCORES_COLUMNS), start=2):
+        if not row["private"] and not row["public"]:
+            continue
+        try:
+            private, public = float(row["private"]), float(row["public"])
+        except ValueError:
+            raise DatasetError(f"{path} line {line}: private {row['private']!r} and public {row['public']!r} "
+                               f"must both be scores (numbers), or both blank") from None
+        filled[row["submission"]] = (private, public)
+    return filled
+
+
+def _fold_submission(name: str) -> tuple[str, int] | None:
+    """(cell id, fold) of a per-fold submission ``<dataset>-...-<cell_id>/fold<k>.csv``; None
+    for the fold ensemble."""
+    folder, _, file = name.replace("\\", "/").rpartition("/")
+    if not (file.startswith("fold") and file.endswith(".csv") and file[4:-4].isdigit()):
+        return None
+    return folder.rsplit("-", 1)[-1], int(file[4:-4])
+
+
+def with_kaggle_scores(studies: list[dict], filled: dict[str, tuple[float, float]], source: str) -> list[dict]:
+    """The selected studies with the alpha-weighted Kaggle score of their fold model as their
+    test score where the test labels are hidden (``scored_by`` "kaggle"), as the paper did:
+    cells then carry mean ± std over folds of those scores. A filled submission that names no
+    fold model of these studies is an error naming it (a file of another store)."""
+    by_fold = {(r["cell_id"], r["fold"]): r for r in studies}
+    scores = {}
+    for name, (private, public) in filled.items():
+        key = _fold_submission(name)
+        if key is None:
+            continue  # the fold ensemble: a score of its own, in the Kaggle table only
+        if key not in by_fold:
+            raise DatasetError(f"{source}: submission {name!r} is not one of this store's fold models")
+        scores[key] = final_score(by_fold[key]["dataset"], private, public)
+    out = []
+    for row in studies:
+        final = scores.get((row["cell_id"], row["fold"]))
+        hidden = row.get("test_score") is None or row["test_score"] != row["test_score"]
+        out.append({**row, "test_score": final, "scored_by": "kaggle"} if final is not None and hidden else row)
+    return out

@@ -46,16 +46,33 @@ def paper_numbers() -> dict:
 
 def paper_method(cell: dict) -> Optional[tuple[str, str]]:
     """(paper mode, paper method) of one of our cells, or None where the paper has no such
-    method (a DVME over other backbones, a backbone it did not use)."""
+    method (a DVME over other backbones or in another attention form than its Listing 1, a
+    backbone it did not use)."""
     if cell["mode"] == "dvme":
         if tuple(sorted(cell["backbones"])) != tuple(sorted(PAPER_DVME_BACKBONES)):
             return None
-        return "linear", "dvme" if cell.get("attention", True) else "dvme_no_attention"
+        if not cell.get("attention", True):
+            return "linear", "dvme_no_attention"
+        # The paper's DVME is its listing form; the 3-token variant never takes its figures.
+        return ("linear", "dvme") if cell.get("attention_form") == "listing" else None
     return cell["mode"], cell["backbone"]
 
 
+@lru_cache(maxsize=1)
+def paper_full_sizes() -> dict[str, int]:
+    """dataset -> the size the paper gives its F (the whole pool; PatchCam's 50,000)."""
+    return {key[0]: key[3] for key, entry in paper_numbers().items() if entry["subset"] == "F"}
+
+
+def paper_size(cell: dict) -> Optional[int]:
+    """The paper's n_train of the cell's size: an F cell (the whole pool, counted in the
+    user's data: the published NIH files give 2,412 where the paper says 2,414) is the paper's F."""
+    return paper_full_sizes().get(cell["dataset"]) if cell.get("subset") == "F" else int(cell["n_train"])
+
+
 def paper_figure(cell: dict) -> Optional[dict]:
+    """The paper's figure for the cell, or None where the paper has no such method or size."""
     method = paper_method(cell)
     if method is None:
         return None
-    return paper_numbers().get((cell["dataset"], method[0], method[1], int(cell["n_train"])))
+    return paper_numbers().get((cell["dataset"], method[0], method[1], paper_size(cell)))

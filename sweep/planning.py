@@ -21,14 +21,16 @@ def check_studies(studies: list[StudySpec]) -> None:
         info = get_dataset_info(s.dataset)
         for b in s.backbones:
             get_backbone_info(b)
+        problem = views_problem(info, s.views)
+        if problem:
+            raise SpecError(f"study {s.study_id}: {problem}; use views=1")
+        if s.n_train is None:
+            continue  # the whole pool: checked against the data when the sweep starts
         if info.pool_size is not None and s.n_train > info.pool_size:
             raise SpecError(
                 f"study {s.study_id}: n_train {s.n_train} is larger than the {s.dataset} "
                 f"training pool ({info.pool_size} images)"
             )
-        problem = views_problem(info, s.views)
-        if problem:
-            raise SpecError(f"study {s.study_id}: {problem}; use views=1")
         if s.n_train // s.n_folds < 2:
             raise SpecError(
                 f"study {s.study_id}: {s.n_train} images in {s.n_folds} folds leave validation "

@@ -56,6 +56,8 @@ def aggregate_cells(studies: Iterable[dict]) -> list[dict]:
                 "std": statistics.stdev(scores) if len(scores) > 1 else None,
                 "folds": len(rows),
                 "trials": sum(r["trials"] for r in rows),
+                # Hidden test labels: the fold models' alpha-weighted Kaggle scores, once given.
+                "scored_by": "kaggle" if any(r.get("scored_by") == "kaggle" for r in rows) else "test set",
                 "cell_id": cid,
             }
         )

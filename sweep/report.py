@@ -24,7 +24,7 @@ from collections import defaultdict
 from typing import Optional
 
 from sweep.formatting import mean_std
-from sweep.paper_numbers import PAPER_DVME_BACKBONES, paper_figure, paper_numbers
+from sweep.paper_numbers import PAPER_DVME_BACKBONES, paper_figure, paper_numbers, paper_size
 from sweep.queries import aggregate_cells, select_studies
 from sweep.statistics import method_label, paired_comparisons
 from sweep.store import ResultsStore
@@ -52,6 +52,8 @@ def compare(cell: dict) -> dict:
 
 def cell_text(c: dict) -> str:
     text = mean_std(c["mean"], c["std"])
+    if c.get("scored_by") == "kaggle" and c["mean"] is not None:
+        text += " (Kaggle)"
     if c.get("paper_mean") is not None:
         text += f" · paper {mean_std(c['paper_mean'], c['paper_std'])} (Δ {c['difference']:+.4f})"
         if c["flagged"]:
@@ -101,7 +103,7 @@ def dvme_table(cells: list[dict]) -> tuple[list[str], list[list[str]]]:
             text = f"{mean_std(top['mean'], top['std'])} ({top['backbone']})"
             paper = None
             if fused == set(PAPER_DVME_BACKBONES):
-                paper = paper_numbers().get((dataset, "linear", "best_single", int(top["n_train"])))
+                paper = paper_numbers().get((dataset, "linear", "best_single", paper_size(top)))
             if paper:
                 text += f" · paper {mean_std(paper['mean'], paper['std'])}"
             best.append(text)
@@ -144,11 +146,12 @@ def statistics_table(comparisons: list[dict]) -> tuple[list[str], list[list[str]
 
     rows = [
         [r["dataset"], r["modes"], str(r["n_train"]), r["a"], r["b"], str(r["folds"]), f"{r['difference']:+.4f}",
-         p(r["p_ttest"]), p(r["p_wilcoxon"]), p(r["p_holm"]), "yes" if r["significant"] else "no"]
+         p(r["p_ttest"]), p(r["p_holm"]), p(r["p_corrected"]), p(r["p_corrected_holm"]), p(r["p_wilcoxon"]),
+         "yes" if r["significant"] else "no"]
         for r in comparisons
     ]
-    return ["dataset", "family", "n", "a", "b", "folds", "a - b", "p (paired t)", "p (Wilcoxon)", "p (Holm)",
-            "significant"], rows
+    return ["dataset", "family", "n", "a", "b", "folds", "a - b", "p (paired t)", "p (paired t, Holm)",
+            "p (corrected t)", "p (corrected t, Holm)", "p (Wilcoxon)", "significant"], rows
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -224,10 +227,9 @@ def kaggle_section(store: ResultsStore, out_dir: str, scores_file: Optional[str]
     template = os.path.join(out_dir, "kaggle_scores.csv")
     filled = {}
     if scores_file:
-        with open(scores_file, newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get("private") and row.get("public"):
-                    filled[row["submission"]] = (float(row["private"]), float(row["public"]))
+        from sweep.kaggle import read_kaggle_scores
+
+        filled = read_kaggle_scores(scores_file)
     rows = []
     for name in files:
         dataset = name.split("-", 1)[0]
@@ -258,6 +260,10 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
     if not trials:
         raise ValueError(f"{store.root} holds no trials yet: nothing to report")
     studies = select_studies(trials)
+    if kaggle_scores:
+        from sweep.kaggle import read_kaggle_scores, with_kaggle_scores
+
+        studies = with_kaggle_scores(studies, read_kaggle_scores(kaggle_scores), kaggle_scores)
     cells = [compare(c) for c in aggregate_cells(studies)]
     comparisons = paired_comparisons(studies)
     os.makedirs(out_dir, exist_ok=True)
@@ -277,9 +283,12 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
     for caption, headers, rows in detail_tables(cells):
         blocks += [("h3", caption), ("table", headers, rows)]
     blocks += [("h2", "Paired comparisons over the same folds"),
-               ("p", "Paired t-test and Wilcoxon signed-rank test on the folds' test scores; the t-test p-values "
-                     "Holm-corrected within each (dataset, frozen|finetune, size). With 5 folds the Wilcoxon test "
-                     "cannot go below p = 0.0625."),
+               ("p", "On the folds' test scores: the paired t-test, the corrected resampled t-test (Nadeau & "
+                     "Bengio 2003: the fold models share most of their training images and one test set, so the "
+                     "plain t-test is too liberal; its variance is scaled by 1/k + 1/(k-1) instead of 1/k) and the "
+                     "Wilcoxon signed-rank test. Both t-tests are Holm-corrected within each (dataset, "
+                     "frozen|finetune, size); 'significant' reads the corrected test. With 5 folds the Wilcoxon "
+                     "test cannot go below p = 0.0625."),
                ("table", *statistics_table(comparisons))]
 
     figures = plots.size_curves(cells, plot_dir)

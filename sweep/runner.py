@@ -26,11 +26,12 @@ from sweep.kaggle import write_submissions
 from sweep.manifests import write_manifests
 from sweep.queries import select_studies
 from sweep.planning import check_studies
-from sweep.spec import SpecError, StudySpec, study_config
+from sweep.preflight import resolve_inputs
+from sweep.spec import SpecError, StudySpec, resolve_pools, study_config
 from sweep.store import ResultsStore, StoreError
 from trainables import storage
-from trainables.backbones import get_backbone_info, resolve_weights, weights_digest
-from trainables.datasets import DatasetError, get_dataset_info, load_dataset, resolve_root
+from trainables.backbones import get_backbone_info, weights_digest
+from trainables.datasets import DatasetError, get_dataset_info, load_dataset
 from trainables.embeddings import cached_views
 from trainables.images import ImageDecodeError
 
@@ -77,6 +78,7 @@ class RunSummary:
     wall_s: float
     submissions: int = 0  # Kaggle submission files written (hidden test labels)
     extracted: int = 0  # embedding-cache files this sweep extracted (the rest were cached)
+    study_ids: tuple = ()  # the sweep's studies, whole-pool sizes resolved (as the rows have them)
 
 
 def print_flush(line: str) -> None:
@@ -258,16 +260,32 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     grid = studies[0].grid
     check_studies(studies)
     _check_named_inputs(studies, options)
-    roots = {d: resolve_root(d, options.data_roots) for d in sorted({s.dataset for s in studies})}
-    found = {b: resolve_weights(b, options.weights) for s in studies for b in s.backbones}
-    options = dataclasses.replace(
-        options, data_roots={d: r for d, r in roots.items() if r}, weights={b: p for b, p in found.items() if p}
-    )
+    roots, found = resolve_inputs(studies, options.data_roots, options.weights)
+    options = dataclasses.replace(options, data_roots=roots, weights=found)
     _check_weights(studies, options.weights)
     store = ResultsStore(options.results)
     store.open_for(grid, options.allow_other_grid, options.holdout)
     with store.driver_lock(take_over=options.resume):
         return _sweep_locked(studies, options, store, grid, started)
+
+
+class _DataLoader:
+    """Each dataset of the sweep read once on the driver, on first use (after its
+    ``--skip-unreadable`` list, when asked for, is made)."""
+
+    def __init__(self, options: RunOptions, store: ResultsStore):
+        self.options, self.store = options, store
+        self.loaded: dict = {}
+        self.skips: dict = {}
+
+    def get(self, name: str):
+        if name not in self.loaded:
+            options = self.options
+            if options.skip_unreadable:
+                self.skips.update(_skip_unreadable([name], options, self.store))
+            self.loaded[name] = load_dataset(name, options.data_roots.get(name), holdout=options.holdout,
+                                             skip=self.skips.get(name))
+        return self.loaded[name]
 
 
 def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsStore, grid: str, started: float) -> RunSummary:
@@ -283,6 +301,10 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         # Damaged row files (an interrupted copy) go aside; their trials count as missing.
         for path in store.quarantine_unreadable():
             print_flush(f"moved unreadable {path} to {store.quarantine_dir}/: its trial runs again")
+    data = _DataLoader(options, store)
+    # The whole pool (the paper's F) is counted in the data: the study's size, id and rows.
+    unresolved = sorted({s.dataset for s in studies if s.n_train is None})
+    studies = resolve_pools(studies, {d: len(data.get(d).pool) for d in unresolved})
     done, failed = store.trial_outcomes()
     if (done or failed) and not options.resume:
         ours = {s.study_id for s in studies} & (set(done) | set(failed))
@@ -299,16 +321,13 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     )
     skipped = len(studies) - len(pending)
     if not pending:
-        return RunSummary(store.root, len(studies), skipped, 0, time.perf_counter() - started)
+        return RunSummary(store.root, len(studies), skipped, 0, time.perf_counter() - started,
+                          study_ids=tuple(s.study_id for s in studies))
 
-    # Load each dataset once on the driver: a missing root or unreadable layout fails here,
+    # Each dataset is read once on the driver: a missing root or unreadable layout fails here,
     # before Ray starts, and its fingerprint goes into every row.
-    names = sorted({s.dataset for s in pending})
-    skips = _skip_unreadable(names, options, store) if options.skip_unreadable else {}
-    datasets = {
-        d: load_dataset(d, options.data_roots.get(d), holdout=options.holdout, skip=skips.get(d))
-        for d in names
-    }
+    datasets = {d: data.get(d) for d in sorted({s.dataset for s in pending})}
+    skips = data.skips
     # Every study's split, checked before Ray starts: a fold that cannot be scored (one class
     # only) is an error now, not in the middle of the sweep. (Written once the data's content
     # fingerprint, which each manifest records, is known.)
@@ -434,5 +453,5 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         submissions = write_submissions(store.root, selected, hidden)
     return RunSummary(
         store.root, len(studies), skipped, len(recorder.written), time.perf_counter() - started, len(submissions),
-        extracted,
+        extracted, tuple(s.study_id for s in studies),
     )

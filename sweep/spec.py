@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Optional
 
 MODES = ("linear", "finetune", "dvme")
 FROZEN_MODES = ("linear", "dvme")
@@ -36,7 +37,9 @@ class StudySpec:
     backbones: tuple[str, ...]
     mode: str
     subset: str  # the label the tables use: "S", "M", "F" or a detail size
-    n_train: int  # images drawn from the training pool (train + validation folds)
+    # Images drawn from the training pool (train + validation folds); None: every usable image
+    # of the pool (the paper's F), resolved from the data when a sweep starts (resolve_pools).
+    n_train: Optional[int]
     fold: int
     n_folds: int = 5
     seed: int = 0
@@ -79,7 +82,7 @@ class StudySpec:
             raise SpecError(f"fold {self.fold} outside 0..{self.n_folds - 1}")
         if self.n_folds < 2:
             raise SpecError(f"n_folds must be at least 2, got {self.n_folds}")
-        if self.n_train < self.n_folds:
+        if self.n_train is not None and self.n_train < self.n_folds:
             raise SpecError(f"n_train {self.n_train} is smaller than n_folds {self.n_folds}")
         if not 0 < self.lr_min <= self.lr_max:
             raise SpecError(f"learning-rate range {self.lr_min}..{self.lr_max} is not 0 < min <= max")
@@ -126,9 +129,23 @@ class StudySpec:
     def study_id(self) -> str:
         """Readable and unique: dataset, mode, backbone, size, fold, then a digest of all fields."""
         return (
-            f"{self.dataset}-{self.mode}-{self.backbone}-n{self.n_train}-f{self.fold}-"
+            f"{self.dataset}-{self.mode}-{self.backbone}-n{'pool' if self.n_train is None else self.n_train}-f{self.fold}-"
             f"{self._digest(dataclasses.asdict(self))}"
         )
+
+
+def resolve_pools(studies: list[StudySpec], pool_sizes: dict[str, int]) -> list[StudySpec]:
+    """The studies with ``n_train=None`` (the whole pool) given the usable pool size of their
+    dataset, as the data holds it (``pool_sizes``: dataset -> images); the others (and those of
+    a dataset not in ``pool_sizes``) unchanged.
+    The resolved size is the study's, its id's and every row's ``n_train``.
+
+    >>> s = StudySpec(grid="g", dataset="nih", backbones=("random",), mode="linear", subset="F", n_train=None, fold=0)
+    >>> resolve_pools([s], {"nih": 2412})[0].n_train
+    2412
+    """
+    return [s.replace(n_train=pool_sizes[s.dataset]) if s.n_train is None and s.dataset in pool_sizes else s
+            for s in studies]
 
 
 def study_config(spec: StudySpec) -> dict:

@@ -14,7 +14,10 @@ import os
 import signal
 from contextlib import contextmanager
 
-TRIAL_TITLE = b"ray::ImplicitFunc.train"  # the title Ray gives a process running a trial
+# The title of a process of Tune's function trainables. Ray adds ".train" while Tune's
+# train() call waits for a result, but the trial's own thread trains on between those calls:
+# every such process may be moving a trial on.
+TRIAL_TITLE = b"ray::ImplicitFunc"
 
 
 def processes_titled(title: bytes = TRIAL_TITLE) -> list[int]:
@@ -42,6 +45,18 @@ def running_trial(pid: int, trial_ids) -> str | None:
 def parent(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def children_of(parents) -> list[int]:
+    """Processes whose parent is one of ``parents`` (a raylet's: every worker of its node)."""
+    parents, out = set(parents), []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if parent(int(entry)) in parents:
+                out.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 @contextmanager

@@ -103,6 +103,20 @@ def nih(root):
         image(os.path.join(root, f"images_{i % 2 + 1:03d}", "images", row[0]), mode="L")
 
 
+def nih_pool(root, usable=30, n_test=10):
+    """NIH in its public layout with ``usable`` usable training rows (the 5 classes in turn,
+    one patient each) beside two the protocol leaves out, and ``n_test`` test rows."""
+    findings = ({"pneumo": "YES"}, {"nodule": "YES"}, {"opacity": "YES"}, {"fracture": "YES"}, {})
+    train = [nih_row(f"{i + 1:08d}_000.png", i + 1, **findings[i % 5]) for i in range(usable)]
+    train += [nih_row("00009998_000.png", 9998, pneumo="YES", opacity="YES"),  # several findings
+              nih_row("00009999_000.png", 9999, fracture="")]  # not adjudicated
+    test = [nih_row(f"{20000 + i:08d}_000.png", 20000 + i, **findings[i % 5]) for i in range(n_test)]
+    write_csv(os.path.join(root, "four_findings_expert_labels_validation_labels.csv"), NIH_HEADER, train)
+    write_csv(os.path.join(root, "four_findings_expert_labels_test_labels.csv"), NIH_HEADER, test)
+    for i, row in enumerate(train + test):
+        image(os.path.join(root, f"images_{i % 3 + 1:03d}", "images", row[0]), mode="L")
+
+
 def medmnist(path, n=(20, 6, 8), size=28, classes=2, rgb=False):
     arrays = {}
     for split, count in zip(("train", "val", "test"), n):

@@ -90,9 +90,11 @@ def get_backbone_info(name: str) -> BackboneInfo:
 
 
 def weights_digest(name: str, weights_path: Optional[str] = None, seed: int = 0) -> str:
-    """What makes this backbone's parameters what they are: the file's sha256, or the init seed."""
+    """What makes this backbone's parameters what they are: the file's sha256, or the init seed
+    (with the architecture's own init options, which change the random network too)."""
     if weights_path is None:
-        return f"init-seed{seed}"
+        options = "".join(f"-{k}={v}" for k, v in get_backbone_info(name).timm_kwargs)
+        return f"init-seed{seed}{options}"
     sha = hashlib.sha256()
     with open(weights_path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -242,7 +244,12 @@ register_backbone(
         timm_name="resnet50",
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        description="ResNet-50, Kaiming init (seeded): the paper's lower bound",
+        # The paper's "Kaiming randomly initialized ResNet-50": Kaiming-normal convolutions,
+        # BatchNorm at 1 / 0, as torchvision's resnet50(weights=None). timm's default
+        # zero-initialises each bottleneck's last BN (a training trick): frozen, that network
+        # would be the stem and the shortcuts alone.
+        timm_kwargs=(("zero_init_last", False),),
+        description="ResNet-50, Kaiming init (seeded, no zeroed residual branch): the paper's lower bound",
     )
 )
 register_backbone(

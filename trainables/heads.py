@@ -25,6 +25,9 @@ from timm.models.vision_transformer import Attention, Block
 from torch import nn
 
 
+ANALYSIS_FLOATS = 2**25  # attention weights written out at once by the analysis: 128 MiB
+
+
 def attention_weights(attn: Attention, x: torch.Tensor) -> torch.Tensor:
     """The softmax attention matrix timm's ``Attention`` applies to ``x``, averaged over heads:
     (B, N, N), row i = how token i attends to every token (rows sum to 1)."""
@@ -57,6 +60,10 @@ class DVME(nn.Module):
             self.attn = Block(dim=proj_dim, num_heads=heads, mlp_ratio=2.0)
         elif attention_form == "listing":
             self.attn = Attention(dim=1, num_heads=1, qkv_bias=True)
+            # N * proj_dim tokens (1,536 in the paper): a written-out attention matrix is
+            # 2.4 GB per copy at batch 256; scaled_dot_product_attention never writes it out
+            # (benchmarks/dvme_attention.py). timm uses it unless TIMM_FUSED_ATTN=0 says not to.
+            self.attn.fused_attn = True
         else:
             raise ValueError(f"unknown attention_form {attention_form!r}; valid: token, listing")
         self.norm = nn.LayerNorm(width)
@@ -80,8 +87,13 @@ class DVME(nn.Module):
         if self.attention_form == "token":
             return attention_weights(self.attn.attn, self.attn.norm1(tokens))
         B, N, P = tokens.shape
-        weights = attention_weights(self.attn, tokens.reshape(B, N * P, 1))
-        return weights.reshape(B, N, P, N, P).sum(dim=4).mean(dim=2)
+        # The (N*P)^2 matrix of each image is written out here: a few images at a time.
+        chunk = max(1, ANALYSIS_FLOATS // (N * P) ** 2)
+        blocks = []
+        for start in range(0, B, chunk):
+            weights = attention_weights(self.attn, tokens[start:start + chunk].reshape(-1, N * P, 1))
+            blocks.append(weights.reshape(-1, N, P, N, P).sum(dim=4).mean(dim=2))
+        return torch.cat(blocks)
 
     def forward(self, features: dict[str, torch.Tensor] | list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.dropout(self.embed(features)))

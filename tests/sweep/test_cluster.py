@@ -7,6 +7,7 @@ trains on the CPU. (Never AutoscalingCluster: it kills every Ray process on the 
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -78,7 +79,7 @@ def test_a_lost_node_costs_only_the_work_in_flight(cluster, tmp_path):
 
     from ray._private import ray_constants
 
-    from tests.faults import frozen, in_flight, parent, processes_titled, running_trial
+    from tests.faults import children_of, frozen, in_flight, parent, processes_titled, running_trial
 
     store = ResultsStore(str(tmp_path / "results"))
     command = [
@@ -90,23 +91,28 @@ def test_a_lost_node_costs_only_the_work_in_flight(cluster, tmp_path):
     sweep = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     raylets = {n.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid: n for n in cluster.worker_nodes}
-    lost, saved = None, {}
+    lost, saved, on_lost = None, {}, set()
     try:
         deadline = time.time() + 300
         while lost is None and time.time() < deadline and sweep.poll() is None:
             # The state to strike in: a running trial has a checkpoint of epoch 1, before
             # ASHA's first rung (grace 2), so it can be neither stopped nor finished before its
-            # node goes. The driver and the trials are frozen while the state is read.
-            processes = processes_titled()
-            if processes and 1 in in_flight(store).values():
-                with frozen([sweep.pid] + processes) as stopped:
+            # node goes. The driver and every worker process of the cluster are frozen while
+            # the state is read, and the lost node's processes die frozen, all at once, as
+            # they do when a machine is reclaimed.
+            if processes_titled() and 1 in in_flight(store).values():
+                with frozen([sweep.pid] + children_of(raylets)) as stopped:
                     saved = in_flight(store)
                     for pid in stopped:
                         if pid != sweep.pid and saved.get(running_trial(pid, saved)) == 1:
-                            lost = raylets.get(parent(pid))
-                            if lost is not None:
-                                cluster.remove_node(lost, allow_graceful=False)
-                                break
+                            raylet = parent(pid)
+                            lost = raylets[raylet]
+                            doomed = [p for p in stopped if p != sweep.pid and parent(p) == raylet]
+                            on_lost = {running_trial(p, saved) for p in doomed} - {None}
+                            for victim in doomed:
+                                os.kill(victim, signal.SIGKILL)
+                            cluster.remove_node(lost, allow_graceful=False)
+                            break
             time.sleep(0.02)
         out, err = sweep.communicate(timeout=600)
     finally:
@@ -118,8 +124,9 @@ def test_a_lost_node_costs_only_the_work_in_flight(cluster, tmp_path):
     assert len(rows) == 12 == len({r["trial_id"] for r in rows})  # 4 studies x 3 trials, each once
     assert all(r["status"] == "ok" and r["epochs"] >= 1 for r in rows)
     resumed = [r for r in rows if r["resumed_from_epoch"] is not None]
-    # The lost node's trials, and only those, went on from their checkpoints (the one that was
-    # struck at epoch 1 among them).
-    assert 1 in {r["resumed_from_epoch"] for r in resumed} and {r["trial_id"] for r in resumed} <= set(saved)
+    # The lost node's trials with a checkpoint, and only those, went on from exactly that
+    # checkpoint (the one struck at epoch 1 among them).
+    assert {r["trial_id"] for r in resumed} == on_lost & set(saved)
+    assert 1 in {r["resumed_from_epoch"] for r in resumed}
     assert all(r["resumed_from_epoch"] == saved[r["trial_id"]] for r in resumed)
     assert all(r["node_id"] != lost.node_id for r in resumed)  # went on elsewhere

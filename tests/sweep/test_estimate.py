@@ -36,6 +36,23 @@ def test_the_cost_model_of_each_part():
     assert parts["linear"]["count"] == 2 and parts["linear"]["source"] == "calibration"
 
 
+def test_augmented_views_are_their_own_extraction_part():
+    """K views cost K passes over the pool (no test set) beside the evaluation pass; the
+    paper grid's 4 views show as their own part of the estimate."""
+    import dataclasses
+
+    pool = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
+    patch = StudySpec(backbones=("test_resnet",), mode="linear", **{**COMMON, "dataset": "patchcam", "views": 4})
+    parts = {p["part"]: p for p in estimate([pool, patch], {**_costs(), "forward_s": {
+        arch_key("test_resnet", 32): 0.01, arch_key("test_resnet", 96): 0.02}, "head_s": {"linear:96": 0.001,
+        "linear:?": 0.001}})["parts"]}
+    assert parts["extraction, augmented views"]["count"] == 4
+    # 4 views x 220,025 published PatchCam training images x 0.02 s
+    assert parts["extraction, augmented views"]["seconds"] == pytest.approx(4 * 220_025 * 0.02, rel=1e-6)
+    assert parts["extraction"]["count"] == 2  # digits and patchcam, evaluation view each
+    assert dataclasses.replace(patch, views=1).study_id != patch.study_id
+
+
 def test_measured_costs_replace_the_calibrated_ones_they_cover():
     linear = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
     rows = [{"status": "ok", "epochs": 5, "wall_s": 10.0, "n_train": 50, "dataset": "digits", "mode": "linear",

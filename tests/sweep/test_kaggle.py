@@ -41,6 +41,66 @@ def test_hidden_label_sweep_writes_submissions_per_fold_and_ensemble(ray_local, 
         sub = list(reader)
     assert [r["id_code"] for r in sub] == test_ids
     assert all(r["diagnosis"] in {"0", "1", "2", "3", "4"} for r in sub)
+    _kaggle_scores_fill_the_cells(results, folder, tmp_path)
+
+
+def _kaggle_scores_fill_the_cells(results, folder, tmp_path):
+    """The report writes kaggle_scores.csv to fill; once filled, the cell is mean ± std over
+    the fold models' alpha-weighted scores, in the report's tables and in sweep results."""
+    import json
+    import statistics
+
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    report = tmp_path / "report"
+    first = CliRunner().invoke(main, ["report", "--results", results, "--out", str(report)])
+    assert first.exit_code == 0, first.output
+    assert "| aptos | linear test_resnet | - |" in (report / "report.md").read_text()  # no test score yet
+    with open(report / "kaggle_scores.csv") as f:
+        template = list(csv.DictReader(f))
+    assert {r["submission"] for r in template} == {f"{folder}/fold{k}.csv" for k in range(5)} | {f"{folder}/ensemble.csv"}
+    private = {f"{folder}/fold{k}.csv": 0.50 + 0.05 * k for k in range(5)}
+    filled = tmp_path / "filled.csv"
+    with open(filled, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", "dataset", "private", "public", "final"])
+        for name, p in private.items():
+            writer.writerow([name, "aptos", p, p - 0.1, ""])
+        writer.writerow([f"{folder}/ensemble.csv", "aptos", "", "", ""])  # not submitted yet
+    finals = [0.85 * p + 0.15 * (p - 0.1) for p in private.values()]
+    cells = CliRunner().invoke(main, ["results", "--results", results, "--level", "cells", "--format", "json",
+                                      "--kaggle-scores", str(filled)])
+    (cell,) = json.loads(cells.stdout)
+    assert cell["scored_by"] == "kaggle" and cell["folds"] == 5
+    assert cell["mean"] == pytest.approx(statistics.fmean(finals)) and cell["std"] == pytest.approx(statistics.stdev(finals))
+    again = CliRunner().invoke(main, ["report", "--results", results, "--out", str(report), "--kaggle-scores", str(filled)])
+    assert again.exit_code == 0, again.output
+    text = (report / "report.md").read_text()
+    assert f"| aptos | linear test_resnet | {statistics.fmean(finals):.4f} ± {statistics.stdev(finals):.4f} (Kaggle) |" in text
+    # A score file of another store, or a score that is not a number, is a named error.
+    with open(filled, "a", newline="") as f:
+        csv.writer(f).writerow(["aptos-linear-x-n25-0123456789/fold0.csv", "aptos", "0.5", "0.5", ""])
+    wrong = CliRunner().invoke(main, ["results", "--results", results, "--level", "cells", "--kaggle-scores", str(filled)])
+    assert wrong.exit_code == 1 and "is not one of this store's fold models" in wrong.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"submission,private,public\n{folder}/fold0.csv,0.8,n/a\n")
+    wrong = CliRunner().invoke(main, ["results", "--results", results, "--level", "cells", "--kaggle-scores", str(bad)])
+    assert wrong.exit_code == 1 and f"{bad} line 2" in wrong.output and "'n/a'" in wrong.output
+
+
+def test_the_original_pcam_release_is_scored_on_its_own_labelled_test_set(ray_local, tmp_path):
+    root = str(tmp_path / "pcam")
+    layouts.pcam_h5(root, counts=(("train", 16), ("valid", 4), ("test", 6)))
+    studies = [StudySpec(grid="pcam", dataset="patchcam", backbones=("test_resnet",), mode="linear", subset="10",
+                         n_train=10, fold=f, n_folds=2, n_trials=1, max_epochs=2, grace_period=1, cpus=0.5,
+                         batch_size=4) for f in range(2)]
+    results = str(tmp_path / "results")
+    summary = run_sweep(studies, RunOptions(results=results, data_roots={"patchcam": root}, verbose=0))
+    rows = ResultsStore(results).read_trials().to_pylist()
+    assert len(rows) == 2 and all(r["test_score"] is not None and 0 <= r["test_score"] <= 1 for r in rows)
+    assert summary.submissions == 0 and not os.path.exists(os.path.join(results, "submissions"))
 
 
 def test_kaggle_score_command():

@@ -36,8 +36,35 @@ def test_paired_comparison_of_two_backbones_over_the_same_folds():
     assert result["folds"] == 5 and result["difference"] == pytest.approx(np.mean(np.subtract(a, b)))
     assert result["p_ttest"] == pytest.approx(ttest_rel(a, b).pvalue)
     assert result["p_wilcoxon"] == pytest.approx(0.0625)  # all 5 differences positive: the smallest possible
-    assert result["significant"] == (result["p_holm"] < 0.05)
     assert all("random" not in r["a"] + r["b"] for r in paired_comparisons(rows))
+    # The corrected resampled t-test (Nadeau & Bengio), written out: variance x (1/k + 1/(k-1)).
+    from scipy.stats import t as student
+
+    d = np.subtract(a, b)
+    t = d.mean() / np.sqrt(d.var(ddof=1) * (1 / 5 + 1 / 4))
+    assert result["p_corrected"] == pytest.approx(2 * student.sf(abs(t), 4))
+    assert result["p_corrected"] > result["p_ttest"]  # the correction is the conservative one
+    assert result["significant"] == (result["p_corrected_holm"] < 0.05)
+
+
+def test_every_setting_that_makes_two_methods_differ_is_in_their_label():
+    from sweep.statistics import method_label
+
+    dvme = {"mode": "dvme", "backbone": "simclr+swav+dino", "backbones": ["simclr", "swav", "dino"], "attention": True}
+    labels = [method_label({**dvme, "attention_form": "listing", "views": 4}),
+              method_label({**dvme, "attention_form": "token", "views": 4}),
+              method_label({**dvme, "attention_form": "listing", "views": 1}),
+              method_label({**dvme, "attention": False, "views": 4}),
+              method_label({**dvme, "attention_form": "listing", "views": 4, "embedding_dtype": "float16"}),
+              method_label({"mode": "linear", "backbone": "dino", "views": 1}),
+              method_label({"mode": "linear", "backbone": "dino", "views": 4})]
+    assert len(set(labels)) == len(labels)
+    assert labels[0] == "dvme simclr+swav+dino (listing attention, 4 views)"
+    assert labels[1] == "dvme simclr+swav+dino (3-token attention, 4 views)"
+    # Two studies the labels would merge are an error, never a silent mix.
+    rows = [_study_row("dino", 0, 0.9), _study_row("dino", 0, 0.8)]
+    with pytest.raises(ValueError, match="does not tell them apart"):
+        paired_comparisons(rows)
 
 
 def test_cells_meet_the_papers_numbers_and_large_gaps_are_flagged():
@@ -50,6 +77,13 @@ def test_cells_meet_the_papers_numbers_and_large_gaps_are_flagged():
     dvme = {"mode": "dvme", "backbones": ["dino", "simclr", "swav"], "attention": False, "backbone": "x"}
     assert paper_method(dvme) == ("linear", "dvme_no_attention")
     assert paper_method({**dvme, "backbones": ["dino", "random"]}) is None
+    # The paper's DVME is its listing form: the 3-token variant never takes the paper's figure.
+    assert paper_method({**dvme, "attention": True, "attention_form": "listing"}) == ("linear", "dvme")
+    assert paper_method({**dvme, "attention": True, "attention_form": "token"}) is None
+    # F is the whole pool of the user's data: NIH's published files give 2,412 rows, the paper 2,414.
+    nih = compare({"dataset": "nih", "mode": "linear", "backbone": "dino", "backbones": ["dino"], "subset": "F",
+                   "n_train": 2412, "mean": 0.75, "std": 0.02, "views": 4})
+    assert nih["paper_mean"] == 0.7438 and nih["paper_table"] == "2"
 
 
 @pytest.fixture

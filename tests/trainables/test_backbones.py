@@ -49,6 +49,37 @@ def test_random_init_is_seeded():
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
 
 
+def test_random_is_the_papers_kaiming_resnet50_with_every_residual_branch_alive():
+    import numpy as np
+
+    from trainables.backbones import embed
+    from trainables.datasets import load_dataset
+
+    model, info = create_backbone("random", img_size=64)
+    last_bns = {n: m.weight for n, m in model.named_modules() if n.endswith(".bn3")}
+    assert len(last_bns) == 16 and all(torch.equal(w, torch.ones_like(w)) for w in last_bns.values())
+    # Kaiming normal, fan_out, as torchvision's resnet50(weights=None): std sqrt(2 / fan_out).
+    conv = model.layer3[0].conv2.weight
+    fan_out = conv.shape[0] * conv.shape[2] * conv.shape[3]
+    assert conv.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
+    # Frozen and random, its features still tell the digits 0 and 1 apart (nearest centroid,
+    # leave one out), as a random network's features do in the paper's tables.
+    data = load_dataset("digits")
+    picked = np.concatenate([np.flatnonzero(data.pool.labels == c)[:30] for c in (0, 1)])
+    images = torch.nn.functional.interpolate(data.pool.images[picked].float() / 255, size=64)
+    with torch.no_grad():
+        features = embed(model.eval(), info, images).numpy()
+    labels = data.pool.labels[picked]
+    right = 0
+    for i in range(len(labels)):
+        rest = np.arange(len(labels)) != i
+        centroids = [features[rest & (labels == c)].mean(0) for c in (0, 1)]
+        right += int(np.argmin([np.linalg.norm(features[i] - c) for c in centroids]) == labels[i])
+    assert right / len(labels) >= 0.9
+    # Its init options are part of what the cache keys it by.
+    assert weights_digest("random") == "init-seed0-zero_init_last=False"
+
+
 def test_flat_state_dict_with_classifier_loads_exactly(tmp_path):
     src = timm.create_model("resnet50", pretrained=False, num_classes=1000)
     path = tmp_path / "resnet50-0676ba61.pth"

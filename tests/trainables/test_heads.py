@@ -70,3 +70,19 @@ def test_token_attention_matches_what_the_block_computes():
     out = attn.proj((per_head @ qkv[2]).transpose(1, 2).reshape(3, 4, 8))
     torch.testing.assert_close(out, attn(x))
     torch.testing.assert_close(weights, per_head.mean(dim=1))
+
+
+def test_listing_form_runs_fused_attention_equal_to_the_written_out_one_and_analyses_in_chunks(monkeypatch):
+    import trainables.heads
+
+    torch.manual_seed(2)
+    head = DVME([6, 5, 4], n_classes=2, proj_dim=8, attention_form="listing").eval()
+    assert head.attn.fused_attn
+    feats = [torch.randn(5, d) for d in (6, 5, 4)]
+    fused = head(feats)
+    head.attn.fused_attn = False
+    torch.testing.assert_close(head(feats), fused)
+    whole = head.backbone_attention(feats)
+    # 24 tokens: 576 weights an image; a budget of 1,200 analyses two images at a time.
+    monkeypatch.setattr(trainables.heads, "ANALYSIS_FLOATS", 1200)
+    torch.testing.assert_close(head.backbone_attention(feats), whole)
