@@ -36,10 +36,18 @@ def test_resume_after_the_driver_is_killed(tmp_path):
             # checkpoint. The driver and the trial processes are frozen while it is read, so
             # no row or checkpoint can come or go before the kill.
             if len(recorded(store)) >= 6 and in_flight_now(store):
-                with frozen([driver.pid] + processes_titled()):
+                with frozen([driver.pid] + processes_titled()) as stopped:
                     state = in_flight_now(store)
                     if len(recorded(store)) < 20 and state:
-                        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+                        # The driver, the local Ray it started and every trial process die at
+                        # once (Ray's workers may sit in process groups of their own: killed
+                        # by name, frozen, they cannot save one more checkpoint first).
+                        os.killpg(driver.pid, signal.SIGKILL)
+                        for pid in stopped:
+                            try:
+                                os.kill(pid, signal.SIGKILL)
+                            except ProcessLookupError:
+                                pass
                         in_flight = state
             time.sleep(0.02)
         assert in_flight, "the sweep ended before it could be killed with a trial in flight"

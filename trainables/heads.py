@@ -1,4 +1,5 @@
-"""Heads trained on frozen embeddings: the linear probe and DVME (the paper's section 5.4).
+"""The models trials train: the linear probe and DVME (the paper's section 5.4) on frozen
+embeddings, and a finetuned backbone with its classifier.
 
 DVME projects each backbone's embedding to ``proj_dim``, lets self-attention weigh the
 backbones against each other, then layer norm, a projection back to ``proj_dim``, ReLU,
@@ -36,6 +37,31 @@ def attention_weights(attn: Attention, x: torch.Tensor) -> torch.Tensor:
     q, k, _ = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
     return ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1).mean(dim=1)
+
+
+class LinearProbe(nn.Module):
+    """The linear evaluation head: one linear layer on one frozen backbone's embedding."""
+
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, n_classes)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.linear(features[0])
+
+
+class Finetuned(nn.Module):
+    """A whole backbone and a linear classifier on its embedding, every layer trained."""
+
+    def __init__(self, backbone: nn.Module, info, dim: int, n_classes: int):
+        super().__init__()
+        self.backbone, self.info = backbone, info
+        self.classifier = nn.Linear(dim, n_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from trainables.backbones import embed
+
+        return self.classifier(embed(self.backbone, self.info, images))
 
 
 class DVME(nn.Module):

@@ -30,7 +30,7 @@ from trainables.datasets import get_dataset_info, load_dataset
 from trainables.embeddings import load_embeddings
 from trainables.checkpoints import load_checkpoint, save_checkpoint
 from trainables.engine import Fit, predict
-from trainables.heads import DVME
+from trainables.heads import DVME, Finetuned, LinearProbe
 from trainables.memory import resident_mib
 from trainables.metrics import score
 from trainables.splits import balanced_subset, fold_split
@@ -49,25 +49,6 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i):
         return self.transform(self.images[i]), self.labels[i]
-
-
-class LinearProbe(nn.Module):
-    def __init__(self, dim: int, n_classes: int):
-        super().__init__()
-        self.linear = nn.Linear(dim, n_classes)
-
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.linear(features[0])
-
-
-class Finetuned(nn.Module):
-    def __init__(self, backbone: nn.Module, info, dim: int, n_classes: int):
-        super().__init__()
-        self.backbone, self.info = backbone, info
-        self.classifier = nn.Linear(dim, n_classes)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(embed(self.backbone, self.info, images))
 
 
 def study_split(labels: np.ndarray, groups: Optional[np.ndarray], config: dict):

@@ -53,22 +53,51 @@ def test_paper_grid_is_the_papers_whole_design():
 @pytest.mark.skipif(not os.path.exists(PAPER_RESULTS), reason="shared/paper not beside the checkout")
 def test_paper_grid_has_every_cell_the_paper_reports():
     studies = load_grid("paper")
-    ours = {(s.dataset, s.mode, s.n_train) for s in studies}
+    # F of a whole-pool dataset is counted in the data (n_train None until then).
+    ours = {(s.dataset, s.mode, "F" if s.n_train is None else s.n_train) for s in studies}
     with open(PAPER_RESULTS) as f:
         for row in csv.DictReader(f):
+            whole_pool = {"aptos": 3662, "pneumonia": 5216, "nih": 2414}.get(row["dataset"])
+            size = "F" if int(row["n_train"]) == whole_pool else int(row["n_train"])
             mode = "linear" if row["mode"] == "linear" and "dvme" not in row["method"] else row["mode"]
             if "dvme" in row["method"]:
                 mode = "dvme"
             if row["method"] == "best_single":
                 continue
-            assert (row["dataset"], mode, int(row["n_train"])) in ours, row
+            assert (row["dataset"], mode, size) in ours, row
     labels = {(s.dataset, s.subset) for s in studies if s.subset in "SMF"}
     assert len(labels) == 12
-    assert paper.DETAIL_SIZES["nih"] == (20, 50, 100, 150, 200, 2414)
+    assert paper.DETAIL_SIZES["nih"] == (20, 50, 100, 150, 200, None)
+
+
+def test_paper_grid_settings_are_the_papers():
+    studies = load_grid("paper")
+    # F: the whole pool for aptos, pneumonia, nih (counted in the data); PatchCam's 50,000.
+    full = {(s.dataset, s.n_train) for s in studies if s.subset == "F"}
+    assert full == {("patchcam", 50000), ("aptos", None), ("pneumonia", None), ("nih", None)}
+    frozen = [s for s in studies if s.mode != "finetune"]
+    assert {s.views for s in frozen} == {4}  # augmented, as in all the paper's experiments
+    assert {s.attention_form for s in studies if s.mode == "dvme" and s.attention} == {"listing"}
+    assert {s.proj_dim for s in studies if s.mode == "dvme"} == {512}
+
+
+def test_each_paper_plus_study_differs_from_a_paper_study_in_one_setting():
+    import dataclasses
+
+    paper_studies = {dataclasses.replace(s, grid="x") for s in load_grid("paper")}
+    plus = load_grid("paper_plus")
+    assert not {dataclasses.replace(s, grid="x") for s in plus} & paper_studies  # nothing run twice
+    for s in plus:
+        twins = [dataclasses.replace(s, grid="x", **{k: v for k, v in changes})
+                 for changes in ((("views", 4),), (("attention_form", "listing"),))]
+        assert sum(t in paper_studies for t in twins) == 1, s
+    assert {(s.mode, s.views, s.attention_form, s.attention) for s in plus} == {
+        ("linear", 1, "token", True), ("dvme", 4, "token", True), ("dvme", 1, "listing", True),
+        ("dvme", 1, "listing", False)}
 
 
 def test_unknown_grid_lists_the_valid_ones():
-    with pytest.raises(SpecError, match="unknown grid 'papr'; valid grids: demo, paper"):
+    with pytest.raises(SpecError, match="unknown grid 'papr'; valid grids: demo, paper, paper_plus"):
         load_grid("papr")
 
 
