@@ -17,6 +17,7 @@ share).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 
@@ -24,7 +25,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sweep.spec import StudySpec, study_config
+from sweep.runner import standalone_context
+from sweep.spec import StudySpec
+from trainables.context import TrialRun
 from trainables.backbones import create_backbone, embed
 from trainables.datasets import get_dataset_info, load_dataset
 from trainables.embeddings import ensure_embeddings
@@ -53,21 +56,22 @@ class FrozenProbe(nn.Module):
         return self.linear(features)
 
 
-def naive(config: dict, lrs=LRS) -> None:
+def naive(context, lrs=LRS, max_epochs=None) -> None:
+    study = context.study
     data = load_dataset("digits")
     ds_info = get_dataset_info("digits")
-    train_rows, val_rows = study_split(data.pool.labels, None, config)
+    train_rows, val_rows = study_split(context)
     for lr in lrs:
-        backbone, info = create_backbone(config["backbones"][0], img_size=ds_info.image_size)
+        backbone, info = create_backbone(study.backbones[0], img_size=ds_info.image_size)
         tf = build_transform(ds_info, info, train=False)
         train = DataLoader(ImageDataset(data.pool.images[train_rows], data.pool.labels[train_rows], tf),
-                           batch_size=config["batch_size"], shuffle=True)
+                           batch_size=study.batch_size, shuffle=True)
         val = DataLoader(ImageDataset(data.pool.images[val_rows], data.pool.labels[val_rows], tf),
-                         batch_size=config["batch_size"])
-        test = DataLoader(ImageDataset(data.test.images, data.test.labels, tf), batch_size=config["batch_size"])
+                         batch_size=study.batch_size)
+        test = DataLoader(ImageDataset(data.test.images, data.test.labels, tf), batch_size=study.batch_size)
         model = FrozenProbe(backbone, info, backbone.num_features, 10)
         best = -1.0
-        for record in fit(model, train, val, lr=lr, max_epochs=config["max_epochs"], metric="auc",
+        for record in fit(model, train, val, lr=lr, max_epochs=max_epochs or study.max_epochs, metric="auc",
                           parameters=list(model.linear.parameters())):
             if record["val_score"] > best:  # as trial_epochs: score the test set of the selected epoch
                 best = record["val_score"]
@@ -86,24 +90,25 @@ def main() -> None:
     torch.set_num_threads(1)  # as a packed trial runs
     spec = StudySpec(grid="bench", dataset="digits", backbones=(args.backbone,), mode="linear", subset="M",
                      n_train=args.n_train, fold=0, max_epochs=args.epochs, batch_size=32)
-    config = {**study_config(spec), "n_classes": 10, "data_roots": {}, "weights": {}}
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
-        path = ensure_embeddings("digits", None, args.backbone, None, cache, progress=False)
+        path = ensure_embeddings("digits", None, args.backbone, None, os.path.join(work, "cache"), progress=False)
         extract = time.perf_counter() - start
+        context = standalone_context(spec, os.path.join(work, "results"), {args.backbone: (path,)})
+        warm_up = standalone_context(spec.replace(max_epochs=1, grace_period=1), os.path.join(work, "results"), {args.backbone: (path,)})
         # One untimed epoch of each path first: lazy imports and first-call set-up are paid
         # once per worker process in a sweep, not once per trial.
-        for _ in trial_epochs({**config, "max_epochs": 1, "lr": LRS[0], "embedding_files": {args.backbone: path}}):
+        for _ in trial_epochs(TrialRun(warm_up, LRS[0], "warm-up")):
             pass
-        naive({**config, "max_epochs": 1}, LRS[:1])
+        naive(context, LRS[:1], max_epochs=1)
         start = time.perf_counter()
-        for lr in LRS:
-            for _ in trial_epochs({**config, "lr": lr, "embedding_files": {args.backbone: path}}):
+        for i, lr in enumerate(LRS):
+            for _ in trial_epochs(TrialRun(context, lr, f"t{i}")):
                 pass
         cached = time.perf_counter() - start
-    start = time.perf_counter()
-    naive(config)
-    naive_s = time.perf_counter() - start
+        start = time.perf_counter()
+        naive(context)
+        naive_s = time.perf_counter() - start
     share = extract / args.sharing
     print(f"{args.backbone}, {args.n_train} images, {args.epochs} epochs, {len(LRS)} learning rates, 1 thread")
     print(f"(a) cached: training {cached:.2f} s; extraction {extract:.2f} s once (all 1,797 images), "

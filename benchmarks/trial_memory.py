@@ -29,7 +29,11 @@ CHILD = r"""
 import json, sys
 from trainables.memory import private_mib, resident_mib
 import torch
-from sweep.spec import StudySpec, study_config
+import numpy as np
+from sweep.spec import StudySpec
+from trainables.context import TrialContext, TrialRun
+from trainables.embeddings import load_embeddings
+from trainables.splits import balanced_subset, fold_split
 from trainables.trainable import trial_epochs
 
 path, n_train, pool = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -38,8 +42,16 @@ with open("/proc/self/clear_refs", "w") as f:
 before = {"resident": resident_mib(), "private": private_mib()}
 spec = StudySpec(grid="bench", dataset="patchcam", backbones=("random",), mode="linear", subset=str(n_train),
                  n_train=n_train, fold=0, max_epochs=2, grace_period=1, batch_size=64)
-config = {**study_config(spec), "lr": 1e-3, "n_classes": 2, "embedding_files": {"random": path},
-          "data_roots": {}, "weights": {}}
+# The split a sweep's driver would write (sweep/manifests.py), over the cache's own labels.
+labels = load_embeddings(path)["pool"].labels
+subset = balanced_subset(labels, n_train, spec.seed)
+train, val = fold_split(labels, subset, spec.n_folds, spec.fold, spec.seed)
+manifest = path + ".manifest.json"
+with open(manifest, "w") as f:
+    json.dump({"train_rows": train.tolist(), "val_rows": val.tolist()}, f)
+context = TrialContext(study=spec, cpus=1.0, gpus=0.0, data_root=None, holdout=None, skip=None, weights={},
+                       n_classes=2, manifest_file=manifest, manifest_digest="bench", embedding_files={"random": (path,)},
+                       store_root=path + ".store", checkpoint_every_s=None)
 def cache_pages():
     # resident MiB of the cache file mapping, read while the trial holds it
     mapped, current = 0.0, None
@@ -51,7 +63,7 @@ def cache_pages():
     return mapped
 
 mapped = 0.0
-for record in trial_epochs(config):
+for record in trial_epochs(TrialRun(context, 1e-3, "bench")):
     mapped = max(mapped, cache_pages())
 peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
 print(json.dumps({"before": before, "peak_resident": peak, "private": private_mib(), "cache_pages": mapped,

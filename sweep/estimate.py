@@ -37,6 +37,7 @@ from sweep.spec import SpecError, StudySpec
 from trainables.backbones import build_architecture, embed, get_backbone_info
 from trainables.datasets import get_dataset_info
 from trainables.embeddings import cached_views
+from trainables.modes import get_mode
 
 TEST_SCORING_SHARE = 0.5  # test set scored at this share of the epochs (those that improve validation)
 
@@ -59,11 +60,12 @@ def _needs(studies: list[StudySpec]) -> tuple[set, set, set]:
     forward, train, heads = set(), set(), set()
     for s in studies:
         size = get_dataset_info(s.dataset).image_size
+        frozen = get_mode(s.mode).frozen
         for b in s.backbones:
             forward.add((b, size))
-            if s.mode == "finetune":
+            if not frozen:
                 train.add((b, size, s.batch_size))
-        if s.mode != "finetune":
+        if frozen:
             heads.add(s)
     return forward, train, heads
 
@@ -146,15 +148,7 @@ def calibrate(studies: list[StudySpec], device: Optional[str] = None, echo=None)
 
 def _head_seconds_per_row(study: StudySpec, widths: list[int], dev) -> float:
     """One training epoch of the study's head over 2,048 random rows, per row."""
-    from trainables.heads import DVME
-    from trainables.trainable import LinearProbe
-
-    if study.mode == "linear":
-        head = LinearProbe(widths[0], 5)
-    else:
-        head = DVME(widths, 5, proj_dim=study.proj_dim, attention=study.attention,
-                    attention_form=study.attention_form)
-    head = head.to(dev)
+    head = get_mode(study.mode).head(widths, 5, study).to(dev)
     rows = [torch.randn(2048, w, device=dev) for w in widths]
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
 
@@ -208,7 +202,7 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
         observed = measured["trial_row_epoch_s"].get("|".join((s.dataset, s.mode, s.backbone)))
         if observed is not None:
             per_trial, src = s.max_epochs * s.n_train * observed, "measured"
-        elif s.mode == "finetune":
+        elif not get_mode(s.mode).frozen:
             key = arch_key(s.backbones[0], info.image_size)
             fwd = _lookup(costs["forward_s"], key, "forward", source)
             train = _lookup(costs["train_s"], key, "training", source)
@@ -220,7 +214,7 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
             src = source
         part["seconds"] += s.n_trials * per_trial
         part["sources"].add(src)
-        if s.mode != "finetune":
+        if get_mode(s.mode).frozen:
             extractions |= {(s.dataset, b, v) for b in s.backbones for v in cached_views(s.views)}
     for dataset, backbone, view in sorted(extractions):
         # The augmented views (--views K) apart: what training frozen heads on augmented

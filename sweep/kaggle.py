@@ -20,6 +20,7 @@ import io
 import numpy as np
 
 from trainables import storage
+from trainables.artifacts import TrialFiles
 from trainables.datasets import DatasetError, get_dataset_info
 
 
@@ -60,7 +61,7 @@ def write_submissions(root: str, studies: list[dict], test_ids: dict[str, list[s
         folder = storage.join(root, "submissions", f"{first['dataset']}-{first['mode']}-{first['backbone']}-n{first['n_train']}-{cell_id}")
         fold_probs = []
         for row in sorted(rows, key=lambda r: r["fold"]):
-            path = storage.join(root, "predictions", row["study_id"], f"{row['trial_id']}.npy")
+            path = TrialFiles(root, row["study_id"], row["trial_id"]).predictions
             if not storage.exists(path):
                 continue
             probs = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)

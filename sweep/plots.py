@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sweep.statistics import method_label  # noqa: E402
+from trainables.modes import get_mode  # noqa: E402
 
 DPI = 120
 
@@ -47,7 +48,7 @@ def size_curves(cells: list[dict], out_dir: str) -> list[str]:
     for c in cells:
         if c["mean"] is None:
             continue
-        group = (c["dataset"], "finetune" if c["mode"] == "finetune" else "frozen")
+        group = (c["dataset"], get_mode(c["mode"]).family)
         groups[group][method_label(c)].append(c)
     written = []
     for (dataset, kind), methods in sorted(groups.items()):
@@ -118,12 +119,13 @@ def tsne(entries: list[dict], out_dir: str, max_points: int = 1000, seed: int = 
     return written
 
 
-def tsne_dvme(studies: list[dict], features_dir: str, out_dir: str, seed: int = 0) -> list[str]:
+def tsne_dvme(studies: list[dict], store_root: str, out_dir: str, seed: int = 0) -> list[str]:
     """One PNG per dataset: the fused DVME embedding of each DVME method's selected trial at
     its largest training-set size (first fold), on the test images the trial kept."""
     import io
 
     from trainables import storage
+    from trainables.artifacts import TrialFiles
 
     chosen: dict = {}
     for s in studies:
@@ -134,7 +136,7 @@ def tsne_dvme(studies: list[dict], features_dir: str, out_dir: str, seed: int = 
             chosen[key] = s
     by_dataset: dict = defaultdict(list)
     for (dataset, label), s in sorted(chosen.items()):
-        path = storage.join(features_dir, s["study_id"], f"{s['trial_id']}.npz")
+        path = TrialFiles(store_root, s["study_id"], s["trial_id"]).dvme_features
         if not storage.exists(path):
             continue
         saved = np.load(io.BytesIO(storage.read_bytes(path)))

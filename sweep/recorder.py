@@ -15,7 +15,8 @@ from typing import Callable, Optional
 from ray.tune import Callback
 
 from sweep.faults import failure_text, is_machine_fault, trial_failure
-from sweep.spec import StudySpec
+from trainables.context import CONTEXT, TrialRun
+from trainables.study import StudySpec
 from sweep.store import ResultsStore
 from trainables.checkpoints import read_meta, remove_checkpoint
 
@@ -28,24 +29,26 @@ def _finite(value):
     return None if value is None or math.isnan(value) else float(value)
 
 
-def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str | None, context: dict) -> dict:
-    """One results row from a trial's config (study + lr + run context) and its last result."""
+def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str | None, facts: dict) -> dict:
+    """One results row from a trial's config (its TrialContext and lr), its last result and
+    the sweep's ``facts`` (metric, data fingerprint, weight digests, versions of each)."""
+    run = TrialRun.of(config, trial_id)  # a continued trial keeps the id of its first attempt
+    study, context = run.study, run.context
     epochs = int(result.get("epoch") or 0)
-    row = {name: config[name] for name in SPEC_FIELDS}
-    row["backbones"] = list(config["backbones"])
+    row = {name: getattr(study, name) for name in SPEC_FIELDS}
+    row["backbones"] = list(study.backbones)
     row.update(
-        backbone=config["backbone"],
-        study_id=config["study_id"],
-        cell_id=config["cell_id"],
-        # A trial resumed after a killed driver keeps the id it had (its files use it too).
-        trial_id=config.get("resume_trial_id") or trial_id,
-        lr=float(config["lr"]),
+        backbone=study.backbone,
+        study_id=study.study_id,
+        cell_id=study.cell_id,
+        trial_id=run.trial_id,
+        lr=run.lr,
         epochs=epochs,
         best_epoch=result.get("best_epoch"),
-        stopped_early=status == "ok" and not result.get("trial_error") and epochs < config["max_epochs"],
+        stopped_early=status == "ok" and not result.get("trial_error") and epochs < study.max_epochs,
         val_score=result.get("best_val_score"),
         test_score=_finite(result.get("test_score")),  # null where test labels are hidden
-        metric=context["metrics"][config["dataset"]],
+        metric=facts["metrics"][study.dataset],
         status=status,
         error=error,
         wall_s=result.get("trial_wall_s", result.get("time_total_s")),
@@ -56,12 +59,12 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         gpu_ids=result.get("gpu_ids"),
         started_at=result.get("started_at"),
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        data_fingerprint=context["fingerprints"].get(config["dataset"]),
-        manifest_digest=config.get("manifest_digest"),
+        data_fingerprint=facts["fingerprints"].get(study.dataset),
+        manifest_digest=context.manifest_digest,
         backbone_attention=result.get("backbone_attention"),
-        weights_digests=json.dumps({b: context["weights_digests"][b] for b in config["backbones"]}),
-        embedding_keys=json.dumps(config.get("embedding_keys", {})),
-        versions=json.dumps(context["versions"]),
+        weights_digests=json.dumps({b: facts["weights_digests"][b] for b in study.backbones}),
+        embedding_keys=json.dumps(context.embedding_keys),
+        versions=json.dumps(facts["versions"]),
     )
     if result.get("trial_error"):
         row.update(status="error", error=result["trial_error"])
@@ -98,7 +101,7 @@ def merged_epochs(*attempts: list[dict]) -> list[dict]:
 def row_trial_id(trial) -> str:
     """The id a trial's row and files carry: a trial run again (after a killed driver or a
     lost node) keeps the id of its first attempt."""
-    return trial.config.get("resume_trial_id") or trial.trial_id
+    return TrialRun.of(trial.config, trial.trial_id).trial_id
 
 
 class StoreCallback(Callback):
@@ -106,9 +109,9 @@ class StoreCallback(Callback):
     to its study (``requeue``), up to ``max_failures`` failures a trial, attempts counted
     together (sweep/faults.py)."""
 
-    def __init__(self, store: ResultsStore, context: dict, total: int = 0, echo=None,
+    def __init__(self, store: ResultsStore, facts: dict, total: int = 0, echo=None,
                  requeue: Optional[Callable[[dict, str], None]] = None, max_failures: int = 0):
-        self.store, self.context = store, context
+        self.store, self.facts = store, facts
         self.total, self.echo = total, echo
         self.requeue, self.max_failures = requeue, max_failures
         self.written: list[str] = []
@@ -119,7 +122,7 @@ class StoreCallback(Callback):
         self.epochs.setdefault(row_trial_id(trial), []).append(result)
 
     def _write(self, trial, status: str, error: str | None) -> None:
-        row = trial_row(trial.config, trial.last_result or {}, trial.trial_id, status, error, self.context)
+        row = trial_row(trial.config, trial.last_result or {}, trial.trial_id, status, error, self.facts)
         epochs = self.epochs.pop(row["trial_id"], [])
         if row["resumed_from_epoch"] is not None:
             # Epochs up to the checkpoint are in its .json: the driver may never have seen them
@@ -152,7 +155,7 @@ class StoreCallback(Callback):
             self.failures[row_id] = failures
             self.requeue(trial.config, row_id)
             if self.echo is not None:
-                self.echo(f"trial {row_id} ({trial.config['study_id']}) lost to a fault of the machine, "
+                self.echo(f"trial {row_id} ({trial.config[CONTEXT].study.study_id}) lost to a fault of the machine, "
                           f"run again ({failures} of at most {self.max_failures} failures): {text}")
             return
         self._write(trial, "error", f"{text} [failed {failures} time(s) on faults of the machine; "

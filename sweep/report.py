@@ -296,7 +296,7 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
     ours = {d for d in (c["dataset"] for c in cells)}
     entries = [e for e in list_cache(cache_dir) if e["dataset"] in ours]
     figures += plots.tsne(entries, plot_dir, max_points=tsne_points)
-    figures += plots.tsne_dvme(studies, store.features_dir, plot_dir)
+    figures += plots.tsne_dvme(studies, store.root, plot_dir)
     figures += plots.attention(studies, plot_dir)
     figures += plots.lr_landscape(trials, plot_dir)
     blocks.append(("h2", "Plots"))

@@ -9,7 +9,7 @@ public extension points.
 
 Example::
 
-    >>> searcher = StudySearcher([study_config(spec)], metric="val_score", mode="max")  # doctest: +SKIP
+    >>> searcher = StudySearcher(contexts, metric="val_score", mode="max")  # doctest: +SKIP
     >>> tune.TuneConfig(search_alg=searcher, scheduler=StudyScheduler(...), num_samples=-1)  # doctest: +SKIP
 """
 
@@ -23,16 +23,19 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from trainables.context import CONTEXT, LR, TrialContext, trial_config
+from trainables.study import StudySpec
+
 METRIC = "val_score"
 MODE = "max"
 
 
-def _optuna_for(config: dict, done: list[tuple[float, float]], failed: list[float] = ()) -> OptunaSearch:
+def _optuna_for(study: StudySpec, done: list[tuple[float, float]], failed: list[float] = ()) -> OptunaSearch:
     """One study's Optuna search, warm-started with trials already in the results store:
     their scores, and the learning rates whose trials failed (Optuna FAIL trials)."""
-    space = {"lr": optuna.distributions.FloatDistribution(config["lr_min"], config["lr_max"], log=True)}
+    space = {"lr": optuna.distributions.FloatDistribution(study.lr_min, study.lr_max, log=True)}
     # Seeded per study: the same grid suggests the same learning rates on every run.
-    sampler = optuna.samplers.TPESampler(seed=config["seed"] * 7919 + config["fold"], n_startup_trials=2)
+    sampler = optuna.samplers.TPESampler(seed=study.seed * 7919 + study.fold, n_startup_trials=2)
     search = OptunaSearch(
         space=space,
         metric=METRIC,
@@ -59,7 +62,7 @@ class _PickledState:
 
 
 class StudySearcher(_PickledState, Searcher):
-    """Suggests full trial configs (study fields + ``lr``), study by study.
+    """Suggests trial configs (``trial_config``: the study's TrialContext + ``lr``), study by study.
 
     ``max_in_flight_per_study`` (default 1) keeps a study's trials mostly one after another,
     so Optuna learns from finished trials and ASHA has rungs to compare against, while the
@@ -68,7 +71,7 @@ class StudySearcher(_PickledState, Searcher):
 
     def __init__(
         self,
-        studies: list[dict],
+        studies: list[TrialContext],
         metric: str = METRIC,
         mode: str = MODE,
         max_in_flight_per_study: int = 1,
@@ -80,11 +83,12 @@ class StudySearcher(_PickledState, Searcher):
         done = done or {}
         # Trials that were in flight when the last driver died, with a checkpoint each: they
         # are a study's first suggestions, with their own learning rate and trial id.
-        self._resumable = {sid: list(metas) for sid, metas in (resumable or {}).items() if sid in {c["study_id"] for c in studies}}
-        self._studies = {c["study_id"]: c for c in studies}
-        self._remaining = {sid: c["n_trials"] - len(done.get(sid, [])) for sid, c in self._studies.items()}
+        self._studies = {c.study.study_id: c for c in studies}
+        self._resumable = {sid: list(metas) for sid, metas in (resumable or {}).items() if sid in self._studies}
+        self._remaining = {sid: c.study.n_trials - len(done.get(sid, [])) for sid, c in self._studies.items()}
         failed = failed or {}
-        self._searchers = {sid: _optuna_for(c, done.get(sid, []), failed.get(sid, [])) for sid, c in self._studies.items()}
+        self._searchers = {sid: _optuna_for(c.study, done.get(sid, []), failed.get(sid, []))
+                           for sid, c in self._studies.items()}
         self._in_flight: dict[str, int] = {sid: 0 for sid in self._studies}
         self._trial_study: dict[str, str] = {}
         self._last_epoch: dict[str, int] = {}
@@ -115,12 +119,10 @@ class StudySearcher(_PickledState, Searcher):
             # OptunaSearch has no public way to queue one point beside evaluated ones.
             self._searchers[sid]._ot_study.enqueue_trial({"lr": resume["lr"]}, skip_if_exists=False)
         params = self._searchers[sid].suggest(trial_id)
-        if resume is not None:
-            params = {**params, "resume_trial_id": resume["trial_id"]}
         self._remaining[sid] -= 1
         self._in_flight[sid] += 1
         self._trial_study[trial_id] = sid
-        return {**self._studies[sid], **params}
+        return trial_config(self._studies[sid], params["lr"], resume["trial_id"] if resume else None)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         sid = self._trial_study.get(trial_id)
@@ -151,8 +153,8 @@ class StudySearcher(_PickledState, Searcher):
         """Run a trial again that a fault of the machine ended (sweep/faults.py): its study
         gets one more trial, suggested next with the same learning rate and ``trial_id``,
         which resumes from that trial's checkpoint when it saved one."""
-        sid = config["study_id"]
-        self._resumable.setdefault(sid, []).append({"lr": config["lr"], "trial_id": trial_id})
+        sid = config[CONTEXT].study.study_id
+        self._resumable.setdefault(sid, []).append({"lr": config[LR], "trial_id": trial_id})
         self._remaining[sid] += 1
 
     def study_of(self, trial_id: str) -> Optional[str]:
@@ -171,8 +173,8 @@ class StudyScheduler(_PickledState, FIFOScheduler):
         return (metric in (None, self._metric)) and (mode in (None, self._mode))
 
     def _for(self, trial) -> ASHAScheduler:
-        config = trial.config
-        sid = config["study_id"]
+        study = trial.config[CONTEXT].study
+        sid = study.study_id
         if sid not in self._asha:
             self._asha[sid] = ASHAScheduler(
                 # The trial's own epoch count, not Tune's iteration: a trial resumed from a
@@ -180,9 +182,9 @@ class StudyScheduler(_PickledState, FIFOScheduler):
                 time_attr="epoch",
                 metric=self._metric,
                 mode=self._mode,
-                max_t=config["max_epochs"],
-                grace_period=config["grace_period"],
-                reduction_factor=config["reduction_factor"],
+                max_t=study.max_epochs,
+                grace_period=study.grace_period,
+                reduction_factor=study.reduction_factor,
             )
         return self._asha[sid]
 

@@ -27,10 +27,12 @@ from sweep.manifests import write_manifests
 from sweep.queries import select_studies
 from sweep.planning import check_studies
 from sweep.preflight import resolve_inputs
-from sweep.spec import SpecError, StudySpec, resolve_pools, study_config
+from sweep.spec import SpecError, StudySpec, resolve_pools
 from sweep.store import ResultsStore, StoreError
 from trainables import storage
 from trainables.backbones import get_backbone_info, weights_digest
+from trainables.context import CONTEXT, TrialContext
+from trainables.modes import get_mode
 from trainables.datasets import DatasetError, get_dataset_info, load_dataset
 from trainables.embeddings import cached_views
 from trainables.images import ImageDecodeError
@@ -159,8 +161,8 @@ def extraction_requests(studies: list[StudySpec]) -> dict:
     view 0 (evaluation) always, views 1..K when the study trains on K augmented views."""
     out = {}
     for s in studies:
-        if s.mode == "finetune":
-            continue
+        if not get_mode(s.mode).frozen:
+            continue  # its backbone trains on images: nothing to cache
         out[s.study_id] = {
             b: [(s.dataset, b, v, s.embedding_dtype) for v in cached_views(s.views)] for b in s.backbones
         }
@@ -235,10 +237,50 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
     return files, extracted
 
 
-def _resumable(store: ResultsStore, configs: list[dict]) -> dict[str, list[dict]]:
+def trial_context(study: StudySpec, options: RunOptions, store: ResultsStore, n_classes: int,
+                  manifest: tuple[str, str], embedding_files: dict, skip: Optional[list], has_gpu: bool) -> TrialContext:
+    """What every trial of ``study`` reads (trainables/context.py), from the sweep's options
+    and what the driver prepared: the split, the cache files, the store."""
+    digest, manifest_file = manifest
+    return TrialContext(
+        study=study,
+        cpus=resource_override(options.cpus_per_trial, study, study.cpus),
+        gpus=resource_override(options.gpus_per_trial, study, study.gpus) if has_gpu else 0.0,
+        data_root=options.data_roots.get(study.dataset),
+        holdout=options.holdout,
+        skip=tuple(skip) if skip is not None else None,
+        weights={b: options.weights[b] for b in study.backbones if b in options.weights},
+        n_classes=n_classes,
+        manifest_file=manifest_file,
+        manifest_digest=digest,
+        embedding_files={b: tuple(paths) for b, paths in embedding_files.items()},
+        store_root=store.root,
+        checkpoint_every_s=options.checkpoint_every_s,
+    )
+
+
+def standalone_context(study: StudySpec, results: str, embedding_files: Optional[dict] = None,
+                       data_root: Optional[str] = None, checkpoint_every_s: Optional[float] = None,
+                       weights: Optional[dict] = None) -> TrialContext:
+    """The TrialContext of one study outside a sweep (a benchmark, a notebook): its split
+    written to ``results``/manifests as a sweep writes it, no GPU.
+
+    >>> run = TrialRun(standalone_context(study, "/tmp/r", {"test_resnet": path}), 1e-3, "t1")  # doctest: +SKIP
+    >>> records = list(trial_epochs(run))                                                      # doctest: +SKIP
+    """
+    data = load_dataset(study.dataset, data_root)
+    store = ResultsStore(results)
+    manifest = write_manifests(store.manifests_dir, [study], {study.dataset: data})[study.study_id]
+    options = RunOptions(results=results, data_roots={study.dataset: data_root} if data_root else {},
+                         weights=weights or {}, checkpoint_every_s=checkpoint_every_s)
+    return trial_context(study, options, store, len(data.classes), manifest, embedding_files or {}, None,
+                         has_gpu=False)
+
+
+def _resumable(store: ResultsStore, contexts: list[TrialContext]) -> dict[str, list[dict]]:
     """Checkpoints of trials in flight when the last driver died, of studies still pending and
     trained on the same split (the manifest digest); the rest are reported and left out."""
-    digests = {c["study_id"]: c.get("manifest_digest") for c in configs}
+    digests = {c.study.study_id: c.manifest_digest for c in contexts}
     out = {}
     for sid, metas in store.checkpoints_in_flight().items():
         if sid not in digests:
@@ -313,11 +355,10 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
                 f"{store.root} already holds trials of {len(ours)} of these studies; "
                 f"pass --resume to continue the sweep, or use another --results"
             )
-    # Costliest first (finetune, then DVME, then linear) so that no long trial starts last and
-    # leaves the rest of the machine idle while it finishes.
-    cost = {"finetune": 0, "dvme": 1, "linear": 2}
+    # Costliest first (the modes' run order: finetune, then DVME, then linear) so that no long
+    # trial starts last and leaves the rest of the machine idle while it finishes.
     pending = sorted(
-        (s for s in studies if len(done.get(s.study_id, [])) < s.n_trials), key=lambda s: cost[s.mode]
+        (s for s in studies if len(done.get(s.study_id, [])) < s.n_trials), key=lambda s: get_mode(s.mode).run_order
     )
     skipped = len(studies) - len(pending)
     if not pending:
@@ -375,37 +416,20 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     fingerprints = {d: data.fingerprint for d, data in datasets.items()}
     files, extracted = _extract_all(unique, options, cache_dir, has_gpu, skips, fingerprints)
 
-    configs = []
-    for s in pending:
-        config = study_config(s)
-        config["cpus"] = resource_override(options.cpus_per_trial, s, s.cpus)
-        config["gpus"] = resource_override(options.gpus_per_trial, s, s.gpus) if has_gpu else 0.0
-        config["data_roots"] = options.data_roots
-        config["n_classes"] = len(datasets[s.dataset].classes)
-        config["manifest_digest"], config["manifest_file"] = manifests[s.study_id]
-        config["predictions_dir"] = store.predictions_dir
-        config["features_dir"] = store.features_dir
-        config["holdout"] = options.holdout
-        config["skip"] = {s.dataset: skips[s.dataset]} if s.dataset in skips else {}
-        config["weights"] = options.weights
-        config["checkpoints_dir"] = store.checkpoints_dir
-        config["checkpoint_every_s"] = options.checkpoint_every_s
-        if s.study_id in requests:
-            config["embedding_files"] = {b: [files[r] for r in rs] for b, rs in requests[s.study_id].items()}
-            # The cache file is named by its key: no second key computation (which would read
-            # the weight file again on the driver).
-            config["embedding_keys"] = {
-                b: [storage.basename(p)[: -len(".arrow")] for p in paths] for b, paths in config["embedding_files"].items()
-            }
-        configs.append(config)
+    contexts = [
+        trial_context(s, options, store, n_classes=len(datasets[s.dataset].classes), manifest=manifests[s.study_id],
+                      embedding_files={b: [files[r] for r in rs] for b, rs in requests.get(s.study_id, {}).items()},
+                      skip=skips.get(s.dataset), has_gpu=has_gpu)
+        for s in pending
+    ]
 
     max_concurrent = options.max_concurrent or max(
-        1, int(resources.get("CPU", 1) / min(c["cpus"] for c in configs))
+        1, int(resources.get("CPU", 1) / min(c.cpus for c in contexts))
     )
-    resumable = _resumable(store, configs) if options.resume else {}
+    resumable = _resumable(store, contexts) if options.resume else {}
     if resumable and options.verbose:
         print_flush(f"resuming {sum(map(len, resumable.values()))} trial(s) from their checkpoints")
-    searcher = StudySearcher(configs, done={s.study_id: done.get(s.study_id, []) for s in pending},
+    searcher = StudySearcher(contexts, done={s.study_id: done.get(s.study_id, []) for s in pending},
                              resumable=resumable, failed={s.study_id: failed.get(s.study_id, []) for s in pending})
     remaining = sum(s.n_trials - len(done.get(s.study_id, [])) for s in pending)
     recorder = StoreCallback(store, context, total=remaining, echo=print_flush if options.verbose else None,
@@ -413,7 +437,7 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     trainable = tune.with_resources(
         run_trial,
         lambda config: tune.PlacementGroupFactory(
-            [{k: v for k, v in (("CPU", config["cpus"]), ("GPU", config["gpus"])) if v > 0}]
+            [{k: v for k, v in (("CPU", config[CONTEXT].cpus), ("GPU", config[CONTEXT].gpus)) if v > 0}]
         ),
     )
     tuner = tune.Tuner(

@@ -1,165 +1,17 @@
-"""The study: one (dataset, backbone(s), mode, subset size, fold) with its search settings.
+"""The study of a grid, as grid files import it: ``from sweep.spec import StudySpec``.
 
-A grid (``search_spaces/<name>.py``) is a list of ``StudySpec``. Every field is a plain value
-so that ``study_config(spec)`` can travel in a Ray Tune trial config and land, field by field,
-in every results row.
-
-Example::
-
-    >>> s = StudySpec(grid="demo", dataset="digits", backbones=("test_resnet",),
-    ...               mode="linear", subset="S", n_train=50, fold=0)
-    >>> s.backbone, s.cell_id == s.replace(fold=1).cell_id
-    ('test_resnet', True)
+The definition lives in trainables/study.py, beside what runs a trial, so that the trial reads
+the study typed (trainables/context.py) without importing the driver.
 """
 
-from __future__ import annotations
+from trainables.study import (  # noqa: F401  (re-exported for grids and the CLI)
+    ATTENTION_FORMS,
+    EMBEDDING_DTYPES,
+    FROZEN_MODES,
+    MODES,
+    SpecError,
+    StudySpec,
+    resolve_pools,
+)
 
-import dataclasses
-import hashlib
-import json
-from dataclasses import dataclass
-from typing import Optional
-
-MODES = ("linear", "finetune", "dvme")
-FROZEN_MODES = ("linear", "dvme")
-ATTENTION_FORMS = ("token", "listing")
-EMBEDDING_DTYPES = ("float32", "float16")
-
-
-class SpecError(ValueError):
-    """A study or grid that cannot run; the message names the field and what was expected."""
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    grid: str
-    dataset: str
-    backbones: tuple[str, ...]
-    mode: str
-    subset: str  # the label the tables use: "S", "M", "F" or a detail size
-    # Images drawn from the training pool (train + validation folds); None: every usable image
-    # of the pool (the paper's F), resolved from the data when a sweep starts (resolve_pools).
-    n_train: Optional[int]
-    fold: int
-    n_folds: int = 5
-    seed: int = 0
-    # Learning-rate search (log-uniform), the paper's 1e-4..1e-3 unless a mode says otherwise.
-    lr_min: float = 1e-4
-    lr_max: float = 1e-3
-    n_trials: int = 4
-    max_epochs: int = 30
-    # ASHA: rungs at grace_period * reduction_factor**k epochs, within this study only.
-    grace_period: int = 2
-    reduction_factor: int = 2
-    batch_size: int = 64
-    # Resources of one trial; gpus is a fraction of one GPU, ignored when Ray has none.
-    cpus: float = 1.0
-    gpus: float = 0.0
-    # Frozen modes only: augmented views of each training image in the embedding cache (1 =
-    # the evaluation transform only; K > 1 = K augmented views, one per epoch in turn) and the
-    # cache's stored dtype.
-    views: int = 1
-    embedding_dtype: str = "float32"
-    # DVME only.
-    proj_dim: int = 512
-    attention: bool = True
-    attention_form: str = "token"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.backbones, str) or not isinstance(self.backbones, tuple):
-            raise SpecError(f"backbones must be a tuple of names, got {self.backbones!r}")
-        if self.mode not in MODES:
-            raise SpecError(f"unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
-        if self.mode == "dvme" and len(self.backbones) < 2:
-            raise SpecError(f"mode 'dvme' fuses at least 2 backbones, got {self.backbones!r}")
-        if self.mode != "dvme" and len(self.backbones) != 1:
-            raise SpecError(f"mode {self.mode!r} takes exactly 1 backbone, got {self.backbones!r}")
-        if self.attention_form not in ATTENTION_FORMS:
-            raise SpecError(
-                f"unknown attention_form {self.attention_form!r}; valid: {', '.join(ATTENTION_FORMS)}"
-            )
-        if not 0 <= self.fold < self.n_folds:
-            raise SpecError(f"fold {self.fold} outside 0..{self.n_folds - 1}")
-        if self.n_folds < 2:
-            raise SpecError(f"n_folds must be at least 2, got {self.n_folds}")
-        if self.n_train is not None and self.n_train < self.n_folds:
-            raise SpecError(f"n_train {self.n_train} is smaller than n_folds {self.n_folds}")
-        if not 0 < self.lr_min <= self.lr_max:
-            raise SpecError(f"learning-rate range {self.lr_min}..{self.lr_max} is not 0 < min <= max")
-        if self.n_trials < 1 or self.max_epochs < 1 or self.batch_size < 1:
-            raise SpecError("n_trials, max_epochs and batch_size must be positive")
-        if not 1 <= self.grace_period <= self.max_epochs:
-            raise SpecError(f"grace_period {self.grace_period} outside 1..max_epochs {self.max_epochs}")
-        if self.reduction_factor < 2:
-            raise SpecError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
-        if self.views < 1:
-            raise SpecError(f"views must be at least 1, got {self.views}")
-        if self.mode not in FROZEN_MODES and (self.views != 1 or self.embedding_dtype != "float32"):
-            raise SpecError(
-                f"views and embedding_dtype apply to the frozen modes ({', '.join(FROZEN_MODES)}); "
-                f"mode {self.mode!r} augments its images on the fly"
-            )
-        if self.embedding_dtype not in EMBEDDING_DTYPES:
-            raise SpecError(
-                f"unknown embedding_dtype {self.embedding_dtype!r}; valid: {', '.join(EMBEDDING_DTYPES)}"
-            )
-        if self.cpus <= 0 or self.gpus < 0:
-            raise SpecError(f"resources cpus={self.cpus} gpus={self.gpus}: cpus > 0, gpus >= 0")
-
-    @property
-    def backbone(self) -> str:
-        """The backbone column of the tables: DVME's fused set reads 'a+b+c'."""
-        return "+".join(self.backbones)
-
-    def replace(self, **changes) -> "StudySpec":
-        return dataclasses.replace(self, **changes)
-
-    def _digest(self, fields: dict) -> str:
-        blob = json.dumps(fields, sort_keys=True, default=list).encode()
-        return hashlib.sha256(blob).hexdigest()[:10]
-
-    @property
-    def cell_id(self) -> str:
-        """Identifies the study without its fold: the paper's numbers are cells."""
-        fields = dataclasses.asdict(self)
-        fields.pop("fold")
-        return self._digest(fields)
-
-    @property
-    def study_id(self) -> str:
-        """Readable and unique: dataset, mode, backbone, size, fold, then a digest of all fields."""
-        return (
-            f"{self.dataset}-{self.mode}-{self.backbone}-n{'pool' if self.n_train is None else self.n_train}-f{self.fold}-"
-            f"{self._digest(dataclasses.asdict(self))}"
-        )
-
-
-def resolve_pools(studies: list[StudySpec], pool_sizes: dict[str, int]) -> list[StudySpec]:
-    """The studies with ``n_train=None`` (the whole pool) given the usable pool size of their
-    dataset, as the data holds it (``pool_sizes``: dataset -> images); the others (and those of
-    a dataset not in ``pool_sizes``) unchanged.
-    The resolved size is the study's, its id's and every row's ``n_train``.
-
-    >>> s = StudySpec(grid="g", dataset="nih", backbones=("random",), mode="linear", subset="F", n_train=None, fold=0)
-    >>> resolve_pools([s], {"nih": 2412})[0].n_train
-    2412
-    """
-    return [s.replace(n_train=pool_sizes[s.dataset]) if s.n_train is None and s.dataset in pool_sizes else s
-            for s in studies]
-
-
-def study_config(spec: StudySpec) -> dict:
-    """The Tune config of one study's trials (before the searcher adds ``lr``)."""
-    config = dataclasses.asdict(spec)
-    config["backbones"] = list(spec.backbones)
-    config["backbone"] = spec.backbone
-    config["study_id"] = spec.study_id
-    config["cell_id"] = spec.cell_id
-    return config
-
-
-def spec_from_config(config: dict) -> StudySpec:
-    names = {f.name for f in dataclasses.fields(StudySpec)}
-    fields = {k: v for k, v in config.items() if k in names}
-    fields["backbones"] = tuple(fields["backbones"])
-    return StudySpec(**fields)
+__all__ = ["ATTENTION_FORMS", "EMBEDDING_DTYPES", "FROZEN_MODES", "MODES", "SpecError", "StudySpec", "resolve_pools"]

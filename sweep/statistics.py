@@ -32,6 +32,8 @@ from types import SimpleNamespace
 import numpy as np
 from scipy.stats import ttest_rel, wilcoxon
 
+from trainables.modes import get_mode
+
 ALPHA = 0.05
 
 
@@ -57,7 +59,7 @@ def method_label(row: dict) -> str:
 
 
 def family_of(row: dict) -> tuple:
-    return row["dataset"], "finetune" if row["mode"] == "finetune" else "frozen", int(row["n_train"])
+    return row["dataset"], get_mode(row["mode"]).family, int(row["n_train"])
 
 
 def holm(p_values: list[float]) -> list[float]:

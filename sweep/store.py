@@ -46,7 +46,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from trainables import storage
+from trainables import artifacts, storage
+from trainables.artifacts import TrialFiles
 
 MIN_FREE_MIB = 64  # refuse to start a sweep on a nearly full disk rather than fail mid-way
 # 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib, gpu_ids, started_at; 3: resumed_from_epoch
@@ -176,15 +177,15 @@ class ResultsStore:
         # them out and say so once each; `sweep run --resume` moves them to quarantine/.
         self.unreadable: dict[str, str] = {}
         self._warn = warn
-        self.trials_dir = storage.join(self.root, "trials")
+        self.trials_dir = artifacts.folder(self.root, "row")
         self.cache_dir = storage.join(self.root, "cache")
         self.ray_dir = storage.join(self.root, "ray")
         self.manifests_dir = storage.join(self.root, "manifests")
-        self.predictions_dir = storage.join(self.root, "predictions")
+        self.predictions_dir = artifacts.folder(self.root, "predictions")
         self.skipped_dir = storage.join(self.root, "skipped")
-        self.history_dir = storage.join(self.root, "history")
-        self.features_dir = storage.join(self.root, "dvme_features")
-        self.checkpoints_dir = storage.join(self.root, "checkpoints")
+        self.history_dir = artifacts.folder(self.root, "history")
+        self.features_dir = artifacts.folder(self.root, "dvme_features")
+        self.checkpoints_dir = artifacts.folder(self.root, "checkpoint")
         self.quarantine_dir = storage.join(self.root, "quarantine")
 
     @property
@@ -275,7 +276,7 @@ class ResultsStore:
         storage.write_atomic(path, json.dumps(obj, indent=2).encode())
 
     def trial_path(self, study_id: str, trial_id: str) -> str:
-        return storage.join(self.trials_dir, study_id, f"{trial_id}.parquet")
+        return TrialFiles(self.root, study_id, trial_id).row
 
     def write_trial(self, row: dict) -> str:
         """Write one trial row atomically; returns its path."""
@@ -291,7 +292,7 @@ class ResultsStore:
         return storage.join(self.root, "index", "trials.parquet")
 
     def history_path(self, study_id: str, trial_id: str) -> str:
-        return storage.join(self.history_dir, study_id, f"{trial_id}.parquet")
+        return TrialFiles(self.root, study_id, trial_id).history
 
     def write_history(self, study_id: str, trial_id: str, epochs: list[dict]) -> str:
         """One trial's per-epoch records, atomically (written before its trials row)."""

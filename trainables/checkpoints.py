@@ -32,6 +32,7 @@ from typing import Optional
 import torch
 
 from trainables import storage
+from trainables.artifacts import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,10 @@ FORMAT = 1
 
 
 def checkpoint_paths(folder: str, study_id: str, trial_id: str) -> tuple[str, str]:
+    """(.pt, .json) of a trial's checkpoint in the store's checkpoints ``folder``: the names
+    trainables/artifacts.py gives them."""
     base = storage.join(folder, study_id, trial_id)
-    return f"{base}.pt", f"{base}.json"
+    return base + KINDS["checkpoint"][1], base + KINDS["checkpoint_meta"][1]
 
 
 def save_checkpoint(folder: str, study_id: str, trial_id: str, state: dict, meta: dict) -> None:

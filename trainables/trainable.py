@@ -1,8 +1,9 @@
 """What runs inside one Ray Tune trial: one learning rate of one study.
 
-Everything comes from the config (the study's fields, ``lr`` from the searcher, and the run
-context: data roots, weights, embedding files). Frozen modes (linear, dvme) train a head on
-cached embeddings and never run a backbone; finetune trains the whole backbone on images.
+Everything comes from the trial's config: its ``TrialContext`` (the study, the data, weights,
+split and cache files, where its files go: trainables/context.py) and its learning rate.
+Frozen modes (trainables/modes.py: linear, dvme) train a head on cached embeddings and never
+run a backbone; finetune trains the whole backbone on images.
 
 Each epoch is reported once. ``test_score`` is the test score of the epoch with the best
 validation score so far (scored whenever validation improves), so a trial that ASHA stops
@@ -23,17 +24,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from trainables import storage
-from trainables.backbones import create_backbone, embed, embedding_dim
+from trainables import artifacts, storage
+from trainables.backbones import create_backbone, embedding_dim
 from trainables.batches import FeatureBatches, balanced_weights
 from trainables.datasets import get_dataset_info, load_dataset
 from trainables.embeddings import load_embeddings
 from trainables.checkpoints import load_checkpoint, save_checkpoint
 from trainables.engine import Fit, predict
-from trainables.heads import DVME, Finetuned, LinearProbe
+from trainables.context import TrialContext, TrialRun
+from trainables.heads import DVME, Finetuned
 from trainables.memory import resident_mib
 from trainables.metrics import score
-from trainables.splits import balanced_subset, fold_split
+from trainables.modes import get_mode
 from trainables.transforms import build_transform
 
 
@@ -51,14 +53,11 @@ class ImageDataset(Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def study_split(labels: np.ndarray, groups: Optional[np.ndarray], config: dict):
-    """(train, validation) pool indices: from the driver's fold manifest when the sweep wrote
-    one (so the row's manifest digest is the split used), else computed the same way."""
-    if config.get("manifest_file"):
-        manifest = json.loads(storage.read_bytes(config["manifest_file"]))
-        return np.asarray(manifest["train_rows"], dtype=np.int64), np.asarray(manifest["val_rows"], dtype=np.int64)
-    subset = balanced_subset(labels, config["n_train"], config["seed"])
-    return fold_split(labels, subset, config["n_folds"], config["fold"], config["seed"], groups)
+def study_split(context: TrialContext) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) pool indices: the driver's fold manifest, so that the row's
+    manifest digest is the split the trial used."""
+    manifest = json.loads(storage.read_bytes(context.manifest_file))
+    return np.asarray(manifest["train_rows"], dtype=np.int64), np.asarray(manifest["val_rows"], dtype=np.int64)
 
 
 def _loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, balance: bool = False,
@@ -77,74 +76,51 @@ def class_balanced_sampler(labels: torch.Tensor, generator: torch.Generator) -> 
                                  generator=generator)
 
 
-def _view_files(entry) -> list[str]:
-    """A backbone's cache files: [evaluation view, training views...] (one path: one view)."""
-    return [entry] if isinstance(entry, str) else list(entry)
-
-
-def build_frozen(config: dict):
-    """Model and batches of a linear or DVME trial, from the embedding cache only.
+def build_frozen(context: TrialContext):
+    """Model and batches of a frozen-mode trial (linear, DVME), from the embedding cache only.
 
     Validation and test read view 0 (the evaluation transform); training reads the augmented
     views when the study has them (``views`` > 1), one per epoch in turn, else view 0.
     """
-    n_classes = config["n_classes"]
-    files = [_view_files(config["embedding_files"][b]) for b in config["backbones"]]
+    study = context.study
+    files = [context.embedding_files[b] for b in study.backbones]
     evaluation = [load_embeddings(storage.localize(f[0])) for f in files]
     pool, test = [c["pool"] for c in evaluation], [c["test"] for c in evaluation]
     augmented = [[load_embeddings(storage.localize(path))["pool"].features for path in f[1:]] for f in files]
     n_views = len(augmented[0])
     if any(len(a) != n_views for a in augmented):
-        raise ValueError(f"every backbone needs the same number of views: {config['embedding_files']}")
+        raise ValueError(f"every backbone needs the same number of views: {context.embedding_files}")
     train_views = [[a[v] for a in augmented] for v in range(n_views)] or [[p.features for p in pool]]
     labels = pool[0].labels
-    train_rows, val_rows = study_split(labels, pool[0].groups, config)
-    seed, batch = config["seed"], config["batch_size"]
-    balance = get_dataset_info(config["dataset"]).oversample
+    train_rows, val_rows = study_split(context)
+    balance = get_dataset_info(study.dataset).oversample
     # Evaluation batches can be large (heads have no batch statistics): a few matrix products
     # score the whole validation fold and test set.
-    evaluation_batch = max(batch, EVAL_BATCH)
+    evaluation_batch = max(study.batch_size, EVAL_BATCH)
     batches = (
-        FeatureBatches(train_views, labels, train_rows, batch, shuffle=True, seed=seed, balance=balance),
+        FeatureBatches(train_views, labels, train_rows, study.batch_size, shuffle=True, seed=study.seed, balance=balance),
         FeatureBatches([[p.features for p in pool]], labels, val_rows, evaluation_batch),
         FeatureBatches([[t.features for t in test]], test[0].labels, None, evaluation_batch),
     )
     dims = [p.features.shape[1] for p in pool]
-    if config["mode"] == "linear":
-        model = LinearProbe(dims[0], n_classes)
-    else:
-        model = DVME(
-            dims,
-            n_classes,
-            proj_dim=config["proj_dim"],
-            attention=config["attention"],
-            attention_form=config["attention_form"],
-        )
-    return model, batches
+    return get_mode(study.mode).head(dims, context.n_classes, study), batches
 
 
-def build_finetune(config: dict):
+def build_finetune(context: TrialContext):
     """Model and loaders of a finetuning trial: the whole backbone trains on images."""
-    name = config["backbones"][0]
-    ds_info = get_dataset_info(config["dataset"])
-    data = load_dataset(
-        config["dataset"],
-        config["data_roots"].get(config["dataset"]),
-        holdout=config.get("holdout"),
-        skip=config.get("skip", {}).get(config["dataset"]),
-    )
-    backbone, bb_info = create_backbone(
-        name,
-        img_size=ds_info.image_size,
-        weights_path=config["weights"].get(name),
-        seed=config["seed"],
-    )
-    train_rows, val_rows = study_split(data.pool.labels, data.pool.groups, config)
+    study = context.study
+    name = study.backbones[0]
+    ds_info = get_dataset_info(study.dataset)
+    data = load_dataset(study.dataset, context.data_root, holdout=context.holdout,
+                        skip=list(context.skip) if context.skip is not None else None)
+    backbone, bb_info = create_backbone(name, img_size=ds_info.image_size, weights_path=context.weights.get(name),
+                                        seed=study.seed)
+    train_rows, val_rows = study_split(context)
     train_tf = build_transform(ds_info, bb_info, train=True)
     eval_tf = build_transform(ds_info, bb_info, train=False)
-    seed, batch = config["seed"], config["batch_size"]
+    seed, batch = study.seed, study.batch_size
     # Decoding in worker processes when the trial has CPUs to spare (one stays for the model).
-    workers = max(0, int(config["cpus"]) - 1)
+    workers = max(0, int(context.cpus) - 1)
     pool = data.pool
     loaders = (
         _loader(ImageDataset(pool.images[train_rows], pool.labels[train_rows], train_tf), batch, True, seed,
@@ -209,11 +185,12 @@ class Checkpointer:
         self.last = time.monotonic()
 
     @classmethod
-    def for_trial(cls, config: dict, trial_id: str) -> Optional["Checkpointer"]:
-        if not config.get("checkpoints_dir") or config.get("checkpoint_every_s") is None:
+    def for_trial(cls, run: TrialRun) -> Optional["Checkpointer"]:
+        context = run.context
+        if context.checkpoint_every_s is None:
             return None
-        return cls(config["checkpoints_dir"], config["study_id"], trial_id, float(config["checkpoint_every_s"]),
-                   config.get("manifest_digest"))
+        return cls(artifacts.folder(context.store_root, "checkpoint"), run.study.study_id, run.trial_id,
+                   float(context.checkpoint_every_s), context.manifest_digest)
 
     def restore(self, fit: Fit, lr: float) -> Optional[dict]:
         """Load the trial's checkpoint into ``fit``; its saved extras (best-so-far selection,
@@ -242,30 +219,30 @@ RECORD_FIELDS = ("epoch", "train_loss", "val_loss", "val_score", "best_val_score
                  "trial_wall_s", "peak_rss_mib")
 
 
-def trial_epochs(config: dict, predictions_file: Optional[str] = None, features_file: Optional[str] = None,
-                 checkpointer: Optional[Checkpointer] = None) -> Iterator[dict]:
+def trial_epochs(run: TrialRun, checkpointer: Optional[Checkpointer] = None) -> Iterator[dict]:
     """Train one trial; yield each epoch's record with the best-so-far selection and test score.
 
     Where the test labels are hidden (Kaggle), there is no test score: the selected epoch's
-    test probabilities go to ``predictions_file`` instead, for the submission files.
+    test probabilities go to the trial's predictions file instead, for the submission files.
 
     With a ``checkpointer`` the trial resumes from its checkpoint when it has one (records
     then start at the epoch after it and carry ``resumed_from_epoch``) and saves new ones.
     ``trial_wall_s`` counts the time of every attempt.
     """
     started = time.monotonic()
-    torch.manual_seed(config["seed"] * 1009 + config["fold"])
-    torch.set_num_threads(max(1, int(config["cpus"])))
+    context, study, lr = run.context, run.study, run.lr
+    torch.manual_seed(study.seed * 1009 + study.fold)
+    torch.set_num_threads(max(1, int(context.cpus)))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    build = build_finetune if config["mode"] == "finetune" else build_frozen
-    model, (train, val, test) = build(config)
-    metric = get_dataset_info(config["dataset"]).metric
+    build = build_frozen if get_mode(study.mode).frozen else build_finetune
+    model, (train, val, test) = build(context)
+    metric = get_dataset_info(study.dataset).metric
     best: dict = {"best_val_score": -math.inf, "best_epoch": 0, "test_score": float("nan")}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     peak_rss = resident_mib()
-    fit = Fit(model, train, val, lr=config["lr"], max_epochs=config["max_epochs"], metric=metric, device=device)
-    resumed = checkpointer.restore(fit, config["lr"]) if checkpointer else None
+    fit = Fit(model, train, val, lr=lr, max_epochs=study.max_epochs, metric=metric, device=device)
+    resumed = checkpointer.restore(fit, lr) if checkpointer else None
     wall_before, records, resumed_from = 0.0, [], None
     if resumed is not None:
         best, wall_before, records = resumed["best"], resumed["wall_s"], resumed["records"]
@@ -275,13 +252,13 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None, features_
             _, probs, labels = predict(model, test, device)
             hidden = bool((labels < 0).any())
             test_score = float("nan") if hidden else score(metric, labels, probs, where="test set")
-            if hidden and predictions_file:
-                save_predictions(predictions_file, probs)
+            if hidden:
+                save_predictions(run.files.predictions, probs)
             best = {"best_val_score": record["val_score"], "best_epoch": record["epoch"], "test_score": test_score}
             if isinstance(model, DVME) and model.attn is not None:
                 best["backbone_attention"] = json.dumps(mean_attention(model, test, device))
-            if isinstance(model, DVME) and features_file:
-                save_dvme_features(features_file, model, test, device)
+            if isinstance(model, DVME):
+                save_dvme_features(run.files.dvme_features, model, test, device)
         peak_rss = max(peak_rss, resident_mib())
         memory = {"peak_rss_mib": round(peak_rss, 1)}
         if device.type == "cuda":
@@ -289,9 +266,9 @@ def trial_epochs(config: dict, predictions_file: Optional[str] = None, features_
         out = {**record, **best, **memory, "trial_wall_s": wall_before + time.monotonic() - started,
                "resumed_from_epoch": resumed_from}
         records.append({k: out.get(k) for k in RECORD_FIELDS})
-        if checkpointer and checkpointer.due(record["epoch"], config["max_epochs"]):
+        if checkpointer and checkpointer.due(record["epoch"], study.max_epochs):
             extras = {"best": best, "wall_s": out["trial_wall_s"], "peak_rss_mib": peak_rss}
-            checkpointer.save(fit, config["lr"], extras, records)
+            checkpointer.save(fit, lr, extras, records)
         yield out
 
 
@@ -307,17 +284,18 @@ def error_text(exc: BaseException) -> str:
 
 
 def run_trial(config: dict) -> None:
-    """The Ray Tune function trainable."""
+    """The Ray Tune function trainable: ``config`` is ``trial_config(context, lr, ...)``."""
     import gc
 
     import ray
     from ray import tune
 
+    run = TrialRun.of(config, tune.get_context().get_trial_id())
     # Tune reuses this actor for the next trial only if this one's thread ends within this
     # many seconds of being stopped (default 2): on a loaded node (a packed GPU, 2 cores) it
     # can take longer, and a failed reuse counts as a trial failure. Read at reuse time.
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
-    if not config["gpus"]:
+    if not run.context.gpus:
         # Ray sets no CUDA_VISIBLE_DEVICES for a trial without GPUs: on a GPU node it would
         # see (and allocate on) every GPU. Hide them before torch first touches CUDA.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -325,23 +303,16 @@ def run_trial(config: dict) -> None:
         # Ray packs fractional trials onto one GPU but does not cap their memory: cap each at
         # its fraction, so a trial that grows fails alone (out of memory) instead of starving
         # the others on its GPU.
-        torch.cuda.set_per_process_memory_fraction(min(1.0, float(config["gpus"])), 0)
-    context = ray.get_runtime_context()
+        torch.cuda.set_per_process_memory_fraction(min(1.0, float(run.context.gpus)), 0)
+    ray_context = ray.get_runtime_context()
     placement = {
-        "node_id": context.get_node_id(),
-        "gpu_ids": json.dumps([str(g) for g in context.get_accelerator_ids().get("GPU", [])]),
+        "node_id": ray_context.get_node_id(),
+        "gpu_ids": json.dumps([str(g) for g in ray_context.get_accelerator_ids().get("GPU", [])]),
         "started_at": time.time(),
     }
-    # A trial resumed after a killed driver keeps the id (and files) it had before.
-    trial_id = config.get("resume_trial_id") or tune.get_context().get_trial_id()
-    predictions = features = None
-    if config.get("predictions_dir"):
-        predictions = storage.join(config["predictions_dir"], config["study_id"], f"{trial_id}.npy")
-    if config.get("features_dir") and config["mode"] == "dvme":
-        features = storage.join(config["features_dir"], config["study_id"], f"{trial_id}.npz")
     last: dict = {}
     try:
-        for record in trial_epochs(config, predictions, features, Checkpointer.for_trial(config, trial_id)):
+        for record in trial_epochs(run, Checkpointer.for_trial(run)):
             last = {**record, **placement}
             tune.report(last)
     except (OSError, MemoryError, torch.cuda.OutOfMemoryError):

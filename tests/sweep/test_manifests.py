@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from sweep.manifests import manifest_digest, study_manifest, write_manifests
-from sweep.spec import StudySpec, study_config
+from sweep.spec import StudySpec
 from tests import layouts
+from tests.contexts import bare_context
 from trainables.datasets import load_dataset
+from trainables.splits import balanced_subset, fold_split
 from trainables.trainable import study_split
 
 
@@ -20,7 +22,8 @@ def test_manifest_is_the_split_a_trial_computes():
     data = load_dataset("digits")
     spec = _spec(fold=3)
     manifest = study_manifest(spec, data)
-    train, val = study_split(data.pool.labels, None, study_config(spec))
+    subset = balanced_subset(data.pool.labels, spec.n_train, spec.seed)
+    train, val = fold_split(data.pool.labels, subset, spec.n_folds, spec.fold, spec.seed)
     assert manifest["train_rows"] == train.tolist() and manifest["val_rows"] == val.tolist()
     assert manifest["val_ids"] == [data.pool.ids[i] for i in val]
     assert len(manifest["train_ids"]) == 40 and not set(manifest["train_ids"]) & set(manifest["val_ids"])
@@ -35,8 +38,7 @@ def test_one_file_per_distinct_split_and_trials_read_it(tmp_path):
     digest, path = written[studies[0].study_id]
     with open(path) as f:
         assert manifest_digest(json.load(f)) == digest
-    config = {**study_config(studies[0]), "manifest_file": path}
-    train, val = study_split(None, None, config)
+    train, val = study_split(bare_context(studies[0], manifest_file=path, manifest_digest=digest))
     assert len(train) == 40 and len(val) == 10
 
 

@@ -3,15 +3,17 @@
 import pytest
 
 from sweep.recorder import merged_epochs, trial_row
-from sweep.spec import StudySpec, study_config
+from sweep.spec import StudySpec
+from tests.contexts import bare_context
+from trainables.context import trial_config
 
 CONTEXT = {"metrics": {"digits": "auc"}, "fingerprints": {}, "weights_digests": {"test_resnet": "seed:0"}, "versions": {}}
 
 
-def _config(**extra):
+def _config(resume_trial_id=None):
     spec = StudySpec(grid="g", dataset="digits", backbones=("test_resnet",), mode="linear", subset="S", n_train=50,
                      fold=0, max_epochs=8)
-    return {**study_config(spec), "lr": 1e-3, **extra}
+    return trial_config(bare_context(spec), 1e-3, resume_trial_id)
 
 
 def test_each_epoch_once_in_order_the_latest_attempt_winning():
@@ -45,7 +47,8 @@ def test_a_resumed_trial_history_takes_the_epochs_its_driver_never_saw_from_the_
     store.open_for("g")
     config = _config(resume_trial_id="old_00003")
     saved = [{"epoch": e, "val_score": 0.1 * e, "trial_wall_s": float(e)} for e in (1, 2, 3)]
-    save_checkpoint(store.checkpoints_dir, config["study_id"], "old_00003", {"w": torch.zeros(1)},
+    study_id = config["context"].study.study_id
+    save_checkpoint(store.checkpoints_dir, study_id, "old_00003", {"w": torch.zeros(1)},
                     {"lr": 1e-3, "epoch": 3, "records": saved})
     callback = StoreCallback(store, CONTEXT)
     trial = SimpleNamespace(trial_id="new_00000", config=config, last_result=None)
@@ -59,7 +62,7 @@ def test_a_resumed_trial_history_takes_the_epochs_its_driver_never_saw_from_the_
     assert [(h["trial_id"], h["epoch"]) for h in history] == [("old_00003", e) for e in (1, 2, 3, 4, 5)]
     (row,) = store.read_trials().to_pylist()
     assert row["trial_id"] == "old_00003" and row["resumed_from_epoch"] == 3 and row["epochs"] == 5
-    assert not any(__import__("os").path.exists(p) for p in checkpoint_paths(store.checkpoints_dir, config["study_id"], "old_00003"))
+    assert not any(__import__("os").path.exists(p) for p in checkpoint_paths(store.checkpoints_dir, study_id, "old_00003"))
 
 
 def _failed_trial(tmp_path, trial_id, config, exc, num_failures=1):
@@ -96,7 +99,7 @@ def test_a_fault_of_the_machine_sends_the_trial_back_until_max_failures_runs_out
     callback.on_trial_error(0, [], _failed_trial(tmp_path, "a_00000", config, exc))
     assert requeued == ["a_00000"] and store.read_trials().num_rows == 0
     # The second attempt (same row id) fails too: one failure left, sent back again.
-    again = {**config, "resume_trial_id": "a_00000"}
+    again = {**config, "resume_trial_id": "a_00000"}  # the requeued attempt
     callback.on_trial_error(0, [], _failed_trial(tmp_path, "b_00001", again, exc))
     assert requeued == ["a_00000", "a_00000"] and store.read_trials().num_rows == 0
     # The third failure passes --max-failures 2: recorded once, under its first id, saying so.

@@ -1,6 +1,6 @@
 import pytest
 
-from sweep.spec import SpecError, StudySpec, spec_from_config, study_config
+from sweep.spec import SpecError, StudySpec
 
 BASE = dict(grid="g", dataset="digits", backbones=("test_resnet",), mode="linear", subset="S", n_train=50, fold=0)
 
@@ -14,18 +14,27 @@ def test_study_and_cell_ids():
     assert a.study_id.startswith("digits-linear-test_resnet-n50-f0-")
 
 
-def test_config_round_trip():
+def test_a_study_travels_in_its_trial_context_and_back_into_its_row():
+    import dataclasses
+
+    from sweep.recorder import SPEC_FIELDS, trial_row
+    from tests.contexts import bare_context
+    from trainables.context import trial_config
+
     spec = StudySpec(**{**BASE, "mode": "dvme", "backbones": ("a", "b")})
-    config = study_config(spec)
-    assert config["backbone"] == "a+b" and config["backbones"] == ["a", "b"]
-    assert spec_from_config(config) == spec
+    facts = {"metrics": {"digits": "auc"}, "fingerprints": {}, "weights_digests": {"a": "x", "b": "y"}, "versions": {}}
+    row = trial_row(trial_config(bare_context(spec), 1e-3, None), {"epoch": 1}, "t", "ok", None, facts)
+    fields = {name: row[name] for name in SPEC_FIELDS}
+    assert StudySpec(**{**fields, "backbones": tuple(fields["backbones"])}) == spec
+    assert row["backbone"] == "a+b" and row["backbones"] == ["a", "b"] and row["study_id"] == spec.study_id
+    assert set(SPEC_FIELDS) == {f.name for f in dataclasses.fields(StudySpec)}
 
 
 @pytest.mark.parametrize(
     "change,message",
     [
-        ({"mode": "probe"}, "unknown mode 'probe'; valid modes: linear, finetune, dvme"),
-        ({"mode": "dvme"}, "'dvme' fuses at least 2 backbones"),
+        ({"mode": "probe"}, "unknown mode 'probe'; valid modes: dvme, finetune, linear"),
+        ({"mode": "dvme"}, "mode 'dvme' takes at least 2 backbones"),
         ({"backbones": ("a", "b")}, "mode 'linear' takes exactly 1 backbone"),
         ({"backbones": "test_resnet"}, "backbones must be a tuple"),
         ({"fold": 5}, "fold 5 outside 0..4"),

@@ -9,7 +9,10 @@ import os
 import pytest
 import torch
 
-from sweep.spec import StudySpec, study_config
+import dataclasses
+
+from sweep.spec import StudySpec
+from tests.contexts import make_context, make_run
 from trainables.checkpoints import (
     checkpoint_paths,
     list_checkpoints,
@@ -29,19 +32,17 @@ def files(tmp_path_factory):
     return {b: ensure_embeddings("digits", None, b, None, cache) for b in ("test_resnet", "test_vit")}
 
 
-def _config(files, mode, backbones, folder, max_epochs=7):
+def _config(files, mode, backbones, store, max_epochs=7, every_s=0, lr=3e-3):
+    """A trial of the study in ``store`` that checkpoints every ``every_s`` seconds."""
     spec = StudySpec(grid="t", dataset="digits", backbones=backbones, mode=mode, subset="M", n_train=100,
                      fold=1, max_epochs=max_epochs, batch_size=32, proj_dim=32, cpus=1.0)
-    config = study_config(spec)
-    config.update(lr=3e-3, n_classes=10, embedding_files={b: files[b] for b in backbones}, data_roots={}, weights={},
-                  checkpoints_dir=str(folder), checkpoint_every_s=0, manifest_digest="m1")
-    return config
+    embedding = {b: files[b] for b in backbones} if mode != "finetune" else {}
+    return make_run(make_context(spec, str(store), embedding_files=embedding, checkpoint_every_s=every_s), lr=lr)
 
 
-def _run(config, stop_after=None):
-    checkpointer = Checkpointer.for_trial(config, "trial_1")
+def _run(run, stop_after=None):
     records = []
-    for record in trial_epochs(config, checkpointer=checkpointer):
+    for record in trial_epochs(run, checkpointer=Checkpointer.for_trial(run)):
         records.append(record)
         if stop_after is not None and record["epoch"] == stop_after:
             break  # the process dies here: nothing after this epoch happens
@@ -51,10 +52,10 @@ def _run(config, stop_after=None):
 @pytest.mark.parametrize("mode,backbones", [("linear", ("test_resnet",)), ("dvme", ("test_resnet", "test_vit")),
                                             ("finetune", ("test_vit",))])
 def test_a_resumed_trial_trains_exactly_as_one_that_never_stopped(files, tmp_path, mode, backbones):
-    whole = list(trial_epochs({**_config(files, mode, backbones, tmp_path / "unused"), "checkpoint_every_s": None}))
+    whole = list(trial_epochs(_config(files, mode, backbones, tmp_path / "unused", every_s=None)))
     config = _config(files, mode, backbones, tmp_path / "ckpt")
     first = _run(config, stop_after=3)
-    meta = json.loads(open(checkpoint_paths(str(tmp_path / "ckpt"), config["study_id"], "trial_1")[1]).read())
+    meta = json.loads(open(config.files.checkpoint_meta).read())
     assert meta["epoch"] == 3 and [r["epoch"] for r in meta["records"]] == [1, 2, 3]
     resumed = _run(config)
     assert [r["epoch"] for r in resumed] == [4, 5, 6, 7]  # not from epoch 1
@@ -67,9 +68,9 @@ def test_a_resumed_trial_trains_exactly_as_one_that_never_stopped(files, tmp_pat
 
 
 def test_checkpoints_are_written_only_when_due_and_never_after_the_last_epoch(files, tmp_path):
-    config = {**_config(files, "linear", ("test_resnet",), tmp_path, max_epochs=4), "checkpoint_every_s": 3600}
+    config = _config(files, "linear", ("test_resnet",), tmp_path, max_epochs=4, every_s=3600)
     _run(config)
-    assert not os.path.exists(checkpoint_paths(str(tmp_path), config["study_id"], "trial_1")[0])
+    assert not os.path.exists(config.files.checkpoint)
     checkpointer = Checkpointer(str(tmp_path), "s", "t", every_s=0)
     assert checkpointer.due(3, 4) and not checkpointer.due(4, 4)
 
@@ -77,8 +78,8 @@ def test_checkpoints_are_written_only_when_due_and_never_after_the_last_epoch(fi
 def test_a_checkpoint_of_another_learning_rate_or_split_is_not_resumed_from(files, tmp_path):
     config = _config(files, "linear", ("test_resnet",), tmp_path)
     _run(config, stop_after=2)
-    other_lr = _run({**config, "lr": 1e-2})
-    other_split = _run({**config, "manifest_digest": "m2"})
+    other_lr = _run(dataclasses.replace(config, lr=1e-2))
+    other_split = _run(dataclasses.replace(config, context=dataclasses.replace(config.context, manifest_digest="m2")))
     assert other_lr[0]["epoch"] == 1 and other_split[0]["epoch"] == 1
     assert other_lr[0]["resumed_from_epoch"] is None
 
@@ -86,7 +87,7 @@ def test_a_checkpoint_of_another_learning_rate_or_split_is_not_resumed_from(file
 def test_a_broken_checkpoint_is_reported_and_the_trial_starts_from_epoch_1(files, tmp_path, caplog):
     config = _config(files, "linear", ("test_resnet",), tmp_path)
     _run(config, stop_after=2)
-    weights = checkpoint_paths(str(tmp_path), config["study_id"], "trial_1")[0]
+    weights = config.files.checkpoint
     with open(weights, "r+b") as f:
         f.truncate(os.path.getsize(weights) // 2)  # a write cut short by a dying node
     with caplog.at_level(logging.WARNING, logger="trainables.checkpoints"):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from sweep.spec import StudySpec, study_config
+from sweep.spec import StudySpec
+from tests.contexts import make_context, make_run
 from trainables.embeddings import ensure_embeddings
 from trainables.engine import fit
 from trainables.trainable import study_split, trial_epochs
@@ -18,12 +19,16 @@ def files(tmp_path_factory):
     return {b: ensure_embeddings("digits", None, b, None, cache) for b in ("test_resnet", "test_vit", "test_convnext")}
 
 
-def _config(files, mode, backbones, **kw):
+@pytest.fixture
+def store_root(tmp_path):
+    return str(tmp_path / "store")
+
+
+def _run(files, mode, backbones, store_root, **kw):
     spec = StudySpec(grid="t", dataset="digits", backbones=backbones, mode=mode, subset="M", n_train=100,
                      fold=1, max_epochs=4, batch_size=32, proj_dim=32, **kw)
-    config = study_config(spec)
-    config.update(lr=3e-3, n_classes=10, embedding_files={b: files[b] for b in backbones}, data_roots={}, weights={})
-    return config
+    embedding = {b: files[b] for b in backbones} if mode != "finetune" else {}
+    return make_run(make_context(spec, store_root, embedding_files=embedding))
 
 
 @pytest.mark.parametrize(
@@ -38,8 +43,8 @@ def _config(files, mode, backbones, **kw):
         ("finetune", ("test_vit",), {}),
     ],
 )
-def test_each_mode_trains_reports_every_epoch_and_scores_its_best_epoch(files, mode, backbones, extra):
-    records = list(trial_epochs(_config(files, mode, backbones, **extra)))
+def test_each_mode_trains_reports_every_epoch_and_scores_its_best_epoch(files, mode, backbones, extra, store_root):
+    records = list(trial_epochs(_run(files, mode, backbones, store_root, **extra)))
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
     for r in records:
         assert 0.0 <= r["val_score"] <= 1.0 and math.isfinite(r["val_loss"])
@@ -57,22 +62,24 @@ def test_each_mode_trains_reports_every_epoch_and_scores_its_best_epoch(files, m
         assert "backbone_attention" not in records[-1]
 
 
-def test_linear_and_finetune_see_the_same_split(files):
-    lin, ft = _config(files, "linear", ("test_resnet",)), _config(files, "finetune", ("test_resnet",))
+def test_linear_and_finetune_see_the_same_split(files, store_root):
+    lin, ft = _run(files, "linear", ("test_resnet",), store_root), _run(files, "finetune", ("test_resnet",), store_root)
     from trainables.datasets import load_dataset
     from trainables.embeddings import load_embeddings
 
     labels = load_embeddings(files["test_resnet"])["pool"].labels
     assert np.array_equal(labels, load_dataset("digits").pool.labels)
-    a, b = study_split(labels, None, lin), study_split(labels, None, ft)
+    # The split is the driver's manifest, one file for both modes.
+    assert lin.context.manifest_file == ft.context.manifest_file
+    a, b = study_split(lin.context), study_split(ft.context)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert len(a[0]) == 80 and len(a[1]) == 20
 
 
-def test_trial_is_deterministic(files):
-    config = _config(files, "linear", ("test_vit",))
-    a = [r["val_score"] for r in trial_epochs(config)]
-    b = [r["val_score"] for r in trial_epochs(config)]
+def test_trial_is_deterministic(files, store_root):
+    run = _run(files, "linear", ("test_vit",), store_root)
+    a = [r["val_score"] for r in trial_epochs(run)]
+    b = [r["val_score"] for r in trial_epochs(run)]
     assert a == b
 
 
@@ -115,8 +122,9 @@ def test_nih_trains_with_the_oversampler_and_validates_without(tmp_path):
     path = ensure_embeddings("nih", str(tmp_path / "nih"), "test_resnet", None, str(tmp_path / "cache"))
     spec = StudySpec(grid="t", dataset="nih", backbones=("test_resnet",), mode="linear", subset="6",
                      n_train=6, fold=0, n_folds=2, max_epochs=1, grace_period=1, batch_size=4)
-    config = {**study_config(spec), "lr": 1e-3, "n_classes": 5, "embedding_files": {"test_resnet": path}}
-    _, (train, val, test) = build_frozen(config)
+    context = make_context(spec, str(tmp_path / "store"), embedding_files={"test_resnet": path},
+                           data_root=str(tmp_path / "nih"))
+    _, (train, val, test) = build_frozen(context)
     assert train.balance and not val.balance and not test.balance
     assert len(val.rows) + len(train.rows) == 6 and not set(val.rows) & set(train.rows)
 
@@ -131,9 +139,9 @@ def test_a_frozen_trial_with_augmented_views_trains_on_them_and_validates_on_vie
     paths = [ensure_embeddings("patchcam", root, "test_resnet", None, cache, view=v, progress=False) for v in range(3)]
     spec = StudySpec(grid="t", dataset="patchcam", backbones=("test_resnet",), mode="linear", subset="10",
                      n_train=10, fold=0, n_folds=2, max_epochs=3, grace_period=1, batch_size=4, views=2)
-    config = {**study_config(spec), "lr": 1e-2, "n_classes": 2, "embedding_files": {"test_resnet": paths},
-              "data_roots": {"patchcam": root}}
-    _, (train, val, test) = build_frozen(config)
+    run = make_run(make_context(spec, str(tmp_path / "store"), embedding_files={"test_resnet": paths}, data_root=root),
+                   lr=1e-2)
+    _, (train, val, test) = build_frozen(run.context)
     features = [load_embeddings(p)["pool"].features for p in paths]
     assert len(train.views) == 2
     assert np.array_equal(train.views[0][0], features[1]) and np.array_equal(train.views[1][0], features[2])
@@ -143,7 +151,7 @@ def test_a_frozen_trial_with_augmented_views_trains_on_them_and_validates_on_vie
     from trainables.memory import resident_mib
 
     before = resident_mib()
-    records = list(trial_epochs(config))
+    records = list(trial_epochs(run))
     # The trial's peak: at least what the process held when it began, at most the highest
     # resident set the kernel saw this process hold (ru_maxrss, KiB on Linux).
     ceiling = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
@@ -151,12 +159,13 @@ def test_a_frozen_trial_with_augmented_views_trains_on_them_and_validates_on_vie
     assert records[-1]["peak_rss_mib"] >= records[0]["peak_rss_mib"] and "peak_gpu_mib" not in records[-1]
 
 
-def test_a_dvme_trial_keeps_the_fused_embedding_of_its_selected_epoch(files, tmp_path):
-    config = _config(files, "dvme", ("test_resnet", "test_vit"))
-    path = str(tmp_path / "f.npz")
-    list(trial_epochs(config, features_file=path))
+def test_a_dvme_trial_keeps_the_fused_embedding_of_its_selected_epoch(files, store_root):
+    run = _run(files, "dvme", ("test_resnet", "test_vit"), store_root)
+    list(trial_epochs(run))
+    path = run.files.dvme_features
+    assert path == f"{store_root}/dvme_features/{run.study.study_id}/trial_1.npz"
     saved = np.load(path)
-    assert saved["features"].dtype == np.float16 and saved["features"].shape == (500, config["proj_dim"])
+    assert saved["features"].dtype == np.float16 and saved["features"].shape == (500, run.study.proj_dim)
     assert (saved["features"] >= 0).all() and saved["features"].std() > 0  # ReLU output, not empty
     from trainables.datasets import load_dataset
 
