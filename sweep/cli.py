@@ -13,14 +13,13 @@ from sweep.formatting import FORMATS, render, render_table
 from sweep.grids import grid_names, load_grid, select_studies_where, with_embedding_options
 from sweep.planning import check_studies, summarize
 from sweep.queries import aggregate_cells, epoch_rows, select_studies
-from sweep.spec import EMBEDDING_DTYPES, MODES, SpecError
-from sweep.store import ResultsStore, StoreError
-from trainables.backbones import BackboneError
-from trainables.datasets import DatasetError
-from trainables.metrics import MetricError
-from trainables.splits import SplitError
+from sweep.spec import EMBEDDING_DTYPES, MODES
+from sweep.store import ResultsStore
+from trainables.errors import UserError
 
-USER_ERRORS = (SpecError, StoreError, DatasetError, BackboneError, SplitError, MetricError, ValueError)
+# Input that cannot be used (a file, field or value, named): one line, exit 1. Anything else
+# is a bug and keeps its traceback.
+USER_ERRORS = (UserError,)
 DEFAULT_RESULTS = "sweep-results"
 
 
@@ -273,9 +272,7 @@ def _estimate(studies, costs_file, save_costs, results, quiet) -> dict:
     if results:
         from trainables.embeddings import list_cache
 
-        store = ResultsStore(results)
-        if store.meta() is None:
-            raise StoreError(f"{store.root} is not a medsweep results directory (no store.json)")
+        store = ResultsStore(results).require()
         measured = measured_costs(store.read_trials().to_pylist(), list_cache(store.cache_dir))
     return estimate(studies, costs, measured, source)
 
@@ -301,9 +298,7 @@ def results(results, level, where, sort, fmt, out, kaggle_scores):
     """
     from sweep.queries import filter_rows, sort_rows
 
-    store = ResultsStore(results)
-    if store.meta() is None:
-        raise StoreError(f"{store.root} is not a medsweep results directory (no store.json)")
+    store = ResultsStore(results).require()
     rows = store.read_trials().to_pylist()
     if level in ("studies", "cells"):
         rows = select_studies(rows)
@@ -342,9 +337,7 @@ def report(results, out_dir, fmt, cache, kaggle_scores, tsne_points):
     """
     from sweep.report import write_report
 
-    store = ResultsStore(results)
-    if store.meta() is None:
-        raise StoreError(f"{store.root} is not a medsweep results directory (no store.json)")
+    store = ResultsStore(results).require()
     path = write_report(store, out_dir, fmt, cache=cache, kaggle_scores=kaggle_scores, tsne_points=tsne_points)
     click.echo(f"wrote {path} (plots in {os.path.join(out_dir, 'plots')}, tables as CSV beside it)")
 
@@ -367,9 +360,7 @@ def store_check(results, as_json):
     """
     from sweep.storecheck import check_store
 
-    found = ResultsStore(results, warn=lambda message: None)
-    if found.meta() is None:
-        raise StoreError(f"{found.root} is not a medsweep results directory (no store.json)")
+    found = ResultsStore(results, warn=lambda message: None).require()
     problems = check_store(found)
     if as_json:
         click.echo(json.dumps(problems, indent=1))
@@ -463,9 +454,7 @@ def weights_check(name, path, as_json):
 
 
 def _cache_dir(cache, results) -> str:
-    from trainables import storage
-
-    return storage.absolute(cache) if cache else ResultsStore(results).cache_dir
+    return ResultsStore(results).cache_at(cache)
 
 
 @main.group()

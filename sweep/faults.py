@@ -31,9 +31,9 @@ from typing import Optional
 from ray import cloudpickle
 from ray import exceptions as rx
 
-log = logging.getLogger(__name__)
+from trainables.errors import ERROR_CHARS, error_line
 
-ERROR_CHARS = 2000  # a row's error text: the exception's line, not a whole traceback
+log = logging.getLogger(__name__)
 
 # Raised by Ray when a process, node, object or connection went away: nothing the trial did.
 MACHINE = (
@@ -91,8 +91,7 @@ def trial_failure(trial) -> Optional[BaseException]:
 def failure_text(trial, exc: Optional[BaseException]) -> str:
     """``Type: message`` of the failure (Ray's wrapper taken off), or the last line Tune wrote."""
     if exc is not None:
-        cause = _cause(exc)
-        return f"{type(cause).__name__}: {cause}"[:ERROR_CHARS]
+        return error_line(_cause(exc))
     path = getattr(trial, "error_file", None)
     if path and os.path.exists(path):
         with open(path, errors="replace") as f:

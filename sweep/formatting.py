@@ -11,6 +11,8 @@ from typing import Optional, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trainables.errors import UserError
+
 FORMATS = ("table", "csv", "json", "parquet")
 
 # Columns the text table shows per level, so a terminal stays readable; other formats carry all.
@@ -48,13 +50,24 @@ def render_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def csv_text(rows: Sequence[dict]) -> str:
+    """Rows as CSV text, the first row's keys as header (empty for no rows): every CSV medsweep
+    writes (query results, report exports, Kaggle submissions)."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def render(rows: Sequence[dict], fmt: str, level: str, out: Optional[str] = None) -> Optional[str]:
     """Return the text for stdout, or write ``out`` (Parquet needs ``out``) and return None."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+        raise UserError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     if fmt == "parquet":
         if not out:
-            raise ValueError("--format parquet writes a file: give --out FILE")
+            raise UserError("--format parquet writes a file: give --out FILE")
         pq.write_table(pa.Table.from_pylist(list(rows)), out)
         return None
     if fmt == "table":
@@ -66,12 +79,7 @@ def render(rows: Sequence[dict], fmt: str, level: str, out: Optional[str] = None
         clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
         text = json.dumps(clean, indent=1, default=str)
     else:
-        buf = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        text = buf.getvalue()
+        text = csv_text(rows)
     if out:
         with open(out, "w") as f:
             f.write(text if text.endswith("\n") else text + "\n")

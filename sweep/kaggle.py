@@ -14,11 +14,11 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import io
 
 import numpy as np
 
+from sweep.formatting import csv_text
 from trainables import storage
 from trainables.artifacts import TrialFiles
 from trainables.datasets import DatasetError, get_dataset_info
@@ -40,11 +40,8 @@ def _column(dataset: str, probs: np.ndarray) -> list:
 
 
 def _write_csv(path: str, header: tuple[str, str], ids: list[str], values: list) -> None:
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(header)
-    writer.writerows(zip(ids, values))
-    storage.write_atomic(path, text.getvalue().encode())
+    rows = [dict(zip(header, pair)) for pair in zip(ids, values)]
+    storage.write_atomic(path, (csv_text(rows) or ",".join(header) + "\n").encode())
 
 
 def write_submissions(root: str, studies: list[dict], test_ids: dict[str, list[str]]) -> list[str]:

@@ -15,19 +15,18 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import math
 import os
 from collections import defaultdict
 from typing import Optional
 
-from sweep.formatting import mean_std
+from trainables.errors import UserError
+from sweep.formatting import csv_text, mean_std
 from sweep.paper_numbers import PAPER_DVME_BACKBONES, paper_figure, paper_numbers, paper_size
 from sweep.queries import aggregate_cells, select_studies
 from sweep.statistics import method_label, paired_comparisons
-from sweep.store import ResultsStore
+from sweep.store import ResultsStore, StoreError
 from trainables import storage
 
 SML = ("S", "M", "F")
@@ -202,13 +201,8 @@ def render(blocks: list[tuple], fmt: str, title: str) -> str:
 
 
 def _write_csv(path: str, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     with open(path, "w", newline="") as f:
-        f.write(buffer.getvalue())
+        f.write(csv_text(rows))
 
 
 def kaggle_section(store: ResultsStore, out_dir: str, scores_file: Optional[str]) -> list[tuple]:
@@ -255,10 +249,10 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
     from trainables.embeddings import list_cache
 
     if fmt not in FORMATS:
-        raise ValueError(f"unknown report format {fmt!r}; valid: {', '.join(FORMATS)}")
+        raise UserError(f"unknown report format {fmt!r}; valid: {', '.join(FORMATS)}")
     trials = store.read_trials().to_pylist()
     if not trials:
-        raise ValueError(f"{store.root} holds no trials yet: nothing to report")
+        raise StoreError(f"{store.root} holds no trials yet: nothing to report")
     studies = select_studies(trials)
     if kaggle_scores:
         from sweep.kaggle import read_kaggle_scores, with_kaggle_scores
@@ -292,7 +286,7 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
                ("table", *statistics_table(comparisons))]
 
     figures = plots.size_curves(cells, plot_dir)
-    cache_dir = storage.absolute(cache) if cache else store.cache_dir
+    cache_dir = store.cache_at(cache)
     ours = {d for d in (c["dataset"] for c in cells)}
     entries = [e for e in list_cache(cache_dir) if e["dataset"] in ours]
     figures += plots.tsne(entries, plot_dir, max_points=tsne_points)

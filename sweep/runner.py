@@ -29,6 +29,7 @@ from sweep.planning import check_studies
 from sweep.preflight import resolve_inputs
 from sweep.spec import SpecError, StudySpec, resolve_pools
 from sweep.store import ResultsStore, StoreError
+from trainables.errors import UserError
 from trainables import storage
 from trainables.backbones import get_backbone_info, weights_digest
 from trainables.context import CONTEXT, TrialContext
@@ -38,7 +39,7 @@ from trainables.embeddings import cached_views
 from trainables.images import ImageDecodeError
 
 
-class ExtractionError(ValueError):
+class ExtractionError(UserError):
     """An embedding extraction failed on the data or the weights (not on the machine)."""
 
 
@@ -330,49 +331,86 @@ class _DataLoader:
         return self.loaded[name]
 
 
+@dataclass
+class _Plan:
+    """What this sweep runs: its studies (whole pools resolved), the trials the store already
+    holds (scores of those that finished, learning rates of those that failed), the studies
+    with trials left, costliest first."""
+
+    studies: list
+    done: dict
+    failed: dict
+    pending: list
+
+
 def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsStore, grid: str, started: float) -> RunSummary:
-    """The sweep once this driver holds the store's lock."""
-    import ray
-    from ray import tune
+    """The sweep once this driver holds the store's lock, stage by stage as DESIGN.md's "How
+    a sweep flows": store, data, Ray, data checked, extraction, trial contexts, tune, finish."""
+    data = _DataLoader(options, store)
+    plan = _prepare_store(studies, options, store, data)
+    ids = tuple(s.study_id for s in plan.studies)
+    if not plan.pending:
+        return RunSummary(store.root, len(studies), len(studies), 0, time.perf_counter() - started, study_ids=ids)
+    datasets = _prepare_data(plan.pending, data, store)
+    has_gpu, cpus = _start_ray(options)
+    cache_dir = store.cache_at(options.cache)
+    # Every image decoded once, content fingerprints; the splits written with them.
+    datasets = _verify_images(datasets, cache_dir, options.verbose)
+    manifests = write_manifests(store.manifests_dir, plan.pending, datasets, data.skips)
+    requests = extraction_requests(plan.pending)
+    unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
+    fingerprints = {d: loaded.fingerprint for d, loaded in datasets.items()}
+    files, extracted = _extract_all(unique, options, cache_dir, has_gpu, data.skips, fingerprints)
+    contexts = [
+        trial_context(s, options, store, n_classes=len(datasets[s.dataset].classes), manifest=manifests[s.study_id],
+                      embedding_files={b: [files[r] for r in rs] for b, rs in requests.get(s.study_id, {}).items()},
+                      skip=data.skips.get(s.dataset), has_gpu=has_gpu)
+        for s in plan.pending
+    ]
+    facts = _row_facts(plan.pending, datasets, options)
+    written = _tune(plan, contexts, options, store, facts, grid, cpus)
+    submissions = _finish(store, plan, datasets)
+    return RunSummary(store.root, len(studies), len(studies) - len(plan.pending), written,
+                      time.perf_counter() - started, submissions, extracted, ids)
 
-    from sweep.recorder import StoreCallback
-    from sweep.routing import METRIC, MODE, StudyScheduler, StudySearcher
-    from trainables.trainable import run_trial
 
+def _prepare_store(studies: list[StudySpec], options: RunOptions, store: ResultsStore, data: "_DataLoader") -> _Plan:
+    """What the store already holds, and what is left to run."""
     if options.resume:
         # Damaged row files (an interrupted copy) go aside; their trials count as missing.
         for path in store.quarantine_unreadable():
             print_flush(f"moved unreadable {path} to {store.quarantine_dir}/: its trial runs again")
-    data = _DataLoader(options, store)
     # The whole pool (the paper's F) is counted in the data: the study's size, id and rows.
     unresolved = sorted({s.dataset for s in studies if s.n_train is None})
     studies = resolve_pools(studies, {d: len(data.get(d).pool) for d in unresolved})
     done, failed = store.trial_outcomes()
-    if (done or failed) and not options.resume:
-        ours = {s.study_id for s in studies} & (set(done) | set(failed))
-        if ours:
-            raise StoreError(
-                f"{store.root} already holds trials of {len(ours)} of these studies; "
-                f"pass --resume to continue the sweep, or use another --results"
-            )
+    ours = {s.study_id for s in studies} & (set(done) | set(failed))
+    if ours and not options.resume:
+        raise StoreError(
+            f"{store.root} already holds trials of {len(ours)} of these studies; "
+            f"pass --resume to continue the sweep, or use another --results"
+        )
     # Costliest first (the modes' run order: finetune, then DVME, then linear) so that no long
     # trial starts last and leaves the rest of the machine idle while it finishes.
-    pending = sorted(
-        (s for s in studies if len(done.get(s.study_id, [])) < s.n_trials), key=lambda s: get_mode(s.mode).run_order
-    )
-    skipped = len(studies) - len(pending)
-    if not pending:
-        return RunSummary(store.root, len(studies), skipped, 0, time.perf_counter() - started,
-                          study_ids=tuple(s.study_id for s in studies))
+    pending = sorted((s for s in studies if len(done.get(s.study_id, [])) < s.n_trials),
+                     key=lambda s: get_mode(s.mode).run_order)
+    return _Plan(studies, done, failed, pending)
 
-    # Each dataset is read once on the driver: a missing root or unreadable layout fails here,
-    # before Ray starts, and its fingerprint goes into every row.
+
+def _prepare_data(pending: list[StudySpec], data: "_DataLoader", store: ResultsStore) -> dict:
+    """Each dataset read once on the driver (a missing root or unreadable layout fails here,
+    before Ray starts) and every study's split checked: a fold that cannot be scored (one
+    class only) is an error now, not in the middle of the sweep. The splits are written once
+    the data's content fingerprint, which each records, is known."""
     datasets = {d: data.get(d) for d in sorted({s.dataset for s in pending})}
-    skips = data.skips
-    # Every study's split, checked before Ray starts: a fold that cannot be scored (one class
-    # only) is an error now, not in the middle of the sweep. (Written once the data's content
-    # fingerprint, which each manifest records, is known.)
-    write_manifests(store.manifests_dir, pending, datasets, skips, write=False)
+    write_manifests(store.manifests_dir, pending, datasets, data.skips, write=False)
+    return datasets
+
+
+def _start_ray(options: RunOptions) -> tuple[bool, float]:
+    """Join the cluster of --address (or RAY_ADDRESS), else start a Ray of this sweep's own;
+    (whether it has GPUs, its CPUs)."""
+    import ray
 
     if not ray.is_initialized():
         # Without --address (or a RAY_ADDRESS from `ray job submit`) a Ray of its own:
@@ -386,71 +424,53 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
             # (RAY_AUTH_MODE is left to ray.init, which also refreshes its own copy of it.)
             os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         try:
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=options.verbose > 0,
-            )
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=options.verbose > 0)
         except ConnectionError as exc:
             raise SpecError(
                 f"--address {options.address}: no Ray cluster to join there ({exc}). Start one "
                 f"(ray up cluster.yaml, or ray start --head), or leave --address out to run on this machine"
             ) from exc
     resources = ray.cluster_resources()
-    has_gpu = resources.get("GPU", 0) > 0
+    return resources.get("GPU", 0) > 0, resources.get("CPU", 1)
 
-    cache_dir = storage.absolute(options.cache) if options.cache else store.cache_dir
-    datasets = _verify_images(datasets, cache_dir, options.verbose)
-    manifests = write_manifests(store.manifests_dir, pending, datasets, skips)
-    context = {
+
+def _row_facts(pending: list[StudySpec], datasets: dict, options: RunOptions) -> dict:
+    """What every row of this sweep records beside its trial: metric, data fingerprint,
+    weights digest of each, package versions."""
+    return {
         "metrics": {d: get_dataset_info(d).metric for d in datasets},
-        "fingerprints": {d: data.fingerprint for d, data in datasets.items()},
-        "weights_digests": {
-            b: weights_digest(b, options.weights.get(b)) for s in pending for b in s.backbones
-        },
+        "fingerprints": {d: loaded.fingerprint for d, loaded in datasets.items()},
+        "weights_digests": {b: weights_digest(b, options.weights.get(b)) for s in pending for b in s.backbones},
         "versions": _versions(),
     }
-    requests = extraction_requests(pending)
-    unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
-    fingerprints = {d: data.fingerprint for d, data in datasets.items()}
-    files, extracted = _extract_all(unique, options, cache_dir, has_gpu, skips, fingerprints)
 
-    contexts = [
-        trial_context(s, options, store, n_classes=len(datasets[s.dataset].classes), manifest=manifests[s.study_id],
-                      embedding_files={b: [files[r] for r in rs] for b, rs in requests.get(s.study_id, {}).items()},
-                      skip=skips.get(s.dataset), has_gpu=has_gpu)
-        for s in pending
-    ]
 
-    max_concurrent = options.max_concurrent or max(
-        1, int(resources.get("CPU", 1) / min(c.cpus for c in contexts))
-    )
+def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store: ResultsStore, facts: dict,
+          grid: str, cpus: float) -> int:
+    """One Tuner for every pending study (sweep/routing.py); the rows it wrote."""
+    from ray import tune
+
+    from sweep.recorder import StoreCallback
+    from sweep.routing import METRIC, MODE, StudyScheduler, StudySearcher
+    from trainables.trainable import run_trial
+
+    done, pending = plan.done, plan.pending
+    max_concurrent = options.max_concurrent or max(1, int(cpus / min(c.cpus for c in contexts)))
     resumable = _resumable(store, contexts) if options.resume else {}
     if resumable and options.verbose:
         print_flush(f"resuming {sum(map(len, resumable.values()))} trial(s) from their checkpoints")
     searcher = StudySearcher(contexts, done={s.study_id: done.get(s.study_id, []) for s in pending},
-                             resumable=resumable, failed={s.study_id: failed.get(s.study_id, []) for s in pending})
+                             resumable=resumable, failed={s.study_id: plan.failed.get(s.study_id, []) for s in pending})
     remaining = sum(s.n_trials - len(done.get(s.study_id, [])) for s in pending)
-    recorder = StoreCallback(store, context, total=remaining, echo=print_flush if options.verbose else None,
+    recorder = StoreCallback(store, facts, total=remaining, echo=print_flush if options.verbose else None,
                              requeue=searcher.requeue, max_failures=options.max_failures)
-    trainable = tune.with_resources(
-        run_trial,
-        lambda config: tune.PlacementGroupFactory(
-            [{k: v for k, v in (("CPU", config[CONTEXT].cpus), ("GPU", config[CONTEXT].gpus)) if v > 0}]
-        ),
-    )
+    trainable = tune.with_resources(run_trial, lambda config: tune.PlacementGroupFactory(
+        [{k: v for k, v in (("CPU", config[CONTEXT].cpus), ("GPU", config[CONTEXT].gpus)) if v > 0}]))
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
-            search_alg=searcher,
-            scheduler=StudyScheduler(),
-            num_samples=-1,
-            max_concurrent_trials=max_concurrent,
-            reuse_actors=True,
-        ),
+        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=StudyScheduler(),
+                                    num_samples=-1, max_concurrent_trials=max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"{grid}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=store.ray_dir,
@@ -466,16 +486,18 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
         ),
     )
     tuner.fit()
+    return len(recorder.written)
+
+
+def _finish(store: ResultsStore, plan: _Plan, datasets: dict) -> int:
+    """Leftover checkpoints cleared; Kaggle submissions where test labels are hidden (the
+    number of files written)."""
     # Checkpoints of trials that ended are deleted as their rows are written; a trial stopped
     # while it saved one can leave one behind, deleted here.
     store.checkpoints_in_flight()
-    hidden = {d: data.test.ids for d, data in datasets.items() if (data.test.labels < 0).any()}
-    submissions = []
-    if hidden:
-        ours = {s.study_id for s in studies}
-        selected = select_studies(r for r in store.read_trials().to_pylist() if r["study_id"] in ours)
-        submissions = write_submissions(store.root, selected, hidden)
-    return RunSummary(
-        store.root, len(studies), skipped, len(recorder.written), time.perf_counter() - started, len(submissions),
-        extracted, tuple(s.study_id for s in studies),
-    )
+    hidden = {d: loaded.test.ids for d, loaded in datasets.items() if (loaded.test.labels < 0).any()}
+    if not hidden:
+        return 0
+    ours = {s.study_id for s in plan.studies}
+    selected = select_studies(r for r in store.read_trials().to_pylist() if r["study_id"] in ours)
+    return len(write_submissions(store.root, selected, hidden))

@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 from scipy.stats import ttest_rel, wilcoxon
 
+from trainables.errors import UserError
 from trainables.modes import get_mode
 
 ALPHA = 0.05
@@ -105,7 +106,7 @@ def paired_comparisons(studies: list[dict]) -> list[dict]:
             continue
         key = (family_of(row), method_label(row))
         if row["fold"] in scores[key]:
-            raise ValueError(f"two studies of {key[1]} score fold {row['fold']} of {key[0]}: the method label "
+            raise UserError(f"two studies of {key[1]} score fold {row['fold']} of {key[0]}: the method label "
                              f"does not tell them apart")
         scores[key][row["fold"]] = row["test_score"]
         metric[family_of(row)] = row.get("metric")

@@ -47,6 +47,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from trainables import artifacts, storage
+from trainables.errors import UserError
 from trainables.artifacts import TrialFiles
 
 MIN_FREE_MIB = 64  # refuse to start a sweep on a nearly full disk rather than fail mid-way
@@ -162,7 +163,7 @@ def _create_exclusive(path: str, data: bytes) -> None:
     storage.write_atomic(path, data)
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError):
     """A results directory that cannot be used as asked; the message says why and what to do."""
 
 
@@ -187,6 +188,16 @@ class ResultsStore:
         self.features_dir = artifacts.folder(self.root, "dvme_features")
         self.checkpoints_dir = artifacts.folder(self.root, "checkpoint")
         self.quarantine_dir = storage.join(self.root, "quarantine")
+
+    def require(self) -> "ResultsStore":
+        """This store if it is one (it has a store.json), else a StoreError naming the folder."""
+        if self.meta() is None:
+            raise StoreError(f"{self.root} is not a medsweep results directory (no store.json)")
+        return self
+
+    def cache_at(self, cache: Optional[str] = None) -> str:
+        """The embedding cache: ``--cache`` when given (a path or URI), else RESULTS/cache."""
+        return storage.absolute(cache) if cache else self.cache_dir
 
     @property
     def meta_path(self) -> str:

@@ -25,6 +25,7 @@ from timm.models import get_pretrained_cfg
 import torch
 from torch import nn
 
+from trainables.errors import UserError
 from trainables.registry import Registry
 from trainables.weights import ConvertedWeights, read_weights
 
@@ -32,7 +33,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError):
     """A backbone that cannot be built or loaded; the message names it and what was expected."""
 
 

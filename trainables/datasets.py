@@ -1,4 +1,4 @@
-"""Dataset registry: name -> what the grid needs to know (metric, pool size, sizes) and a loader.
+"""Dataset registry: name -> what the grid needs to know (metric, pool size, image size) and a loader.
 
 Like timm's ``register_model``/``create_model``: grids name datasets, never paths; an unknown
 name raises an error listing the valid ones.
@@ -17,54 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from trainables import readers
+from trainables.dataset_types import DatasetError, ImageSet, LoadedDataset
 from trainables.metrics import METRICS
 from trainables.registry import Registry
 
+__all__ = ["DatasetError", "ImageSet", "LoadedDataset", "DatasetInfo", "get_dataset_info", "load_dataset"]
+
 # Chest X-rays are not flipped (the heart sits on the left); fundus and histology may be.
 AUGMENTS = ("none", "flip", "rotate", "flip_rotate")
-
-
-class DatasetError(ValueError):
-    """Data that cannot be used; the message names the dataset, file or value."""
-
-
-@dataclass
-class ImageSet:
-    """Images (uint8, C x H x W each, indexable), integer labels (-1 where hidden), groups."""
-
-    images: torch.Tensor
-    labels: np.ndarray
-    ids: list[str]
-    groups: Optional[np.ndarray] = None  # patient of each image, where the data has patients
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def take(self, idx: np.ndarray) -> "ImageSet":
-        """The images at ``idx`` (nothing decoded for images on disk)."""
-        idx = np.asarray(idx, dtype=np.int64)
-        return ImageSet(
-            self.images[idx], self.labels[idx], [self.ids[i] for i in idx],
-            None if self.groups is None else self.groups[idx],
-        )
-
-
-@dataclass
-class LoadedDataset:
-    name: str
-    classes: tuple[str, ...]
-    pool: ImageSet  # the training pool that subsets and folds are drawn from
-    test: ImageSet  # the fixed test set every fold's model is scored on
-    fingerprint: str  # content digest: part of every embedding-cache key
-    # What the protocol leaves out on purpose (NIH: rows not adjudicated, several findings),
-    # counted so that nothing is dropped unsaid.
-    excluded: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,9 +39,7 @@ class DatasetInfo:
     name: str
     metric: str
     n_classes: Optional[int]  # None: read from the data (medmnist, folder)
-    pool_size: Optional[int]  # the paper's training pool; None where it depends on the data
-    # Paper subset labels -> sizes; "F" is the whole pool.
-    sizes: dict = field(default_factory=dict)
+    pool_size: Optional[int]  # the largest training pool the published data gives; None where it depends on the data
     # Training augmentation of the modality: one of AUGMENTS.
     augment: str = "none"
     # Side of the square images the backbones see. With resize_to set, images are resized to
@@ -189,14 +154,6 @@ def load_dataset(
     return apply_holdout(data, holdout) if holdout else data
 
 
-def _reader(function: str) -> Callable[..., LoadedDataset]:
-    def load(root: Optional[str], problems: Optional[list] = None) -> LoadedDataset:
-        from trainables import readers  # imported on use: readers import this module
-
-        return getattr(readers, function)(root, problems)
-
-    load.__name__ = function
-    return load
 
 
 # --- digits: the demo's data, shipped inside scikit-learn (no download) -----------------------
@@ -238,7 +195,6 @@ register_dataset(
         metric="auc",
         n_classes=10,
         pool_size=1257,
-        sizes={"S": 50, "M": 250, "F": 1257},
         augment="none",  # digits are orientation-sensitive: a flipped 2 is no 2
         image_size=32,  # 8x8 upsampled: the tiny timm backbones downsample 32x
         needs_root=False,
@@ -256,13 +212,12 @@ register_dataset(
         metric="auc",
         n_classes=2,
         pool_size=50000,
-        sizes={"S": 500, "M": 5000, "F": 50000},
         augment="flip",
         image_size=96,  # the paper keeps patches at 96x96: no resize, no crop
         published_counts=(220_025, 57_458),
         description="Kaggle histopathologic-cancer-detection, 96x96 patches; test labels hidden",
         kaggle=("id", "label", 0.51),
-        loader=_reader("read_patchcam"),
+        loader=readers.read_patchcam,
     )
 )
 register_dataset(
@@ -271,13 +226,12 @@ register_dataset(
         metric="kappa_quadratic",
         n_classes=5,
         pool_size=3662,
-        sizes={"S": 50, "M": 500, "F": 3662},
         augment="flip_rotate",
         resize_to=256,
         published_counts=(3_662, 1_928),
         description="Kaggle APTOS 2019 fundus images, grades 0-4; test labels hidden",
         kaggle=("id_code", "diagnosis", 0.85),
-        loader=_reader("read_aptos"),
+        loader=readers.read_aptos,
     )
 )
 register_dataset(
@@ -286,12 +240,11 @@ register_dataset(
         metric="auc",
         n_classes=2,
         pool_size=5216,
-        sizes={"S": 50, "M": 500, "F": 5216},
         augment="rotate",
         resize_to=256,
         published_counts=(5_216, 624),
         description="Kermany chest X-ray (Kaggle chest-xray-pneumonia), patients in file names",
-        loader=_reader("read_pneumonia"),
+        loader=readers.read_pneumonia,
     )
 )
 register_dataset(
@@ -299,14 +252,13 @@ register_dataset(
         name="nih",
         metric="auc",
         n_classes=5,
-        pool_size=2414,
-        sizes={"S": 20, "M": 200, "F": 2414},
+        pool_size=2412,  # usable rows of the published CSVs (the paper says 2,414)
         augment="rotate",
         resize_to=256,
         published_counts=(2_412, 1_962),
         description="NIH ChestX-ray14 with the four-findings expert labels (5 classes)",
         oversample=True,  # the paper: too few images of the rarest findings to balance
-        loader=_reader("read_nih"),
+        loader=readers.read_nih,
     )
 )
 
@@ -320,7 +272,7 @@ register_dataset(
         augment="none",
         image_size=32,
         description="any single-label MedMNIST .npz (pool = train + val), e.g. pneumoniamnist.npz",
-        loader=_reader("read_medmnist"),
+        loader=readers.read_medmnist,
     )
 )
 register_dataset(
@@ -332,6 +284,6 @@ register_dataset(
         augment="flip",
         resize_to=256,
         description="your own images: train/<class>/ and test/<class>/ folders, or train.csv/test.csv (path,label)",
-        loader=_reader("read_folder"),
+        loader=readers.read_folder,
     )
 )

@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -50,6 +49,7 @@ import pyarrow.ipc as ipc
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from trainables.errors import UserError
 from trainables import storage
 from trainables.backbones import create_backbone, embed, resolve_info, weights_digest
 from trainables.datasets import ImageSet, get_dataset_info, load_dataset
@@ -60,7 +60,7 @@ EXTRACT_BATCH = 256
 DTYPES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
 
 
-class CacheError(ValueError):
+class CacheError(UserError):
     """A cache request that cannot be served; the message names the value and what was expected."""
 
 
@@ -272,17 +272,10 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     # Written whole to a local temporary file first (beside the cache when it is local, so
     # the final rename is atomic), then moved or uploaded under its key.
     local_dir = storage.absolute(cache_dir) if not storage.is_uri(cache_dir) else None
-    if local_dir:
-        os.makedirs(local_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=local_dir, prefix=".tmp-", suffix=".arrow")
-    os.close(fd)
-    try:
+    with storage.temporary_file(local_dir, suffix=".arrow") as tmp:
         with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=len(table) or None)
         storage.upload(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     print(f"extracted {dataset} x {backbone} view {view}: {total:,} images in {elapsed:.1f} s "
           f"({total / max(elapsed, 1e-9):,.0f} img/s, {device.type} {precision}, {workers} decode workers)",
           file=sys.stderr, flush=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from trainables.errors import UserError
 
-class ImageDecodeError(ValueError):
+
+class ImageDecodeError(UserError):
     """A file that is not a readable image; the message names it."""
 
 

@@ -26,10 +26,12 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import cohen_kappa_score
 
+from trainables.errors import UserError
+
 METRICS = ("auc", "kappa_quadratic")
 
 
-class MetricError(ValueError):
+class MetricError(UserError):
     pass
 
 

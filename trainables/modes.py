@@ -18,11 +18,12 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from trainables.errors import UserError
 from trainables.heads import DVME, LinearProbe
 from trainables.registry import Registry
 
 
-class ModeError(ValueError):
+class ModeError(UserError):
     """An unknown mode, or a study its mode cannot run; the message lists the valid ones."""
 
 

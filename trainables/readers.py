@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from trainables.datasets import DatasetError, ImageSet, LoadedDataset
+from trainables.dataset_types import DatasetError, ImageSet, LoadedDataset
 from trainables.images import FileImages
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

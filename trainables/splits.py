@@ -27,8 +27,10 @@ from typing import Optional
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from trainables.errors import UserError
 
-class SplitError(ValueError):
+
+class SplitError(UserError):
     """A subset or fold the data cannot give; the message says which size or class."""
 
 

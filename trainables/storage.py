@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
+from typing import Optional
 
 import pyarrow.fs as pafs
 
@@ -101,20 +103,30 @@ def makedirs(where: str) -> None:
     fs.create_dir(path, recursive=True)
 
 
+@contextmanager
+def temporary_file(folder: Optional[str], suffix: str = ""):
+    """A temporary file's path in ``folder`` (made if missing; None: the system's), named
+    ``.tmp-*`` so that no reader takes it for a finished file; removed when the block ends
+    unless the block moved it away (a rename into place: the one atomic step of a write)."""
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_atomic(where: str, data: bytes) -> None:
     """Write ``data`` so that no reader ever sees a part of it."""
     if is_local(where):
         path = _local_path(where)
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with temporary_file(os.path.dirname(path)) as tmp:
+            with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return
     fs, path = filesystem(where)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
@@ -171,14 +183,8 @@ def localize(where: str) -> str:
     digest = hashlib.sha256(where.encode()).hexdigest()[:16]
     target = os.path.join(local_cache_dir(), f"{digest}-{basename(where)}")
     if not os.path.exists(target):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
         fs, path = filesystem(where)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
-        os.close(fd)
-        try:
+        with temporary_file(os.path.dirname(target)) as tmp:
             pafs.copy_files(path, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
             os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return target

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
+from trainables.errors import UserError
 from trainables.modes import ModeError, get_mode, mode_names
 
 MODES = tuple(mode_names())
@@ -29,7 +30,7 @@ ATTENTION_FORMS = ("token", "listing")
 EMBEDDING_DTYPES = ("float32", "float16")
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A study or grid that cannot run; the message names the field and what was expected."""
 
 

@@ -21,7 +21,6 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from trainables import artifacts, storage
@@ -31,6 +30,7 @@ from trainables.datasets import get_dataset_info, load_dataset
 from trainables.embeddings import load_embeddings
 from trainables.checkpoints import load_checkpoint, save_checkpoint
 from trainables.engine import Fit, predict
+from trainables.errors import ERROR_CHARS, error_line
 from trainables.context import TrialContext, TrialRun
 from trainables.heads import DVME, Finetuned
 from trainables.memory import resident_mib
@@ -279,8 +279,8 @@ def error_text(exc: BaseException) -> str:
     text = str(exc).strip()
     if "Original Traceback" in text:
         name, _, message = text.splitlines()[-1].partition(": ")
-        return f"{name.rsplit('.', 1)[-1]}: {message}"[:2000]
-    return f"{type(exc).__name__}: {text}"[:2000]
+        return f"{name.rsplit('.', 1)[-1]}: {message}"[:ERROR_CHARS]
+    return error_line(exc)
 
 
 def run_trial(config: dict) -> None:

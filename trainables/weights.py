@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
+from trainables.errors import UserError
 
-class WeightsError(ValueError):
+
+class WeightsError(UserError):
     """A weight file that cannot be used; the message names the file and what was found."""
 
 

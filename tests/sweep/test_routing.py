@@ -2,7 +2,6 @@
 
 from types import SimpleNamespace
 
-import pytest
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
@@ -94,7 +93,8 @@ def test_a_trial_in_flight_when_the_driver_died_is_suggested_again_with_its_lr_a
 def test_a_trial_a_lost_node_ended_comes_back_with_its_lr_and_id_even_after_the_last_suggestion():
     (cfg,) = _configs(n_studies=1, n_trials=2)
     searcher = StudySearcher([cfg], max_in_flight_per_study=2)
-    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    searcher.suggest("t0")
+    second = searcher.suggest("t1")
     # t1 failed while PENDING (its node went): Tune tells the searcher of an error...
     searcher.on_trial_complete("t1", None, error=True)
     searcher.requeue(second, "t1")  # ...and the driver sends it back

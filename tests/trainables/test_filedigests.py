@@ -2,9 +2,7 @@
 
 import os
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from tests import layouts
 from trainables.datasets import load_dataset
