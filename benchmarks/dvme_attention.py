@@ -26,7 +26,7 @@ import time
 def _step(batch: int, tokens: int, fused: bool, repeats: int) -> dict:
     import torch
 
-    from trainables.heads import DVME
+    from trainables.models.heads import DVME
 
     torch.manual_seed(0)
     proj = tokens // 3

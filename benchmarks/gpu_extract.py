@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from trainables.backbones import build_architecture, embed, get_backbone_info
-from trainables.datasets import get_dataset_info, load_dataset
-from trainables.embeddings import _ViewImages, default_workers, embed_images
-from trainables.transforms import build_transform
+from trainables.models.backbones import build_architecture, embed, get_backbone_info
+from trainables.data.datasets import get_dataset_info, load_dataset
+from trainables.cache.embeddings import _ViewImages, default_workers, embed_images
+from trainables.data.transforms import build_transform
 
 GOALS = {"random": 5000, "dino": 1000}  # img/s on one H100
 NAMES = {"random": "resnet50", "dino": "vit_small_patch8_224"}
@@ -97,10 +97,11 @@ def write_images(root: str, per_class: int, n_test: int, size: int) -> None:
 
 
 def packed_sweep(root: str, results: str, sizes: tuple[int, ...], trials: int, epochs: int, gpus: float) -> dict:
-    from sweep.runner import RunOptions, run_sweep
+    from sweep.options import Inputs, RunOptions, StoreOptions
+    from sweep.driver.runner import run_sweep
     from sweep.spec import StudySpec
-    from sweep.store import ResultsStore
-    from trainables.embeddings import list_cache
+    from sweep.store.store import ResultsStore
+    from trainables.cache.embeddings import list_cache
 
     studies = [
         StudySpec(grid="gpu-bench", dataset="folder", backbones=("random",), mode="linear", subset=str(n),
@@ -108,7 +109,7 @@ def packed_sweep(root: str, results: str, sizes: tuple[int, ...], trials: int, e
         for n in sizes for f in range(5)
     ]
     start = time.perf_counter()
-    summary = run_sweep(studies, RunOptions(results=results, data_roots={"folder": root}, verbose=0))
+    summary = run_sweep(studies, RunOptions(inputs=Inputs(data_roots={"folder": root}), store=StoreOptions(results=results), verbose=0))
     wall = time.perf_counter() - start
     rows = ResultsStore(results).read_trials().to_pylist()
     extract = sum(e["extract_s"] for e in list_cache(os.path.join(results, "cache")))

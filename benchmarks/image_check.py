@@ -1,5 +1,5 @@
 """The cost of the check every sweep runs before its first trial: each image the sweep uses
-decoded once and digested (sha256) for the data's content fingerprint (trainables/filedigests.py).
+decoded once and digested (sha256) for the data's content fingerprint (trainables/data/filedigests.py).
 
     .venv/bin/python benchmarks/image_check.py [--images 20000] [--size 96]
 
@@ -24,8 +24,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from trainables.datasets import load_dataset
-from trainables.filedigests import content_fingerprint, inspect_files
+from trainables.data.datasets import load_dataset
+from trainables.data.filedigests import content_fingerprint, inspect_files
 
 
 def write_folder(root: str, n: int, size: int) -> None:

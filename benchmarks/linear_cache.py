@@ -25,16 +25,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sweep.runner import standalone_context
+from sweep.driver.runner import standalone_context
 from sweep.spec import StudySpec
 from trainables.context import TrialRun
-from trainables.backbones import create_backbone, embed
-from trainables.datasets import get_dataset_info, load_dataset
-from trainables.embeddings import ensure_embeddings
-from trainables.engine import fit, predict
-from trainables.metrics import score
-from trainables.trainable import ImageDataset, study_split, trial_epochs
-from trainables.transforms import build_transform
+from trainables.models.backbones import create_backbone, embed
+from trainables.data.datasets import get_dataset_info, load_dataset
+from trainables.cache.embeddings import ensure_embeddings
+from trainables.training.engine import fit, predict
+from trainables.training.metrics import score
+from trainables.training.trainable import ImageDataset, study_split, trial_epochs
+from trainables.data.transforms import build_transform
 
 LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 

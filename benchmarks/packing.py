@@ -16,7 +16,8 @@ import time
 
 import ray
 
-from sweep.runner import RunOptions, run_sweep
+from sweep.options import Resources, RunOptions, StoreOptions
+from sweep.driver.runner import run_sweep
 from sweep.spec import StudySpec
 
 
@@ -45,12 +46,12 @@ def main() -> None:
     print(f"{len(studies)} linear studies x {args.trials} trials ({args.n_train} images, "
           f"{args.epochs} epochs) on {cpus:.0f} CPUs")
     with tempfile.TemporaryDirectory() as warm:
-        run_sweep(studies[:1], RunOptions(results=warm, verbose=0))  # extraction and imports once
+        run_sweep(studies[:1], RunOptions(store=StoreOptions(results=warm), verbose=0))  # extraction and imports once
     times = {}
     for label, concurrent in (("serial", 1), ("packed", None)):
         with tempfile.TemporaryDirectory() as results:
             start = time.perf_counter()
-            summary = run_sweep(studies, RunOptions(results=results, max_concurrent=concurrent, verbose=0))
+            summary = run_sweep(studies, RunOptions(store=StoreOptions(results=results), resources=Resources(max_concurrent=concurrent), verbose=0))
             times[label] = time.perf_counter() - start
             print(f"{label:6s} max_concurrent={concurrent or 'default'}: {times[label]:.1f} s, "
                   f"{summary.trials_written} trials")

@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from sweep.queries import aggregate_cells, filter_rows, select_studies
-from sweep.store import ResultsStore
+from sweep.store.queries import aggregate_cells, filter_rows, select_studies
+from sweep.store.store import ResultsStore
 
 DATASETS = ("patchcam", "aptos", "pneumonia", "nih")
 BACKBONES = ("random", "supervised", "swav", "simclr", "dino")

@@ -27,14 +27,14 @@ import numpy as np
 
 CHILD = r"""
 import json, sys
-from trainables.memory import private_mib, resident_mib
+from trainables.training.memory import private_mib, resident_mib
 import torch
 import numpy as np
 from sweep.spec import StudySpec
 from trainables.context import TrialContext, TrialRun
-from trainables.embeddings import load_embeddings
-from trainables.splits import balanced_subset, fold_split
-from trainables.trainable import trial_epochs
+from trainables.cache.embeddings import load_embeddings
+from trainables.data.splits import balanced_subset, fold_split
+from trainables.training.trainable import trial_epochs
 
 path, n_train, pool = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 with open("/proc/self/clear_refs", "w") as f:
@@ -42,7 +42,7 @@ with open("/proc/self/clear_refs", "w") as f:
 before = {"resident": resident_mib(), "private": private_mib()}
 spec = StudySpec(grid="bench", dataset="patchcam", backbones=("random",), mode="linear", subset=str(n_train),
                  n_train=n_train, fold=0, max_epochs=2, grace_period=1, batch_size=64)
-# The split a sweep's driver would write (sweep/manifests.py), over the cache's own labels.
+# The split a sweep's driver would write (sweep/driver/manifests.py), over the cache's own labels.
 labels = load_embeddings(path)["pool"].labels
 subset = balanced_subset(labels, n_train, spec.seed)
 train, val = fold_split(labels, subset, spec.n_folds, spec.fold, spec.seed)
@@ -74,8 +74,8 @@ print(json.dumps({"before": before, "peak_resident": peak, "private": private_mi
 def write_cache(path: str, pool: int, test: int, dim: int) -> None:
     import pyarrow as pa
 
-    from trainables.datasets import ImageSet
-    from trainables.embeddings import _split_table
+    from trainables.data.datasets import ImageSet
+    from trainables.cache.embeddings import _split_table
 
     rng = np.random.default_rng(0)
     tables = []

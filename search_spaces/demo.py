@@ -5,7 +5,7 @@ Run it (about 2-4 minutes on 2 CPU cores, no GPU, no download)::
     sweep run --grid demo
 
 Data: scikit-learn's 8x8 handwritten digits, 10 classes; a fixed stratified test set of
-540 images, a training pool of 1,257 (trainables/datasets.py). Backbones: timm's tiny test
+540 images, a training pool of 1,257 (trainables/data/datasets.py). Backbones: timm's tiny test
 models with random weights (test_resnet 96-d, test_vit 64-d), since no weights can be fetched.
 
 Studies: 2 subset sizes (S = 50, M = 250 images, class-balanced) x 5 folds x

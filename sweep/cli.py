@@ -9,12 +9,12 @@ import sys
 
 import click
 
-from sweep.formatting import FORMATS, render, render_table
+from sweep.store.formatting import FORMATS, render, render_table
 from sweep.grids import grid_names, load_grid, select_studies_where, with_embedding_options
-from sweep.planning import check_studies, summarize
-from sweep.queries import aggregate_cells, epoch_rows, select_studies
+from sweep.plan.planning import check_studies, summarize
+from sweep.store.queries import aggregate_cells, epoch_rows, select_studies
 from sweep.spec import EMBEDDING_DTYPES, MODES
-from sweep.store import ResultsStore
+from sweep.store.store import ResultsStore
 from trainables.errors import UserError
 
 # Input that cannot be used (a file, field or value, named): one line, exit 1. Anything else
@@ -51,17 +51,23 @@ VIEWS_HELP = (
 )
 
 
-def _study_options(f):
-    """--grid, --where, --views, --embedding-dtype: which studies, shared by run and plan."""
-    for option in reversed([
-        click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid: a module in search_spaces/."),
-        click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help=WHERE_HELP),
-        click.option("--views", type=click.IntRange(min=1), metavar="K", help=VIEWS_HELP),
-        click.option("--embedding-dtype", type=click.Choice(EMBEDDING_DTYPES),
-                     help="Stored dtype of cached embeddings for frozen modes (float16: half the disk and page cache) [default: the grid's, float32]."),
-    ]):
-        f = option(f)
-    return f
+def _option_group(*options):
+    """A group of click options as one decorator."""
+    def apply(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+# --grid, --where, --views, --embedding-dtype: which studies, shared by run and plan.
+_study_options = _option_group(
+    click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid: a module in search_spaces/."),
+    click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help=WHERE_HELP),
+    click.option("--views", type=click.IntRange(min=1), metavar="K", help=VIEWS_HELP),
+    click.option("--embedding-dtype", type=click.Choice(EMBEDDING_DTYPES),
+                 help="Stored dtype of cached embeddings for frozen modes (float16: half the disk and page cache) [default: the grid's, float32]."),
+)
 
 
 def _studies(grid_name: str, where: tuple, views, embedding_dtype) -> list:
@@ -122,52 +128,67 @@ class CheckpointEvery(click.ParamType):
         return seconds
 
 
+_store_options = _option_group(
+    click.option("--results", default=DEFAULT_RESULTS, show_default=True, help="Results store: a directory or a URI (s3://bucket/prefix, file:///...)."),
+    click.option("--cache", help="Embedding cache: a folder or a URI [default: RESULTS/cache]; share one between sweeps."),
+    click.option("--resume", is_flag=True, help="Continue a sweep in --results: studies complete there are skipped."),
+    click.option("--allow-other-grid", is_flag=True, help="Add to a results directory that holds another grid's results."),
+)
+_input_options = _option_group(
+    click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset (repeatable)."),
+    click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="Weight file of a backbone (repeatable)."),
+    click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle."),
+    click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts."),
+)
+_resource_options = _option_group(
+    click.option("--gpus-per-trial", multiple=True, metavar="MODE=FRACTION", help="GPU fraction a trial takes, by MODE or MODE:BACKBONE, e.g. linear=0.1, finetune:dino=1, linear=0 for CPU-only heads (repeatable; overrides the grid's). Ignored without GPUs."),
+    click.option("--cpus-per-trial", multiple=True, metavar="MODE=CPUS", help="CPUs a trial takes, by MODE or MODE:BACKBONE, e.g. finetune=4 (repeatable)."),
+    click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share]."),
+    click.option("--extract-cpus", type=click.IntRange(min=1), help="CPUs of one embedding-extraction task; all but one decode images [default: 4 beside a GPU, else 1]."),
+    click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts."),
+)
+_policy_options = _option_group(
+    click.option("--max-failures", type=click.IntRange(min=0), default=2, show_default=True, help="Failures of a trial on faults of the machine (a killed worker, a lost spot node, an out-of-memory kill) before it is recorded as an error; errors of the trial itself (a NaN loss) are recorded at once."),
+    click.option("--checkpoint-every", type=CheckpointEvery(), default="120", show_default=True, metavar="SECONDS|off", help="A trial saves a checkpoint at the end of an epoch once this many seconds have passed since its last one (0: every epoch; off: never); a killed trial, or one in flight when the driver died, resumes from it."),
+)
+
+
+def _run_options(given: dict, quiet: bool):
+    """The four option groups of ``sweep run`` (sweep/options.py) from the parsed options."""
+    from sweep.options import Inputs, Resources, RunOptions, StoreOptions, TrialPolicy
+
+    return RunOptions(
+        inputs=Inputs(data_roots=_pairs(given["data"], "--data"), weights=_pairs(given["weights"], "--weights"),
+                      holdout=given["holdout"], skip_unreadable=given["skip_unreadable"]),
+        resources=Resources(
+            gpus_per_trial=_modes(_pairs(given["gpus_per_trial"], "--gpus-per-trial", float), "--gpus-per-trial"),
+            cpus_per_trial=_modes(_pairs(given["cpus_per_trial"], "--cpus-per-trial", float), "--cpus-per-trial"),
+            max_concurrent=given["max_concurrent"], extract_cpus=given["extract_cpus"], address=given["address"]),
+        store=StoreOptions(results=given["results"], cache=given["cache"], resume=given["resume"],
+                           allow_other_grid=given["allow_other_grid"]),
+        policy=TrialPolicy(max_failures=given["max_failures"], checkpoint_every_s=given["checkpoint_every"]),
+        verbose=0 if quiet else 1,
+    )
+
+
 @main.command()
 @_study_options
-@click.option("--results", default=DEFAULT_RESULTS, show_default=True, help="Results store: a directory or a URI (s3://bucket/prefix, file:///...).")
-@click.option("--resume", is_flag=True, help="Continue a sweep in --results: studies complete there are skipped.")
-@click.option("--allow-other-grid", is_flag=True, help="Add to a results directory that holds another grid's results.")
-@click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset (repeatable).")
-@click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="Weight file of a backbone (repeatable).")
-@click.option("--gpus-per-trial", multiple=True, metavar="MODE=FRACTION", help="GPU fraction a trial takes, by MODE or MODE:BACKBONE, e.g. linear=0.1, finetune:dino=1, linear=0 for CPU-only heads (repeatable; overrides the grid's). Ignored without GPUs.")
-@click.option("--cpus-per-trial", multiple=True, metavar="MODE=CPUS", help="CPUs a trial takes, by MODE or MODE:BACKBONE, e.g. finetune=4 (repeatable).")
-@click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share].")
-@click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts.")
-@click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle.")
-@click.option("--cache", help="Embedding cache: a folder or a URI [default: RESULTS/cache]; share one between sweeps.")
-@click.option("--extract-cpus", type=click.IntRange(min=1), help="CPUs of one embedding-extraction task; all but one decode images [default: 4 beside a GPU, else 1].")
-@click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts.")
-@click.option("--max-failures", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a trial whose process died (a killed worker, a lost spot node); errors of the trial itself (a NaN loss) are recorded at once.")
-@click.option("--checkpoint-every", type=CheckpointEvery(), default="120", show_default=True, metavar="SECONDS|off", help="A trial saves a checkpoint at the end of an epoch once this many seconds have passed since its last one (0: every epoch; off: never); a killed trial, or one in flight when the driver died, resumes from it.")
+@_store_options
+@_input_options
+@_resource_options
+@_policy_options
 @click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
-def run(grid_name, where, views, embedding_dtype, results, resume, allow_other_grid, data, weights, gpus_per_trial, cpus_per_trial, max_concurrent, address, holdout, cache, extract_cpus, skip_unreadable, max_failures, checkpoint_every, quiet):
+def run(grid_name, where, views, embedding_dtype, quiet, **given):
     """Run a grid's studies and print the mean ± std table of its cells.
 
     \b
     Example:
       sweep run --grid demo --results ./sweep-results
     """
-    from sweep.runner import RunOptions, run_sweep
+    from sweep.driver.runner import run_sweep
 
     studies = _studies(grid_name, where, views, embedding_dtype)
-    options = RunOptions(
-        results=results,
-        resume=resume,
-        allow_other_grid=allow_other_grid,
-        data_roots=_pairs(data, "--data"),
-        weights=_pairs(weights, "--weights"),
-        gpus_per_trial=_modes(_pairs(gpus_per_trial, "--gpus-per-trial", float), "--gpus-per-trial"),
-        cpus_per_trial=_modes(_pairs(cpus_per_trial, "--cpus-per-trial", float), "--cpus-per-trial"),
-        max_concurrent=max_concurrent,
-        address=address,
-        holdout=holdout,
-        skip_unreadable=skip_unreadable,
-        cache=cache,
-        extract_cpus=extract_cpus,
-        max_failures=max_failures,
-        checkpoint_every_s=checkpoint_every,
-        verbose=0 if quiet else 1,
-    )
+    options = _run_options(given, quiet)
     summary = run_sweep(studies, options)
     store = ResultsStore(summary.results)
     trials = store.read_trials().to_pylist()
@@ -213,7 +234,7 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
       sweep plan --grid paper --format json
       sweep plan --grid paper --where dataset=nih --data nih=/data/nih --format json --studies
     """
-    from sweep.preflight import preflight
+    from sweep.plan.preflight import preflight
 
     studies = _studies(grid_name, where, views, embedding_dtype)
     check_studies(studies)
@@ -230,7 +251,7 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
     if fmt == "json":
         click.echo(json.dumps(summary, indent=1))
         sys.exit(1 if checks["problems"] else 0)
-    from sweep.formatting import render_table
+    from sweep.store.formatting import render_table
 
     click.echo(render_table(summary["by_dataset_mode"], ("dataset", "mode", "studies", "trials")))
     click.echo(
@@ -260,7 +281,7 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
 
 
 def _estimate(studies, costs_file, save_costs, results, quiet) -> dict:
-    from sweep.estimate import calibrate, estimate, load_costs, measured_costs, save_costs as write_costs
+    from sweep.plan.estimate import calibrate, estimate, load_costs, measured_costs, save_costs as write_costs
 
     if costs_file:
         costs, source = load_costs(costs_file), f"costs file {costs_file}"
@@ -270,7 +291,7 @@ def _estimate(studies, costs_file, save_costs, results, quiet) -> dict:
         write_costs(costs, save_costs)
     measured = None
     if results:
-        from trainables.embeddings import list_cache
+        from trainables.cache.embeddings import list_cache
 
         store = ResultsStore(results).require()
         measured = measured_costs(store.read_trials().to_pylist(), list_cache(store.cache_dir))
@@ -296,14 +317,14 @@ def results(results, level, where, sort, fmt, out, kaggle_scores):
       sweep results --level trials --where status=error
       sweep results --level studies --where dataset=aptos --where mode=linear --sort -test_score
     """
-    from sweep.queries import filter_rows, sort_rows
+    from sweep.store.queries import filter_rows, sort_rows
 
     store = ResultsStore(results).require()
     rows = store.read_trials().to_pylist()
     if level in ("studies", "cells"):
         rows = select_studies(rows)
         if kaggle_scores:
-            from sweep.kaggle import read_kaggle_scores, with_kaggle_scores
+            from sweep.report.kaggle import read_kaggle_scores, with_kaggle_scores
 
             rows = with_kaggle_scores(rows, read_kaggle_scores(kaggle_scores), kaggle_scores)
     elif kaggle_scores:
@@ -335,7 +356,7 @@ def report(results, out_dir, fmt, cache, kaggle_scores, tsne_points):
     Example:
       sweep report --results sweep-results --out report --format html
     """
-    from sweep.report import write_report
+    from sweep.report.report import write_report
 
     store = ResultsStore(results).require()
     path = write_report(store, out_dir, fmt, cache=cache, kaggle_scores=kaggle_scores, tsne_points=tsne_points)
@@ -358,7 +379,7 @@ def store_check(results, as_json):
     Example:
       sweep store check --results sweep-results
     """
-    from sweep.storecheck import check_store
+    from sweep.store.storecheck import check_store
 
     found = ResultsStore(results, warn=lambda message: None).require()
     problems = check_store(found)
@@ -391,8 +412,8 @@ def data_check(name, root, as_json):
     Example:
       sweep data check pneumonia --root /data/chest_xray --json
     """
-    from sweep.datacheck import check_dataset
-    from trainables.datasets import get_dataset_info, resolve_root
+    from sweep.plan.datacheck import check_dataset
+    from trainables.data.datasets import get_dataset_info, resolve_root
 
     get_dataset_info(name)
     report = check_dataset(name, resolve_root(name, {name: root} if root else None))
@@ -432,8 +453,8 @@ def weights_check(name, path, as_json):
     Example:
       sweep weights check dino --file dino_deitsmall8_pretrain.pth --json
     """
-    from sweep.weightcheck import check_weights
-    from trainables.backbones import resolve_weights
+    from sweep.plan.weightcheck import check_weights
+    from trainables.models.backbones import resolve_weights
 
     path = resolve_weights(name, {name: path} if path else None)
     if path is None:
@@ -484,13 +505,13 @@ def cache_ls(cache_path, results, as_json):
     Example:
       sweep cache ls --results ./sweep-results
     """
-    from trainables.embeddings import list_cache
+    from trainables.cache.embeddings import list_cache
 
     entries = list_cache(_cache_dir(cache_path, results))
     if as_json:
         click.echo(json.dumps(entries, indent=1))
         return
-    from sweep.formatting import render_table
+    from sweep.store.formatting import render_table
 
     click.echo(render_table(entries, ("key", "dataset", "backbone", "view", "dtype", "rows", "dim", "mib", "extract_s", "images_per_s")))
 
@@ -508,7 +529,7 @@ def cache_rm(cache_path, results, dataset, backbone, everything):
       sweep cache rm --backbone dino
     """
     from trainables import storage
-    from trainables.embeddings import list_cache
+    from trainables.cache.embeddings import list_cache
 
     if not (dataset or backbone or everything):
         raise click.UsageError("name --dataset and/or --backbone, or --all")
@@ -538,9 +559,9 @@ def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, 
     Example:
       sweep embed --dataset digits --backbone test_resnet --backbone test_vit
     """
-    from trainables.backbones import resolve_weights
-    from trainables.datasets import get_dataset_info, resolve_root
-    from trainables.embeddings import cached_views, ensure_embeddings, views_problem
+    from trainables.models.backbones import resolve_weights
+    from trainables.data.datasets import get_dataset_info, resolve_root
+    from trainables.cache.embeddings import cached_views, ensure_embeddings, views_problem
 
     problem = views_problem(get_dataset_info(dataset), views)
     if problem:
@@ -568,7 +589,7 @@ def kaggle_score(dataset, private, public):
     Example:
       sweep kaggle-score --dataset aptos --private 0.80 --public 0.70
     """
-    from sweep.kaggle import final_score
+    from sweep.report.kaggle import final_score
 
     click.echo(f"{final_score(dataset, private, public):.4f}")
 
@@ -576,8 +597,8 @@ def kaggle_score(dataset, private, public):
 @main.command("grids")
 def grids():
     """List the grids, datasets and backbones medsweep knows."""
-    from trainables.backbones import backbone_names, get_backbone_info
-    from trainables.datasets import dataset_names, get_dataset_info
+    from trainables.models.backbones import backbone_names, get_backbone_info
+    from trainables.data.datasets import dataset_names, get_dataset_info
 
     click.echo("grids:     " + ", ".join(grid_names()))
     click.echo("datasets:")

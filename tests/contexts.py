@@ -1,12 +1,12 @@
 """Trial contexts for tests, filled as the driver fills them: the study's split written as a
-manifest in a store (sweep.runner.standalone_context), or placeholders for code that reads
+manifest in a store (sweep.driver.runner.standalone_context), or placeholders for code that reads
 only plain values (the routers, the recorder)."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from sweep.runner import standalone_context
+from sweep.driver.runner import standalone_context
 from trainables.context import TrialContext, TrialRun
 from trainables.study import StudySpec
 
@@ -28,3 +28,17 @@ def bare_context(spec: StudySpec, **fields) -> TrialContext:
                   n_classes=10, manifest_file="/nowhere/manifest.json", manifest_digest="m0", embedding_files={},
                   store_root="/nowhere", checkpoint_every_s=None)
     return TrialContext(**{**values, **fields})
+
+
+def run_options(**flat):
+    """``RunOptions`` from the flat names of ``sweep run``'s options (results=, resume=,
+    data_roots=, weights=, holdout=, max_failures=, ...), each put in its group."""
+    from dataclasses import fields
+
+    from sweep.options import Inputs, Resources, RunOptions, StoreOptions, TrialPolicy
+
+    groups = {}
+    for name, group in (("inputs", Inputs), ("resources", Resources), ("store", StoreOptions), ("policy", TrialPolicy)):
+        names = {f.name for f in fields(group)}
+        groups[name] = group(**{k: flat.pop(k) for k in list(flat) if k in names})
+    return RunOptions(**groups, **flat)

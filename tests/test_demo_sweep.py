@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from sweep.store import ResultsStore
+from sweep.store.store import ResultsStore
 
 
 @pytest.mark.slow
@@ -35,7 +35,7 @@ def test_demo_sweep_end_to_end(tmp_path):
     cells = json.loads(cells.stdout)
     assert len(cells) == 8 and all(c["folds"] == 5 for c in cells)
     # The table `sweep run` printed holds exactly these cells, each with its mean ± std.
-    from sweep.formatting import mean_std
+    from sweep.store.formatting import mean_std
 
     assert printed == {(c["backbone"], c["mode"], c["subset"], str(c["n_train"]), c["metric"],
                         mean_std(c["mean"], c["std"]), str(c["folds"]), str(c["trials"])) for c in cells}

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sweep.store import ResultsStore
+from sweep.store.store import ResultsStore
 from tests.faults import frozen, in_flight as in_flight_now, processes_titled, recorded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

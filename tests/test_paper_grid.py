@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from sweep.cli import main
-from sweep.store import ResultsStore
+from sweep.store.store import ResultsStore
 from tests import layouts
 
 

@@ -2,11 +2,11 @@
 
 Layout under the store's root (a path or a URI)::
 
-    trials/<study_id>/<trial_id>.parquet        the trial's row (sweep/store.py)
+    trials/<study_id>/<trial_id>.parquet        the trial's row (sweep/store/store.py)
     history/<study_id>/<trial_id>.parquet       its epochs
     predictions/<study_id>/<trial_id>.npy       test probabilities where test labels are hidden
     dvme_features/<study_id>/<trial_id>.npz     DVME: fused embeddings of test images
-    checkpoints/<study_id>/<trial_id>.pt, .json a trial in flight (trainables/checkpoints.py)
+    checkpoints/<study_id>/<trial_id>.pt, .json a trial in flight (trainables/training/checkpoints.py)
 
 Example::
 

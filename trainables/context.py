@@ -1,6 +1,6 @@
 """The driver -> trial contract: everything a trial reads, in one typed, frozen value.
 
-``sweep/`` fills a ``TrialContext`` per study (sweep/runner.py); the searcher puts it in every
+``sweep/`` fills a ``TrialContext`` per study (sweep/driver/runner.py); the searcher puts it in every
 trial config of that study beside the learning rate (``trial_config``); ``trainables/``
 reads it, field by field, with no defaults: a field the driver forgot is an error when the
 context is made, not a silent fallback inside a trial.
@@ -38,7 +38,7 @@ class TrialContext:
     # backbone -> weight file, for the study's backbones that load one.
     weights: dict
     n_classes: int
-    # The study's split, as the driver wrote it (sweep/manifests.py).
+    # The study's split, as the driver wrote it (sweep/driver/manifests.py).
     manifest_file: str
     manifest_digest: str
     # Frozen modes: backbone -> cache files, view 0 (evaluation) first, then the augmented

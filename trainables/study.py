@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from trainables.errors import UserError
-from trainables.modes import ModeError, get_mode, mode_names
+from trainables.models.modes import ModeError, get_mode, mode_names
 
 MODES = tuple(mode_names())
 FROZEN_MODES = tuple(m for m in MODES if get_mode(m).frozen)

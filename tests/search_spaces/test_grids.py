@@ -5,7 +5,7 @@ import pytest
 
 from search_spaces import paper
 from sweep.grids import grid_names, load_grid
-from sweep.planning import check_studies, summarize
+from sweep.plan.planning import check_studies, summarize
 from sweep.spec import SpecError
 
 PAPER_RESULTS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "paper", "results.csv")

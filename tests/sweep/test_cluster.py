@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import pytest
 
-from sweep.store import ResultsStore
+from sweep.store.store import ResultsStore
 
 MiB = 2**20
 

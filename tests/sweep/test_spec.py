@@ -17,7 +17,7 @@ def test_study_and_cell_ids():
 def test_a_study_travels_in_its_trial_context_and_back_into_its_row():
     import dataclasses
 
-    from sweep.recorder import SPEC_FIELDS, trial_row
+    from sweep.driver.recorder import SPEC_FIELDS, trial_row
     from tests.contexts import bare_context
     from trainables.context import trial_config
 
@@ -67,7 +67,7 @@ def test_views_and_embedding_dtype_are_checked_and_change_the_study_id():
 
 
 def test_augmented_views_of_a_dataset_without_augmentation_are_refused_before_anything_runs():
-    from sweep.planning import check_studies
+    from sweep.plan.planning import check_studies
 
     study = StudySpec(grid="g", dataset="digits", backbones=("test_resnet",), mode="linear", subset="S",
                       n_train=50, fold=0, views=2)

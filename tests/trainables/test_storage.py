@@ -44,7 +44,7 @@ def test_an_unknown_scheme_is_a_named_error():
 
 
 def test_embedding_cache_on_a_uri_is_extracted_once_and_read_through_a_local_copy(bucket):
-    from trainables.embeddings import ensure_embeddings, list_cache, load_embeddings
+    from trainables.cache.embeddings import ensure_embeddings, list_cache, load_embeddings
 
     cache = storage.join(bucket, "cache")
     path = ensure_embeddings("digits", None, "test_resnet", None, cache, progress=False)

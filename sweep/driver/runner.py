@@ -1,0 +1,475 @@
+"""Run a list of studies as one Ray Tune experiment, results into the store.
+
+Steps: open the store (refusing another grid's), drop studies already complete there
+(``resume``), check every dataset and weight file before anything starts, extract the
+embeddings frozen modes need (Ray tasks, once per dataset x backbone), then one ``tune.Tuner``
+whose searcher and scheduler keep each study to itself.
+
+Example::
+
+    >>> summary = run_sweep(load_grid("demo"), RunOptions(store=StoreOptions(results="/tmp/r")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Optional
+
+from sweep.report.kaggle import write_submissions
+from sweep.driver.manifests import write_manifests
+from sweep.options import Inputs, RunOptions, StoreOptions, TrialPolicy
+from sweep.store.queries import select_studies
+from sweep.plan.planning import check_studies
+from sweep.plan.preflight import resolve_inputs
+from sweep.spec import SpecError, StudySpec, resolve_pools
+from sweep.store.store import ResultsStore, StoreError
+from trainables.errors import UserError
+from trainables import storage
+from trainables.models.backbones import get_backbone_info, weights_digest
+from trainables.context import CONTEXT, TrialContext
+from trainables.models.modes import get_mode
+from trainables.data.datasets import DatasetError, get_dataset_info, load_dataset
+from trainables.cache.embeddings import cached_views
+from trainables.data.images import ImageDecodeError
+
+
+class ExtractionError(UserError):
+    """An embedding extraction failed on the data or the weights (not on the machine)."""
+
+
+@dataclass
+class RunSummary:
+    results: str
+    studies: int
+    skipped: int
+    trials_written: int
+    wall_s: float
+    submissions: int = 0  # Kaggle submission files written (hidden test labels)
+    extracted: int = 0  # embedding-cache files this sweep extracted (the rest were cached)
+    study_ids: tuple = ()  # the sweep's studies, whole-pool sizes resolved (as the rows have them)
+
+
+def print_flush(line: str) -> None:
+    print(line, flush=True)
+
+
+def _versions() -> dict:
+    names = ("medsweep", "torch", "torchvision", "timm", "ray", "optuna", "scikit-learn", "pyarrow")
+    return {n: version(n) for n in names}
+
+
+def _check_named_inputs(studies: list[StudySpec], options: "RunOptions") -> None:
+    """Every ``--data`` and ``--weights`` name is a known dataset or backbone (a typo would
+    otherwise be dropped unsaid); a known one no study of this sweep uses is pointed out."""
+    used_data = {s.dataset for s in studies}
+    used_backbones = {b for s in studies for b in s.backbones}
+    for name in options.inputs.data_roots:
+        get_dataset_info(name)  # an unknown name: an error listing the valid ones
+        if name not in used_data:
+            print_flush(f"note: --data {name}=...: no study of this sweep uses {name}")
+    for name in options.inputs.weights:
+        get_backbone_info(name)
+        if name not in used_backbones:
+            print_flush(f"note: --weights {name}=...: no study of this sweep uses {name}")
+
+
+def _check_weights(studies: list[StudySpec], weights: dict) -> None:
+    missing = {}
+    for s in studies:
+        for b in s.backbones:
+            info = get_backbone_info(b)
+            if info.needs_weights and b not in weights:
+                missing[b] = info.weight_files
+    if missing:
+        lines = "; ".join(f"{b} (published file: {', '.join(f)})" for b, f in sorted(missing.items()))
+        raise SpecError(f"weights missing for: {lines}. Give each with --weights NAME=PATH or put the files in $MEDSWEEP_WEIGHTS")
+    for b, path in weights.items():
+        if not os.path.isfile(path):
+            raise SpecError(f"--weights {b}={path}: no such file")
+
+
+def _skip_unreadable(names: list[str], options: RunOptions, store: ResultsStore) -> dict:
+    """dataset -> ids to leave out; every problem written to ``skipped/<dataset>.json``."""
+    from sweep.plan.datacheck import skip_list
+
+    skips = {}
+    for name in names:
+        ids, problems = skip_list(name, options.inputs.data_roots.get(name))
+        skips[name] = ids
+        report = {"dataset": name, "skipped_ids": ids, "problems": problems}
+        storage.write_atomic(storage.join(store.skipped_dir, f"{name}.json"), json.dumps(report, indent=1).encode())
+        if problems:
+            print_flush(f"{name}: {len(problems)} problem(s) left out, listed in {store.skipped_dir}/{name}.json")
+    return skips
+
+
+def resource_override(overrides: dict, study: StudySpec, default: float) -> float:
+    """``mode:backbone`` first, then ``mode``, then the study's own value."""
+    return overrides.get(f"{study.mode}:{study.backbone}", overrides.get(study.mode, default))
+
+
+def extraction_cpus(options: RunOptions, has_gpu: bool) -> int:
+    """CPUs of one extraction task: the option, else 4 beside a GPU (decoding workers), but
+    never more than the largest node can give (a larger request would wait forever)."""
+    import ray
+
+    if options.resources.extract_cpus:
+        return options.resources.extract_cpus
+    if not has_gpu:
+        return 1
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")),
+                  default=1)
+    return max(1, min(4, int(largest)))
+
+
+def extraction_requests(studies: list[StudySpec]) -> dict:
+    """Each study's cache files per backbone as (dataset, backbone, view, dtype) requests:
+    view 0 (evaluation) always, views 1..K when the study trains on K augmented views."""
+    out = {}
+    for s in studies:
+        if not get_mode(s.mode).frozen:
+            continue  # its backbone trains on images: nothing to cache
+        out[s.study_id] = {
+            b: [(s.dataset, b, v, s.embedding_dtype) for v in cached_views(s.views)] for b in s.backbones
+        }
+    return out
+
+
+def _verify_images(datasets: dict, cache_dir: str, verbose: int) -> dict:
+    """Each data set with its content fingerprint, once every image the sweep will use has
+    been decoded, in parallel as Ray tasks. Files already checked with the same stat are not
+    read again (the cache's file index: trainables/data/filedigests.py); an image that does not
+    decode stops the sweep here, before any trial starts, named."""
+    import ray
+
+    from trainables.cache.embeddings import files_index_dir
+    from trainables.data.filedigests import content_fingerprint, inspect_files
+
+    task = ray.remote(num_cpus=1)(inspect_files)
+
+    def on_ray(chunks: list, decode: bool) -> list:
+        return ray.get([task.remote(chunk, decode) for chunk in chunks])
+
+    out = {}
+    for name, data in datasets.items():
+        checked = time.perf_counter()
+        out[name], problems = content_fingerprint(data, files_index_dir(cache_dir), check=True, run_chunks=on_ray)
+        if problems:
+            head = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise DatasetError(
+                f"{len(problems)} image(s) of {name} cannot be used: {head}. `sweep data check {name}` lists "
+                f"every such file, --skip-unreadable leaves them out"
+            )
+        if verbose and time.perf_counter() - checked > 1:
+            print_flush(f"{name}: every image checked ({len(data.pool) + len(data.test):,} images, "
+                        f"{time.perf_counter() - checked:.1f} s)")
+    return out
+
+
+def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has_gpu: bool, skips: dict,
+                 fingerprints: dict) -> dict:
+    """(dataset, backbone, view, dtype) -> cache file, as Ray tasks, each key once: one GPU
+    each where the cluster has GPUs, with CPUs for decoding workers beside it."""
+    import ray
+
+    from trainables.cache.embeddings import extract_if_missing
+
+    cpus = extraction_cpus(options, has_gpu)
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(extract_if_missing)
+    refs = {
+        (d, b, v, t): task.remote(
+            d, options.inputs.data_roots.get(d), b, options.inputs.weights.get(b), cache_dir,
+            holdout=options.inputs.holdout, skip=skips.get(d), view=v, dtype=t, progress=options.verbose > 0,
+            fingerprint=fingerprints[d],
+        )
+        for d, b, v, t in requests
+    }
+    files, extracted = {}, 0
+    for (d, b, v, t), ref in refs.items():
+        try:
+            files[(d, b, v, t)], fresh = ray.get(ref)
+            extracted += fresh
+        except ray.exceptions.RayTaskError as exc:
+            # A named error of the data or weights (an image that does not decode, a weight
+            # file of another architecture): one line naming it, not the task's traceback.
+            # Extractions already finished stay in the cache for the next try.
+            cause = getattr(exc, "cause", None)
+            if not isinstance(cause, ValueError):
+                raise
+            hint = ""
+            if isinstance(cause, ImageDecodeError):
+                hint = f"; `sweep data check {d}` lists every such file, --skip-unreadable leaves them out"
+            raise ExtractionError(f"embeddings of {d} x {b} (view {v}): {cause}{hint}") from None
+    return files, extracted
+
+
+def trial_context(study: StudySpec, options: RunOptions, store: ResultsStore, n_classes: int,
+                  manifest: tuple[str, str], embedding_files: dict, skip: Optional[list], has_gpu: bool) -> TrialContext:
+    """What every trial of ``study`` reads (trainables/context.py), from the sweep's options
+    and what the driver prepared: the split, the cache files, the store."""
+    digest, manifest_file = manifest
+    return TrialContext(
+        study=study,
+        cpus=resource_override(options.resources.cpus_per_trial, study, study.cpus),
+        gpus=resource_override(options.resources.gpus_per_trial, study, study.gpus) if has_gpu else 0.0,
+        data_root=options.inputs.data_roots.get(study.dataset),
+        holdout=options.inputs.holdout,
+        skip=tuple(skip) if skip is not None else None,
+        weights={b: options.inputs.weights[b] for b in study.backbones if b in options.inputs.weights},
+        n_classes=n_classes,
+        manifest_file=manifest_file,
+        manifest_digest=digest,
+        embedding_files={b: tuple(paths) for b, paths in embedding_files.items()},
+        store_root=store.root,
+        checkpoint_every_s=options.policy.checkpoint_every_s,
+    )
+
+
+def standalone_context(study: StudySpec, results: str, embedding_files: Optional[dict] = None,
+                       data_root: Optional[str] = None, checkpoint_every_s: Optional[float] = None,
+                       weights: Optional[dict] = None) -> TrialContext:
+    """The TrialContext of one study outside a sweep (a benchmark, a notebook): its split
+    written to ``results``/manifests as a sweep writes it, no GPU.
+
+    >>> run = TrialRun(standalone_context(study, "/tmp/r", {"test_resnet": path}), 1e-3, "t1")  # doctest: +SKIP
+    >>> records = list(trial_epochs(run))                                                      # doctest: +SKIP
+    """
+    data = load_dataset(study.dataset, data_root)
+    store = ResultsStore(results)
+    manifest = write_manifests(store.manifests_dir, [study], {study.dataset: data})[study.study_id]
+    options = RunOptions(inputs=Inputs(data_roots={study.dataset: data_root} if data_root else {}, weights=weights or {}),
+                         store=StoreOptions(results=results), policy=TrialPolicy(checkpoint_every_s=checkpoint_every_s))
+    return trial_context(study, options, store, len(data.classes), manifest, embedding_files or {}, None,
+                         has_gpu=False)
+
+
+def _resumable(store: ResultsStore, contexts: list[TrialContext]) -> dict[str, list[dict]]:
+    """Checkpoints of trials in flight when the last driver died, of studies still pending and
+    trained on the same split (the manifest digest); the rest are reported and left out."""
+    digests = {c.study.study_id: c.manifest_digest for c in contexts}
+    out = {}
+    for sid, metas in store.checkpoints_in_flight().items():
+        if sid not in digests:
+            continue  # a study of another grid, or complete: its checkpoints stay for that sweep
+        usable = [m for m in metas if m.get("manifest_digest") == digests[sid]]
+        for m in metas:
+            if m not in usable:
+                print_flush(f"checkpoint of trial {m['trial_id']} ({sid}) is of another split: not resumed")
+        if usable:
+            out[sid] = usable
+    return out
+
+
+def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per study
+    started = time.perf_counter()
+    grid = studies[0].grid
+    check_studies(studies)
+    _check_named_inputs(studies, options)
+    roots, found = resolve_inputs(studies, options.inputs.data_roots, options.inputs.weights)
+    options = dataclasses.replace(options, inputs=dataclasses.replace(options.inputs, data_roots=roots, weights=found))
+    _check_weights(studies, options.inputs.weights)
+    store = ResultsStore(options.store.results)
+    store.open_for(grid, options.store.allow_other_grid, options.inputs.holdout)
+    with store.driver_lock(take_over=options.store.resume):
+        return _sweep_locked(studies, options, store, grid, started)
+
+
+class _DataLoader:
+    """Each dataset of the sweep read once on the driver, on first use (after its
+    ``--skip-unreadable`` list, when asked for, is made)."""
+
+    def __init__(self, options: RunOptions, store: ResultsStore):
+        self.options, self.store = options, store
+        self.loaded: dict = {}
+        self.skips: dict = {}
+
+    def get(self, name: str):
+        if name not in self.loaded:
+            options = self.options
+            if options.inputs.skip_unreadable:
+                self.skips.update(_skip_unreadable([name], options, self.store))
+            self.loaded[name] = load_dataset(name, options.inputs.data_roots.get(name), holdout=options.inputs.holdout,
+                                             skip=self.skips.get(name))
+        return self.loaded[name]
+
+
+@dataclass
+class _Plan:
+    """What this sweep runs: its studies (whole pools resolved), the trials the store already
+    holds (scores of those that finished, learning rates of those that failed), the studies
+    with trials left, costliest first."""
+
+    studies: list
+    done: dict
+    failed: dict
+    pending: list
+
+
+def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsStore, grid: str, started: float) -> RunSummary:
+    """The sweep once this driver holds the store's lock, stage by stage as DESIGN.md's "How
+    a sweep flows": store, data, Ray, data checked, extraction, trial contexts, tune, finish."""
+    data = _DataLoader(options, store)
+    plan = _prepare_store(studies, options, store, data)
+    ids = tuple(s.study_id for s in plan.studies)
+    if not plan.pending:
+        return RunSummary(store.root, len(studies), len(studies), 0, time.perf_counter() - started, study_ids=ids)
+    datasets = _prepare_data(plan.pending, data, store)
+    has_gpu, cpus = _start_ray(options)
+    cache_dir = store.cache_at(options.store.cache)
+    # Every image decoded once, content fingerprints; the splits written with them.
+    datasets = _verify_images(datasets, cache_dir, options.verbose)
+    manifests = write_manifests(store.manifests_dir, plan.pending, datasets, data.skips)
+    requests = extraction_requests(plan.pending)
+    unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
+    fingerprints = {d: loaded.fingerprint for d, loaded in datasets.items()}
+    files, extracted = _extract_all(unique, options, cache_dir, has_gpu, data.skips, fingerprints)
+    contexts = [
+        trial_context(s, options, store, n_classes=len(datasets[s.dataset].classes), manifest=manifests[s.study_id],
+                      embedding_files={b: [files[r] for r in rs] for b, rs in requests.get(s.study_id, {}).items()},
+                      skip=data.skips.get(s.dataset), has_gpu=has_gpu)
+        for s in plan.pending
+    ]
+    facts = _row_facts(plan.pending, datasets, options)
+    written = _tune(plan, contexts, options, store, facts, grid, cpus)
+    submissions = _finish(store, plan, datasets)
+    return RunSummary(store.root, len(studies), len(studies) - len(plan.pending), written,
+                      time.perf_counter() - started, submissions, extracted, ids)
+
+
+def _prepare_store(studies: list[StudySpec], options: RunOptions, store: ResultsStore, data: "_DataLoader") -> _Plan:
+    """What the store already holds, and what is left to run."""
+    if options.store.resume:
+        # Damaged row files (an interrupted copy) go aside; their trials count as missing.
+        for path in store.quarantine_unreadable():
+            print_flush(f"moved unreadable {path} to {store.quarantine_dir}/: its trial runs again")
+    # The whole pool (the paper's F) is counted in the data: the study's size, id and rows.
+    unresolved = sorted({s.dataset for s in studies if s.n_train is None})
+    studies = resolve_pools(studies, {d: len(data.get(d).pool) for d in unresolved})
+    done, failed = store.trial_outcomes()
+    ours = {s.study_id for s in studies} & (set(done) | set(failed))
+    if ours and not options.store.resume:
+        raise StoreError(
+            f"{store.root} already holds trials of {len(ours)} of these studies; "
+            f"pass --resume to continue the sweep, or use another --results"
+        )
+    # Costliest first (the modes' run order: finetune, then DVME, then linear) so that no long
+    # trial starts last and leaves the rest of the machine idle while it finishes.
+    pending = sorted((s for s in studies if len(done.get(s.study_id, [])) < s.n_trials),
+                     key=lambda s: get_mode(s.mode).run_order)
+    return _Plan(studies, done, failed, pending)
+
+
+def _prepare_data(pending: list[StudySpec], data: "_DataLoader", store: ResultsStore) -> dict:
+    """Each dataset read once on the driver (a missing root or unreadable layout fails here,
+    before Ray starts) and every study's split checked: a fold that cannot be scored (one
+    class only) is an error now, not in the middle of the sweep. The splits are written once
+    the data's content fingerprint, which each records, is known."""
+    datasets = {d: data.get(d) for d in sorted({s.dataset for s in pending})}
+    write_manifests(store.manifests_dir, pending, datasets, data.skips, write=False)
+    return datasets
+
+
+def _start_ray(options: RunOptions) -> tuple[bool, float]:
+    """Join the cluster of --address (or RAY_ADDRESS), else start a Ray of this sweep's own;
+    (whether it has GPUs, its CPUs)."""
+    import ray
+
+    if not ray.is_initialized():
+        # Without --address (or a RAY_ADDRESS from `ray job submit`) a Ray of its own:
+        # ray.init() alone would join any cluster `ray start` left on this machine.
+        address = options.resources.address or os.environ.get("RAY_ADDRESS") or "local"
+        if (address == "local" and os.environ.get("RAY_AUTH_MODE", "token").lower() == "token"
+                and not {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ)):
+            # Ray guards a new local Ray with a token, which it would otherwise save to
+            # ~/.ray/auth_token: a token of this run's alone, in the environment its workers
+            # inherit, keeps the guard and writes nothing outside the results and cache.
+            # (RAY_AUTH_MODE is left to ray.init, which also refreshes its own copy of it.)
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=options.verbose > 0)
+        except ConnectionError as exc:
+            raise SpecError(
+                f"--address {options.resources.address}: no Ray cluster to join there ({exc}). Start one "
+                f"(ray up cluster.yaml, or ray start --head), or leave --address out to run on this machine"
+            ) from exc
+    resources = ray.cluster_resources()
+    return resources.get("GPU", 0) > 0, resources.get("CPU", 1)
+
+
+def _row_facts(pending: list[StudySpec], datasets: dict, options: RunOptions) -> dict:
+    """What every row of this sweep records beside its trial: metric, data fingerprint,
+    weights digest of each, package versions."""
+    return {
+        "metrics": {d: get_dataset_info(d).metric for d in datasets},
+        "fingerprints": {d: loaded.fingerprint for d, loaded in datasets.items()},
+        "weights_digests": {b: weights_digest(b, options.inputs.weights.get(b)) for s in pending for b in s.backbones},
+        "versions": _versions(),
+    }
+
+
+def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store: ResultsStore, facts: dict,
+          grid: str, cpus: float) -> int:
+    """One Tuner for every pending study (sweep/driver/routing.py); the rows it wrote."""
+    from ray import tune
+
+    from sweep.driver.recorder import StoreCallback
+    from sweep.driver.routing import METRIC, MODE, StudyScheduler, StudySearcher
+    from trainables.training.trainable import run_trial
+
+    done, pending = plan.done, plan.pending
+    max_concurrent = options.resources.max_concurrent or max(1, int(cpus / min(c.cpus for c in contexts)))
+    resumable = _resumable(store, contexts) if options.store.resume else {}
+    if resumable and options.verbose:
+        print_flush(f"resuming {sum(map(len, resumable.values()))} trial(s) from their checkpoints")
+    searcher = StudySearcher(contexts, done={s.study_id: done.get(s.study_id, []) for s in pending},
+                             resumable=resumable, failed={s.study_id: plan.failed.get(s.study_id, []) for s in pending})
+    remaining = sum(s.n_trials - len(done.get(s.study_id, [])) for s in pending)
+    recorder = StoreCallback(store, facts, total=remaining, echo=print_flush if options.verbose else None,
+                             requeue=searcher.requeue, max_failures=options.policy.max_failures)
+    trainable = tune.with_resources(run_trial, lambda config: tune.PlacementGroupFactory(
+        [{k: v for k, v in (("CPU", config[CONTEXT].cpus), ("GPU", config[CONTEXT].gpus)) if v > 0}]))
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=StudyScheduler(),
+                                    num_samples=-1, max_concurrent_trials=max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=f"{grid}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=store.ray_dir,
+            callbacks=[recorder],
+            # Tune's own tables print every trial's whole config; the recorder's one line per
+            # finished trial is the progress view instead.
+            verbose=0,
+            # A trial whose process dies (a killed worker, a lost spot node, an out-of-memory
+            # kill) is run again, up to this many times (Tune retries a RUNNING trial, the
+            # recorder requeues one that failed PENDING: sweep/driver/faults.py); errors of the
+            # trial's own code are recorded at once (trainables/training/trainable.py), not retried.
+            failure_config=tune.FailureConfig(max_failures=options.policy.max_failures),
+        ),
+    )
+    tuner.fit()
+    return len(recorder.written)
+
+
+def _finish(store: ResultsStore, plan: _Plan, datasets: dict) -> int:
+    """Leftover checkpoints cleared; Kaggle submissions where test labels are hidden (the
+    number of files written)."""
+    # Checkpoints of trials that ended are deleted as their rows are written; a trial stopped
+    # while it saved one can leave one behind, deleted here.
+    store.checkpoints_in_flight()
+    hidden = {d: loaded.test.ids for d, loaded in datasets.items() if (loaded.test.labels < 0).any()}
+    if not hidden:
+        return 0
+    ours = {s.study_id for s in plan.studies}
+    selected = select_studies(r for r in store.read_trials().to_pylist() if r["study_id"] in ours)
+    return len(write_submissions(store.root, selected, hidden))

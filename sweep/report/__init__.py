@@ -1,0 +1,1 @@
+"""Reports: the paper's tables beside its numbers, statistics, plots, Kaggle scores."""

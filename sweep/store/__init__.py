@@ -1,0 +1,1 @@
+"""The results store: rows written and read, checked, queried and formatted."""

@@ -1,0 +1,113 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sweep.cli import main
+from sweep.plan.estimate import arch_key, calibrate, estimate, head_key, measured_costs
+from sweep.spec import SpecError, StudySpec
+
+COMMON = dict(grid="g", dataset="digits", subset="S", n_train=50, fold=0, n_folds=5, max_epochs=10, n_trials=2,
+              batch_size=32)
+
+
+def _costs():
+    # Hand-set costs: every figure below follows from the documented model.
+    return {
+        "device": "test",
+        "forward_s": {arch_key("test_resnet", 32): 0.01},
+        "train_s": {arch_key("test_resnet", 32): 0.03},
+        "head_s": {"linear:96": 0.001},
+        "dims": {arch_key("test_resnet", 32): 96},
+    }
+
+
+def test_the_cost_model_of_each_part():
+    linear = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
+    finetune = StudySpec(backbones=("test_resnet",), mode="finetune", **COMMON)
+    parts = {p["part"]: p for p in estimate([linear, finetune], _costs())["parts"]}
+    # extraction: (1,257 pool + 540 test) images x 0.01 s
+    assert parts["extraction"]["count"] == 1
+    assert parts["extraction"]["seconds"] == pytest.approx(1797 * 0.01, abs=0.1)
+    # finetune: 2 trials x (10 epochs x (40 x 0.03 + 10 x 0.01) + 5 test scorings x 540 x 0.01)
+    assert parts["finetune"]["seconds"] == pytest.approx(2 * (10 * (40 * 0.03 + 10 * 0.01) + 5 * 540 * 0.01), abs=0.1)
+    # linear: 2 trials x (10 epochs x 50 rows + 5 x 540) x 0.001
+    assert parts["linear"]["seconds"] == pytest.approx(2 * (10 * 50 + 5 * 540) * 0.001, abs=0.1)
+    assert parts["linear"]["count"] == 2 and parts["linear"]["source"] == "calibration"
+
+
+def test_augmented_views_are_their_own_extraction_part():
+    """K views cost K passes over the pool (no test set) beside the evaluation pass; the
+    paper grid's 4 views show as their own part of the estimate."""
+    import dataclasses
+
+    pool = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
+    patch = StudySpec(backbones=("test_resnet",), mode="linear", **{**COMMON, "dataset": "patchcam", "views": 4})
+    parts = {p["part"]: p for p in estimate([pool, patch], {**_costs(), "forward_s": {
+        arch_key("test_resnet", 32): 0.01, arch_key("test_resnet", 96): 0.02}, "head_s": {"linear:96": 0.001,
+        "linear:?": 0.001}})["parts"]}
+    assert parts["extraction, augmented views"]["count"] == 4
+    # 4 views x 220,025 published PatchCam training images x 0.02 s
+    assert parts["extraction, augmented views"]["seconds"] == pytest.approx(4 * 220_025 * 0.02, rel=1e-6)
+    assert parts["extraction"]["count"] == 2  # digits and patchcam, evaluation view each
+    assert dataclasses.replace(patch, views=1).study_id != patch.study_id
+
+
+def test_measured_costs_replace_the_calibrated_ones_they_cover():
+    linear = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
+    rows = [{"status": "ok", "epochs": 5, "wall_s": 10.0, "n_train": 50, "dataset": "digits", "mode": "linear",
+             "backbone": "test_resnet"}]
+    cache = [{"rows": 1797, "extract_s": 3.594, "dataset": "digits", "backbone": "test_resnet"}]
+    parts = {p["part"]: p for p in estimate([linear], _costs(), measured_costs(rows, cache))["parts"]}
+    assert parts["linear"]["source"] == "measured"
+    assert parts["linear"]["seconds"] == pytest.approx(2 * 10 * 50 * (10 / 250), abs=0.1)
+    assert parts["extraction"]["seconds"] == pytest.approx(3.594, abs=0.1)
+
+
+def test_a_costs_file_without_a_needed_architecture_names_it():
+    study = StudySpec(backbones=("test_vit",), mode="finetune", **COMMON)
+    with pytest.raises(SpecError, match=rf"costs file c.json has no forward cost for {arch_key('test_vit', 32)}"):
+        estimate([study], _costs(), source="costs file c.json")
+
+
+def test_calibration_times_every_architecture_and_head_of_the_grid():
+    studies = [StudySpec(backbones=("test_resnet", "test_vit"), mode="dvme", proj_dim=16, **COMMON),
+               StudySpec(backbones=("test_vit",), mode="finetune", **COMMON)]
+    costs = calibrate(studies, device="cpu")
+    assert set(costs["forward_s"]) == {arch_key("test_resnet", 32), arch_key("test_vit", 32)}
+    assert set(costs["train_s"]) == {arch_key("test_vit", 32)}
+    assert set(costs["head_s"]) == {head_key(studies[0], costs["dims"])} == {"dvme:96,64:p16:token"}
+    # Training a step costs more than a forward of the same architecture.
+    assert costs["train_s"][arch_key("test_vit", 32)] > costs["forward_s"][arch_key("test_vit", 32)]
+
+
+def test_calibration_divides_the_timed_span_by_every_image_it_ran(monkeypatch):
+    """A clock that advances exactly 1 s per reading: each cost must be 1 s over the images
+    of its timed repeats (CPU: 2 repeats of 4 images; a head: one epoch of 2,048 rows)."""
+    from types import SimpleNamespace
+
+    import sweep.plan.estimate
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(sweep.plan.estimate, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    studies = [StudySpec(backbones=("test_resnet", "test_vit"), mode="dvme", proj_dim=16, **COMMON),
+               StudySpec(backbones=("test_vit",), mode="finetune", **COMMON)]
+    costs = calibrate(studies, device="cpu")
+    assert set(costs["forward_s"].values()) == {1 / 8} and set(costs["train_s"].values()) == {1 / 8}
+    assert set(costs["head_s"].values()) == {1 / 2048}
+
+
+def test_plan_estimate_saves_and_reuses_its_costs(tmp_path):
+    saved = tmp_path / "costs.json"
+    first = CliRunner().invoke(main, ["plan", "--grid", "demo", "--where", "mode=linear", "--estimate",
+                                      "--save-costs", str(saved), "--format", "json"])
+    assert first.exit_code == 0, first.output
+    est = json.loads(first.output)["estimate"]
+    assert [p["part"] for p in est["parts"]] == ["extraction", "linear"] and est["total_hours"] > 0
+    again = CliRunner().invoke(main, ["plan", "--grid", "demo", "--where", "mode=linear", "--estimate",
+                                      "--costs", str(saved), "--format", "json"])
+    reused = json.loads(again.output)["estimate"]["parts"]
+    assert [(p["part"], p["seconds"]) for p in reused] == [(p["part"], p["seconds"]) for p in est["parts"]]
+    assert all(p["source"] == f"costs file {saved}" for p in reused)
+    refused = CliRunner().invoke(main, ["plan", "--grid", "demo", "--costs", str(saved)])
+    assert refused.exit_code == 2 and "go with --estimate" in refused.output

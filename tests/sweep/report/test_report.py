@@ -1,0 +1,160 @@
+import csv
+import os
+
+import matplotlib.image
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy.stats import ttest_rel
+
+from sweep.cli import main
+from sweep.report.paper_numbers import paper_method
+from sweep.report.report import compare, write_report
+from sweep.report.statistics import holm, paired_comparisons
+from sweep.store.store import ResultsStore
+
+
+def _study_row(backbone, fold, score, n=5216, mode="linear", dataset="pneumonia", **kw):
+    backbones = kw.pop("backbones", [backbone])
+    return {"dataset": dataset, "mode": mode, "backbone": backbone, "backbones": backbones, "n_train": n,
+            "subset": {5216: "F", 50: "S"}.get(n, str(n)), "fold": fold, "test_score": score, "metric": "auc",
+            "attention": True, "views": 1, **kw}
+
+
+def test_holm_adjusts_in_the_given_order():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.2, float("nan")])[0] == pytest.approx(0.2)
+
+
+def test_paired_comparison_of_two_backbones_over_the_same_folds():
+    a = [0.90, 0.92, 0.91, 0.93, 0.94]
+    b = [0.85, 0.88, 0.86, 0.90, 0.89]
+    rows = [_study_row("dino", f, s) for f, s in enumerate(a)] + [_study_row("swav", f, s) for f, s in enumerate(b)]
+    rows.append(_study_row("random", 0, 0.5))  # one fold only: nothing to pair with
+    (result,) = [r for r in paired_comparisons(rows) if {r["a"], r["b"]} == {"linear dino", "linear swav"}]
+    assert result["folds"] == 5 and result["difference"] == pytest.approx(np.mean(np.subtract(a, b)))
+    assert result["p_ttest"] == pytest.approx(ttest_rel(a, b).pvalue)
+    assert result["p_wilcoxon"] == pytest.approx(0.0625)  # all 5 differences positive: the smallest possible
+    assert all("random" not in r["a"] + r["b"] for r in paired_comparisons(rows))
+    # The corrected resampled t-test (Nadeau & Bengio), written out: variance x (1/k + 1/(k-1)).
+    from scipy.stats import t as student
+
+    d = np.subtract(a, b)
+    t = d.mean() / np.sqrt(d.var(ddof=1) * (1 / 5 + 1 / 4))
+    assert result["p_corrected"] == pytest.approx(2 * student.sf(abs(t), 4))
+    assert result["p_corrected"] > result["p_ttest"]  # the correction is the conservative one
+    assert result["significant"] == (result["p_corrected_holm"] < 0.05)
+
+
+def test_every_setting_that_makes_two_methods_differ_is_in_their_label():
+    from sweep.report.statistics import method_label
+
+    dvme = {"mode": "dvme", "backbone": "simclr+swav+dino", "backbones": ["simclr", "swav", "dino"], "attention": True}
+    labels = [method_label({**dvme, "attention_form": "listing", "views": 4}),
+              method_label({**dvme, "attention_form": "token", "views": 4}),
+              method_label({**dvme, "attention_form": "listing", "views": 1}),
+              method_label({**dvme, "attention": False, "views": 4}),
+              method_label({**dvme, "attention_form": "listing", "views": 4, "embedding_dtype": "float16"}),
+              method_label({"mode": "linear", "backbone": "dino", "views": 1}),
+              method_label({"mode": "linear", "backbone": "dino", "views": 4})]
+    assert len(set(labels)) == len(labels)
+    assert labels[0] == "dvme simclr+swav+dino (listing attention, 4 views)"
+    assert labels[1] == "dvme simclr+swav+dino (3-token attention, 4 views)"
+    # Two studies the labels would merge are an error, never a silent mix.
+    rows = [_study_row("dino", 0, 0.9), _study_row("dino", 0, 0.8)]
+    with pytest.raises(ValueError, match="does not tell them apart"):
+        paired_comparisons(rows)
+
+
+def test_cells_meet_the_papers_numbers_and_large_gaps_are_flagged():
+    ours = compare({"dataset": "pneumonia", "mode": "linear", "backbone": "dino", "backbones": ["dino"],
+                    "n_train": 5216, "mean": 0.98, "std": 0.001, "attention": True, "views": 1})
+    assert ours["paper_mean"] == 0.9868 and ours["paper_table"] == "2"
+    assert ours["difference"] == pytest.approx(-0.0068) and ours["flagged"]
+    close = compare({**ours, "mean": 0.9866, "std": 0.001})
+    assert not close["flagged"]
+    dvme = {"mode": "dvme", "backbones": ["dino", "simclr", "swav"], "attention": False, "backbone": "x"}
+    assert paper_method(dvme) == ("linear", "dvme_no_attention")
+    assert paper_method({**dvme, "backbones": ["dino", "random"]}) is None
+    # The paper's DVME is its listing form: the 3-token variant never takes the paper's figure.
+    assert paper_method({**dvme, "attention": True, "attention_form": "listing"}) == ("linear", "dvme")
+    assert paper_method({**dvme, "attention": True, "attention_form": "token"}) is None
+    # F is the whole pool of the user's data: NIH's published files give 2,412 rows, the paper 2,414.
+    nih = compare({"dataset": "nih", "mode": "linear", "backbone": "dino", "backbones": ["dino"], "subset": "F",
+                   "n_train": 2412, "mean": 0.75, "std": 0.02, "views": 4})
+    assert nih["paper_mean"] == 0.7438 and nih["paper_table"] == "2"
+
+
+@pytest.fixture
+def store(tmp_path):
+    from tests.sweep.store.test_store import _row
+
+    store = ResultsStore(str(tmp_path / "results"))
+    store.open_for("g")
+    scores = {"dino": [0.985, 0.987, 0.986, 0.988, 0.984], "supervised": [0.93, 0.94, 0.935, 0.945, 0.94]}
+    for backbone, folds in scores.items():
+        for fold, score in enumerate(folds):
+            for n in (50, 5216):
+                study = f"{backbone}-{n}-{fold}"
+                for t, lr in enumerate((1e-4, 5e-4)):
+                    store.write_trial(_row(study=study, trial=f"{study}-{t}", val=score - t * 0.01, test=score - (n == 50) * 0.1,
+                                           dataset="pneumonia", backbone=backbone, backbones=[backbone], n_train=n,
+                                           subset="F" if n == 5216 else "S", fold=fold, cell_id=f"{backbone}-{n}",
+                                           lr=lr, epochs=10, max_epochs=10, stopped_early=False, metric="auc",
+                                           attention=True, views=1, embedding_dtype="float32"))
+    return store
+
+
+def test_report_writes_tables_beside_the_paper_statistics_plots_and_exports(store, tmp_path):
+    out = str(tmp_path / "report")
+    path = write_report(store, out, "md")
+    text = open(path).read()
+    assert "## Table 2: linear evaluation" in text
+    # Table 2 row: ours, the paper's figure and the difference.
+    assert "| pneumonia | linear dino | 0.8860 ± 0.0016 · paper 0.9492 ± 0.0170 (Δ -0.0632) ⚠ | 0.9860 ± 0.0016 · paper 0.9868 ± 0.0008 (Δ -0.0008) |" in text
+    with open(os.path.join(out, "cells.csv")) as f:
+        cells = {(r["backbone"], r["n_train"]): r for r in csv.DictReader(f)}
+    assert float(cells[("supervised", "5216")]["paper_mean"]) == 0.9397
+    with open(os.path.join(out, "statistics.csv")) as f:
+        stats = list(csv.DictReader(f))
+    assert len(stats) == 2 and all(r["significant"] == "True" for r in stats)  # dino vs supervised at both sizes
+    for name in ("size_pneumonia_frozen.png", "lr_pneumonia_linear.png"):
+        image = matplotlib.image.imread(os.path.join(out, "plots", name))
+        assert image.shape[0] > 300 and image.shape[1] > 500 and image.std() > 0.05  # drawn, not blank
+        assert f"(plots/{name})" in text
+
+
+def test_tsne_plot_from_the_embedding_cache(tmp_path):
+    from sweep.report.plots import tsne
+    from trainables.cache.embeddings import ensure_embeddings, list_cache
+
+    cache = str(tmp_path / "cache")
+    for backbone in ("test_resnet", "test_vit"):
+        ensure_embeddings("digits", None, backbone, None, cache, progress=False)
+    (path,) = tsne(list_cache(cache), str(tmp_path / "plots"), max_points=200)
+    image = matplotlib.image.imread(path)
+    assert os.path.basename(path) == "tsne_digits.png" and image.shape[1] > 2 * image.shape[0] * 0.9
+
+
+def test_kaggle_scores_table_is_written_and_filled_scores_become_final_figures(store, tmp_path):
+    from sweep.report.kaggle import final_score
+    from trainables import storage
+
+    storage.write_atomic(storage.join(store.root, "submissions", "aptos-linear-dino-n50-abc", "ensemble.csv"), b"id_code,diagnosis\n")
+    out = str(tmp_path / "report")
+    write_report(store, out, "html")
+    with open(os.path.join(out, "kaggle_scores.csv")) as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["submission"] == "aptos-linear-dino-n50-abc/ensemble.csv" and row["private"] == ""
+    filled = tmp_path / "filled.csv"
+    filled.write_text("submission,dataset,private,public\naptos-linear-dino-n50-abc/ensemble.csv,aptos,0.80,0.70\n")
+    html = open(write_report(store, out, "html", kaggle_scores=str(filled))).read()
+    assert f"{final_score('aptos', 0.80, 0.70):.4f}" in html and "<table>" in html and "<img src='plots/" in html
+
+
+def test_report_command(store, tmp_path):
+    result = CliRunner().invoke(main, ["report", "--results", store.root, "--out", str(tmp_path / "r"), "--format", "html"])
+    assert result.exit_code == 0, result.output
+    assert os.path.exists(tmp_path / "r" / "report.html")
+    empty = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r2")])
+    assert empty.exit_code == 1 and "not a medsweep results directory" in empty.output

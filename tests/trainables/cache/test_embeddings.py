@@ -1,0 +1,147 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.models.backbones import create_backbone, embed
+from trainables.data.datasets import get_dataset_info, load_dataset
+from trainables.cache.embeddings import cache_key, ensure_embeddings, load_embeddings
+from trainables.data.transforms import build_transform
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    cache = str(tmp_path_factory.mktemp("cache"))
+    return cache, ensure_embeddings("digits", None, "test_resnet", None, cache)
+
+
+def test_cache_file_holds_both_splits_with_labels(cached):
+    _, path = cached
+    data = load_dataset("digits")
+    emb = load_embeddings(path)
+    assert emb["pool"].features.shape == (1257, 96) and emb["test"].features.shape == (540, 96)
+    assert np.array_equal(emb["pool"].labels, data.pool.labels)
+    assert np.array_equal(emb["test"].labels, data.test.labels)
+    assert emb["pool"].groups is None
+
+
+def test_cached_features_equal_a_fresh_forward(cached):
+    _, path = cached
+    data = load_dataset("digits")
+    model, info = create_backbone("test_resnet", img_size=32)
+    tf = build_transform(get_dataset_info("digits"), info, train=False)
+    with torch.no_grad():
+        fresh = embed(model.eval(), info, torch.stack([tf(img) for img in data.test.images[:5]]))
+    np.testing.assert_allclose(load_embeddings(path)["test"].features[:5], fresh.numpy(), atol=1e-5)
+
+
+def test_features_are_a_zero_copy_view_of_the_mapped_file(cached):
+    _, path = cached
+    feats = load_embeddings(path)["pool"].features
+    assert not feats.flags.owndata and not feats.flags.writeable
+
+
+def test_second_call_extracts_nothing(cached):
+    cache, path = cached
+    before = os.stat(path).st_mtime_ns
+    assert ensure_embeddings("digits", None, "test_resnet", None, cache) == path
+    assert os.stat(path).st_mtime_ns == before
+
+
+def test_an_extraction_that_fails_at_its_last_step_leaves_no_file(tmp_path, monkeypatch):
+    """Written under a temporary name (.tmp-*) and moved under its key at the end: a failure
+    then leaves neither a half file under the key nor the temporary file."""
+    import trainables.cache.embeddings
+
+    def fail(local_file, where):
+        assert os.path.basename(local_file).startswith(".tmp-") and os.path.exists(local_file)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trainables.cache.embeddings.storage, "upload", fail)
+    cache = tmp_path / "cache"
+    with pytest.raises(OSError, match="disk full"):
+        ensure_embeddings("digits", None, "test_resnet", None, str(cache), progress=False)
+    assert os.listdir(cache) == []
+
+
+def test_key_changes_with_every_part():
+    base = cache_key("digits-abc", "test_resnet", "init-seed0", "Resize(32)")
+    assert len({base,
+                cache_key("digits-abd", "test_resnet", "init-seed0", "Resize(32)"),
+                cache_key("digits-abc", "test_vit", "init-seed0", "Resize(32)"),
+                cache_key("digits-abc", "test_resnet", "sha-1", "Resize(32)"),
+                cache_key("digits-abc", "test_resnet", "init-seed0", "Resize(64)")}) == 5
+
+
+def test_key_changes_with_view_and_dtype():
+    keys = {cache_key("d", "b", "w", "t", view, dtype) for view in (0, 1, 2) for dtype in ("float32", "float16")}
+    assert len(keys) == 6
+
+
+@pytest.fixture(scope="module")
+def patchcam(tmp_path_factory):
+    from tests import layouts
+
+    root = str(tmp_path_factory.mktemp("patchcam"))
+    layouts.patchcam(root, labels=(0, 1) * 6, n_test=3)
+    return root
+
+
+def test_augmented_views_cover_the_pool_differ_from_each_other_and_from_evaluation(patchcam, tmp_path):
+    cache = str(tmp_path)
+    evaluation = load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, cache))
+    one = load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, cache, view=1))
+    two = load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, cache, view=2))
+    assert one["pool"].features.shape == evaluation["pool"].features.shape == (12, 96)
+    assert len(one["test"].labels) == 0 and len(evaluation["test"].labels) == 3  # only the pool trains
+    assert np.array_equal(one["pool"].labels, evaluation["pool"].labels)
+    for a, b in ((one, evaluation), (two, evaluation), (one, two)):
+        assert not np.allclose(a["pool"].features, b["pool"].features)
+
+
+def test_an_augmented_view_does_not_depend_on_batch_size_or_workers(patchcam, tmp_path):
+    a = ensure_embeddings("patchcam", patchcam, "test_resnet", None, str(tmp_path / "a"), view=1,
+                          workers=0, batch_size=5, progress=False)
+    b = ensure_embeddings("patchcam", patchcam, "test_resnet", None, str(tmp_path / "b"), view=1,
+                          workers=2, batch_size=4, progress=False)
+    assert os.path.basename(a) == os.path.basename(b)
+    np.testing.assert_array_equal(load_embeddings(a)["pool"].features, load_embeddings(b)["pool"].features)
+
+
+def test_float16_cache_is_half_the_size_and_close_to_float32(cached, tmp_path):
+    _, full = cached
+    half = ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), dtype="float16")
+    assert os.path.basename(half) != os.path.basename(full)
+    assert os.path.getsize(half) < 0.6 * os.path.getsize(full)
+    h, f = load_embeddings(half)["test"].features, load_embeddings(full)["test"].features
+    assert h.dtype == np.float16
+    np.testing.assert_allclose(h.astype(np.float32), f, rtol=2e-3, atol=1e-3)
+
+
+def test_unknown_dtype_and_negative_view_are_named_errors(tmp_path):
+    from trainables.cache.embeddings import CacheError
+
+    with pytest.raises(CacheError, match="'bfloat8'.*float32, float16"):
+        ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), dtype="bfloat8")
+    with pytest.raises(CacheError, match="view -1"):
+        ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), view=-1)
+
+
+def test_a_changed_image_file_or_weight_file_is_never_served_from_the_old_key(tmp_path):
+    import timm
+
+    from tests import layouts
+
+    root, cache = str(tmp_path / "data"), str(tmp_path / "cache")
+    layouts.folder(root)
+    first = ensure_embeddings("folder", root, "test_resnet", None, cache, progress=False)
+    with open(os.path.join(root, "train", "benign", "benign_0.png"), "ab") as f:
+        f.write(b"\0" * 16)  # the file changed (it still decodes): a new key, a new extraction
+    second = ensure_embeddings("folder", root, "test_resnet", None, cache, progress=False)
+    assert second != first and os.path.exists(first) and os.path.exists(second)
+    weights = tmp_path / "w.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), weights)
+    with_weights = ensure_embeddings("folder", root, "test_resnet", str(weights), cache, progress=False)
+    torch.save({k: v + 1 for k, v in torch.load(weights, weights_only=True).items()}, weights)
+    assert ensure_embeddings("folder", root, "test_resnet", str(weights), cache, progress=False) != with_weights

@@ -1,0 +1,191 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from sweep.spec import StudySpec
+from tests.contexts import make_context, make_run
+from trainables.cache.embeddings import ensure_embeddings
+from trainables.training.engine import fit
+from trainables.training.trainable import study_split, trial_epochs
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    cache = str(tmp_path_factory.mktemp("cache"))
+    return {b: ensure_embeddings("digits", None, b, None, cache) for b in ("test_resnet", "test_vit", "test_convnext")}
+
+
+@pytest.fixture
+def store_root(tmp_path):
+    return str(tmp_path / "store")
+
+
+def _run(files, mode, backbones, store_root, **kw):
+    spec = StudySpec(grid="t", dataset="digits", backbones=backbones, mode=mode, subset="M", n_train=100,
+                     fold=1, max_epochs=4, batch_size=32, proj_dim=32, **kw)
+    embedding = {b: files[b] for b in backbones} if mode != "finetune" else {}
+    return make_run(make_context(spec, store_root, embedding_files=embedding))
+
+
+@pytest.mark.parametrize(
+    "mode,backbones,extra",
+    [
+        ("linear", ("test_resnet",), {}),
+        ("dvme", ("test_resnet", "test_vit"), {}),
+        ("dvme", ("test_resnet", "test_vit"), {"attention": False}),
+        ("dvme", ("test_resnet", "test_vit"), {"attention_form": "listing"}),
+        ("dvme", ("test_resnet", "test_vit", "test_convnext"), {}),
+        ("dvme", ("test_resnet", "test_vit", "test_convnext"), {"attention_form": "listing"}),
+        ("finetune", ("test_vit",), {}),
+    ],
+)
+def test_each_mode_trains_reports_every_epoch_and_scores_its_best_epoch(files, mode, backbones, extra, store_root):
+    records = list(trial_epochs(_run(files, mode, backbones, store_root, **extra)))
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    for r in records:
+        assert 0.0 <= r["val_score"] <= 1.0 and math.isfinite(r["val_loss"])
+        assert r["best_val_score"] == max(x["val_score"] for x in records[: r["epoch"]])
+        assert 0.0 <= r["test_score"] <= 1.0
+    # The test score changes only when validation improves: it belongs to the selected epoch.
+    for prev, cur in zip(records, records[1:]):
+        if cur["best_epoch"] == prev["best_epoch"]:
+            assert cur["test_score"] == prev["test_score"]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    if mode == "dvme" and extra.get("attention", True):
+        matrix = json.loads(records[-1]["backbone_attention"])
+        assert len(matrix) == len(backbones) and all(abs(sum(row) - 1) < 1e-4 for row in matrix)
+    else:
+        assert "backbone_attention" not in records[-1]
+
+
+def test_linear_and_finetune_see_the_same_split(files, store_root):
+    lin, ft = _run(files, "linear", ("test_resnet",), store_root), _run(files, "finetune", ("test_resnet",), store_root)
+    from trainables.data.datasets import load_dataset
+    from trainables.cache.embeddings import load_embeddings
+
+    labels = load_embeddings(files["test_resnet"])["pool"].labels
+    assert np.array_equal(labels, load_dataset("digits").pool.labels)
+    # The split is the driver's manifest, one file for both modes.
+    assert lin.context.manifest_file == ft.context.manifest_file
+    a, b = study_split(lin.context), study_split(ft.context)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert len(a[0]) == 80 and len(a[1]) == 20
+
+
+def test_trial_is_deterministic(files, store_root):
+    run = _run(files, "linear", ("test_vit",), store_root)
+    a = [r["val_score"] for r in trial_epochs(run)]
+    b = [r["val_score"] for r in trial_epochs(run)]
+    assert a == b
+
+
+def test_nan_loss_stops_the_trial_with_a_named_error():
+    x = torch.randn(16, 4)
+    x[0, 0] = float("nan")
+    data = DataLoader(TensorDataset(x, torch.tensor([0, 1] * 8)), batch_size=16)
+    with pytest.raises(FloatingPointError, match="training loss became nan at epoch 1"):
+        next(fit(torch.nn.Linear(4, 2), data, data, lr=1e-3, max_epochs=2, metric="auc"))
+
+
+def test_learning_rate_drops_after_five_epochs_without_better_validation_loss():
+    # The optimiser holds a parameter outside the model: the model never changes, validation
+    # loss never improves, and the plateau scheduler cuts the LR once its patience of 5 is spent.
+    x, y = torch.randn(20, 3), torch.tensor([0, 1] * 10)
+    data = DataLoader(TensorDataset(x, y), batch_size=20)
+    model = torch.nn.Linear(3, 2)
+    detached = torch.nn.Parameter(torch.zeros(1))
+    records = list(fit(model, data, data, lr=1e-3, max_epochs=8, metric="auc", parameters=[detached]))
+    lrs = [r["lr_now"] for r in records]
+    assert lrs[:6] == [1e-3] * 6 and lrs[6] == pytest.approx(1e-4)
+
+
+def test_oversampling_draws_rare_classes_as_often_as_common_ones():
+    from trainables.training.trainable import class_balanced_sampler
+
+    labels = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
+    sampler = class_balanced_sampler(labels, torch.Generator().manual_seed(0))
+    draws = labels[torch.tensor(list(sampler))]
+    assert len(draws) == 100
+    counts = torch.bincount(torch.cat([labels[torch.tensor(list(sampler))] for _ in range(50)]), minlength=3)
+    assert counts.min() / counts.max() > 0.85  # ~1/3 each, where plain shuffling gives 90/9/1
+
+
+def test_nih_trains_with_the_oversampler_and_validates_without(tmp_path):
+    from tests import layouts
+    from trainables.training.trainable import build_frozen
+
+    layouts.nih(str(tmp_path / "nih"))
+    path = ensure_embeddings("nih", str(tmp_path / "nih"), "test_resnet", None, str(tmp_path / "cache"))
+    spec = StudySpec(grid="t", dataset="nih", backbones=("test_resnet",), mode="linear", subset="6",
+                     n_train=6, fold=0, n_folds=2, max_epochs=1, grace_period=1, batch_size=4)
+    context = make_context(spec, str(tmp_path / "store"), embedding_files={"test_resnet": path},
+                           data_root=str(tmp_path / "nih"))
+    _, (train, val, test) = build_frozen(context)
+    assert train.balance and not val.balance and not test.balance
+    assert len(val.rows) + len(train.rows) == 6 and not set(val.rows) & set(train.rows)
+
+
+def test_a_frozen_trial_with_augmented_views_trains_on_them_and_validates_on_view_0(tmp_path):
+    from tests import layouts
+    from trainables.cache.embeddings import load_embeddings
+    from trainables.training.trainable import build_frozen
+
+    root, cache = str(tmp_path / "pc"), str(tmp_path / "cache")
+    layouts.patchcam(root, labels=(0, 1) * 6, n_test=2)
+    paths = [ensure_embeddings("patchcam", root, "test_resnet", None, cache, view=v, progress=False) for v in range(3)]
+    spec = StudySpec(grid="t", dataset="patchcam", backbones=("test_resnet",), mode="linear", subset="10",
+                     n_train=10, fold=0, n_folds=2, max_epochs=3, grace_period=1, batch_size=4, views=2)
+    run = make_run(make_context(spec, str(tmp_path / "store"), embedding_files={"test_resnet": paths}, data_root=root),
+                   lr=1e-2)
+    _, (train, val, test) = build_frozen(run.context)
+    features = [load_embeddings(p)["pool"].features for p in paths]
+    assert len(train.views) == 2
+    assert np.array_equal(train.views[0][0], features[1]) and np.array_equal(train.views[1][0], features[2])
+    assert len(val.views) == 1 and np.array_equal(val.views[0][0], features[0])
+    import resource
+
+    from trainables.training.memory import resident_mib
+
+    before = resident_mib()
+    records = list(trial_epochs(run))
+    # The trial's peak: at least what the process held when it began, at most the highest
+    # resident set the kernel saw this process hold (ru_maxrss, KiB on Linux).
+    ceiling = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    assert len(records) == 3 and all(before - 1 <= r["peak_rss_mib"] <= ceiling + 0.1 for r in records)
+    assert records[-1]["peak_rss_mib"] >= records[0]["peak_rss_mib"] and "peak_gpu_mib" not in records[-1]
+
+
+def test_a_dvme_trial_keeps_the_fused_embedding_of_its_selected_epoch(files, store_root):
+    run = _run(files, "dvme", ("test_resnet", "test_vit"), store_root)
+    list(trial_epochs(run))
+    path = run.files.dvme_features
+    assert path == f"{store_root}/dvme_features/{run.study.study_id}/trial_1.npz"
+    saved = np.load(path)
+    assert saved["features"].dtype == np.float16 and saved["features"].shape == (500, run.study.proj_dim)
+    assert (saved["features"] >= 0).all() and saved["features"].std() > 0  # ReLU output, not empty
+    from trainables.data.datasets import load_dataset
+
+    evenly_spaced = np.unique(np.linspace(0, 539, 500).astype(np.int64))  # of the 540 test images
+    assert np.array_equal(saved["labels"], load_dataset("digits").test.labels[evenly_spaced])
+
+
+def test_an_image_that_fails_in_a_decoding_worker_is_named_by_its_own_error(tmp_path):
+    from tests import layouts
+    from trainables.data.datasets import load_dataset
+    from trainables.training.trainable import error_text
+
+    layouts.folder(str(tmp_path), per_class=3)
+    broken = tmp_path / "train" / "benign" / "benign_1.png"
+    broken.write_bytes(b"not a png")
+    data = load_dataset("folder", str(tmp_path))
+    loader = DataLoader(data.pool.images, batch_size=2, num_workers=1)
+    with pytest.raises(Exception) as caught:
+        list(loader)
+    assert "Original Traceback" in str(caught.value)  # what the DataLoader makes of it
+    assert error_text(caught.value) == f"ImageDecodeError: {broken}: not a readable image (UnidentifiedImageError: " \
+                                       f"cannot identify image file '{broken}')"
+    assert error_text(ValueError("plain")) == "ValueError: plain"

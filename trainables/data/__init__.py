@@ -1,0 +1,1 @@
+"""Data: the public layouts read into images and labels, subsets and folds, transforms, content fingerprints."""

@@ -1,0 +1,36 @@
+"""Image pipelines (torchvision transforms v2 on uint8 C x H x W tensors).
+
+The dataset says how its modality is resized and augmented (protocol.md: larger than 224 ->
+resize to 256, crop 224, flip or rotate as fits; patchcam only flipped at 96x96); the backbone
+says how pixels are normalised. Evaluation uses the centre crop and no augmentation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+from trainables.models.backbones import BackboneInfo
+from trainables.data.datasets import DatasetInfo
+
+ROTATION_DEGREES = 10  # small: anatomy keeps its orientation, acquisition tilt varies a little
+
+
+def build_transform(dataset: DatasetInfo, backbone: BackboneInfo, train: bool) -> v2.Compose:
+    ops: list = [v2.ToDtype(torch.float32, scale=True)]
+    if dataset.resize_to:
+        ops.append(v2.Resize((dataset.resize_to, dataset.resize_to), antialias=True))
+        ops.append(v2.RandomCrop(dataset.image_size) if train else v2.CenterCrop(dataset.image_size))
+    else:
+        ops.append(v2.Resize((dataset.image_size, dataset.image_size), antialias=True))
+    if train and dataset.augment in ("flip", "flip_rotate"):
+        ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+    if train and dataset.augment in ("rotate", "flip_rotate"):
+        ops.append(v2.RandomRotation(ROTATION_DEGREES))
+    ops.append(v2.Normalize(mean=list(backbone.mean), std=list(backbone.std)))
+    return v2.Compose(ops)
+
+
+def describe(transform: v2.Compose) -> str:
+    """A stable text of a transform: part of the embedding-cache key."""
+    return " | ".join(repr(t) for t in transform.transforms)

@@ -1,0 +1,297 @@
+"""Backbone registry: name -> timm architecture, its preprocessing and how it embeds an image.
+
+Each backbone carries its own mean/std (nothing else in the project hard-codes ImageNet
+constants). An unknown name raises an error listing the valid ones.
+
+Example::
+
+    >>> model, info = create_backbone("test_resnet", img_size=32)
+    >>> embed(model, info, torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 96])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import timm
+from timm.layers import resample_abs_pos_embed
+from timm.models import get_pretrained_cfg
+import torch
+from torch import nn
+
+from trainables.errors import UserError
+from trainables.registry import Registry
+from trainables.models.weights import ConvertedWeights, read_weights
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BackboneError(UserError):
+    """A backbone that cannot be built or loaded; the message names it and what was expected."""
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    name: str
+    timm_name: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    # "pool": the model's pooled features; "dino_last4": DINO's linear-eval feature, the
+    # final-norm'd CLS token of each of the last 4 blocks concatenated (384 * 4 = 1536).
+    embedding: str = "pool"
+    # ViTs take the dataset's image size at creation (position embeddings resampled).
+    takes_img_size: bool = False
+    # Published weight files this backbone is loaded from; empty: random init is the point.
+    weight_files: tuple[str, ...] = ()
+    timm_kwargs: tuple = field(default_factory=tuple)  # extra create_model kwargs, as pairs
+    description: str = ""
+
+    @property
+    def needs_weights(self) -> bool:
+        return bool(self.weight_files)
+
+
+_REGISTRY: Registry[BackboneInfo] = Registry("backbone", BackboneError)
+
+
+def register_backbone(info: BackboneInfo) -> BackboneInfo:
+    if info.embedding not in ("pool", "dino_last4"):
+        raise BackboneError(f"backbone {info.name!r}: unknown embedding {info.embedding!r}")
+    return _REGISTRY.add(info.name, info)
+
+
+def backbone_names() -> list[str]:
+    return _REGISTRY.names()
+
+
+def get_backbone_info(name: str) -> BackboneInfo:
+    """A registered backbone, else any timm architecture by name (``convnext_tiny``,
+    ``vit_base_patch16_224``...): random init, or the file given with ``--weights``."""
+    if name not in _REGISTRY.names() and timm.is_model(name):
+        cfg = get_pretrained_cfg(name)
+        return BackboneInfo(
+            name=name,
+            timm_name=name,
+            mean=tuple(cfg.mean) if cfg else IMAGENET_MEAN,
+            std=tuple(cfg.std) if cfg else IMAGENET_STD,
+            takes_img_size=True,  # tried at creation: architectures without it are built without
+            description=f"timm {name}",
+        )
+    try:
+        return _REGISTRY.get(name)
+    except BackboneError as exc:
+        raise BackboneError(f"{exc}, or any timm architecture name") from None
+
+
+def weights_digest(name: str, weights_path: Optional[str] = None, seed: int = 0) -> str:
+    """What makes this backbone's parameters what they are: the file's sha256, or the init seed
+    (with the architecture's own init options, which change the random network too)."""
+    if weights_path is None:
+        options = "".join(f"-{k}={v}" for k, v in get_backbone_info(name).timm_kwargs)
+        return f"init-seed{seed}{options}"
+    sha = hashlib.sha256()
+    with open(weights_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def compare_keys(model: nn.Module, state: dict) -> tuple[list, list, list]:
+    """(missing, unexpected, of another shape) keys of ``state`` against ``model``."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    return missing, unexpected, wrong_shape
+
+
+def load_weights(model: nn.Module, info: BackboneInfo, path: str) -> ConvertedWeights:
+    """Detect the file's layout, convert it, load it: nothing may be missing (the backbone has
+    no classifier), nothing unexpected, no shape different; else an error naming the keys."""
+    converted = read_weights(path)
+    state = converted.state_dict
+    pos = getattr(model, "pos_embed", None)
+    if pos is not None and "pos_embed" in state and state["pos_embed"].shape != pos.shape:
+        # A ViT built for another image size (ViT-S/8 on 96x96 PatchCam): resample the grid.
+        state["pos_embed"] = resample_abs_pos_embed(
+            state["pos_embed"],
+            new_size=list(model.patch_embed.grid_size),
+            num_prefix_tokens=getattr(model, "num_prefix_tokens", 1),
+        )
+    missing, unexpected, wrong_shape = compare_keys(model, state)
+    if missing or unexpected or wrong_shape:
+        raise BackboneError(
+            f"{path}: does not fit {info.name!r} ({info.timm_name}, read as {converted.format}): "
+            f"{len(missing)} missing {missing[:8]}, {len(unexpected)} unexpected {unexpected[:8]}, "
+            f"{len(wrong_shape)} of another shape {wrong_shape[:8]}"
+        )
+    model.load_state_dict(state, strict=True)
+    return converted
+
+
+@functools.lru_cache(maxsize=32)
+def _normalisation_of(path: str, mtime_ns: int):
+    return read_weights(path).normalisation
+
+
+def resolve_info(name: str, weights_path: Optional[str] = None) -> BackboneInfo:
+    """The backbone's info with the preprocessing its weights were trained with (the
+    TF-converted SimCLR file expects [0, 1] inputs, no mean/std)."""
+    info = get_backbone_info(name)
+    if weights_path is None:
+        return info
+    normalisation = _normalisation_of(weights_path, os.stat(weights_path).st_mtime_ns)
+    if normalisation is None:
+        return info
+    return dataclasses.replace(info, mean=normalisation[0], std=normalisation[1])
+
+
+def build_architecture(info: BackboneInfo, img_size: Optional[int] = None, seed: int = 0) -> nn.Module:
+    """The backbone's timm architecture without classifier, initialised from ``seed``."""
+    kwargs = dict(info.timm_kwargs)
+    if info.takes_img_size and img_size is not None:
+        kwargs["img_size"] = img_size
+    # Seeded: a "random" backbone must be the same random backbone in every trial and cache key.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            return timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
+        except TypeError:
+            if "img_size" not in kwargs:
+                raise
+            kwargs.pop("img_size")  # a CNN: any input size goes
+            torch.manual_seed(seed)
+            return timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
+
+
+WEIGHTS_ENV = "MEDSWEEP_WEIGHTS"  # a folder holding the published files under their own names
+
+
+def resolve_weights(name: str, weights: Optional[dict] = None) -> Optional[str]:
+    """``--weights NAME=PATH`` first, else the first published file name of the backbone found
+    in ``$MEDSWEEP_WEIGHTS``; absolute, or None."""
+    path = (weights or {}).get(name)
+    if not path and os.environ.get(WEIGHTS_ENV):
+        folder = os.environ[WEIGHTS_ENV]
+        found = [os.path.join(folder, f) for f in get_backbone_info(name).weight_files]
+        path = next((f for f in found if os.path.isfile(f)), None)
+    return os.path.abspath(path) if path else None
+
+
+def create_backbone(
+    name: str, img_size: Optional[int] = None, weights_path: Optional[str] = None, seed: int = 0
+) -> tuple[nn.Module, BackboneInfo]:
+    """Build a backbone without classifier (``num_classes=0``), seeded, weights loaded if given."""
+    info = get_backbone_info(name)
+    if info.needs_weights and weights_path is None:
+        raise BackboneError(
+            f"backbone {name!r} needs its weights: give --weights {name}=PATH "
+            f"(published file: {', '.join(info.weight_files)})"
+        )
+    model = build_architecture(info, img_size, seed)
+    if weights_path is not None:
+        load_weights(model, info, weights_path)
+        info = resolve_info(name, weights_path)
+    return model, info
+
+
+def embedding_dim(model: nn.Module, info: BackboneInfo) -> int:
+    return model.num_features * 4 if info.embedding == "dino_last4" else model.num_features
+
+
+def embed(model: nn.Module, info: BackboneInfo, images: torch.Tensor) -> torch.Tensor:
+    """Normalised images (B, 3, H, W) -> the paper's embedding (B, D)."""
+    if info.embedding == "dino_last4":
+        out = model.forward_intermediates(
+            images,
+            indices=4,
+            norm=True,
+            return_prefix_tokens=True,
+            intermediates_only=True,
+            output_fmt="NLC",
+        )
+        return torch.cat([prefix[:, 0] for _, prefix in out], dim=-1)
+    return model(images)
+
+
+# --- tiny random-init backbones for the demo and tests (timm's own test models) -------------
+for _name, _desc in (
+    ("test_resnet", "timm test_resnet: a 0.4M-parameter ResNet, 96-d features"),
+    ("test_vit", "timm test_vit: a 0.3M-parameter ViT, 64-d features"),
+    ("test_convnext", "timm test_convnext: a 0.2M-parameter ConvNeXt, 64-d features"),
+):
+    register_backbone(
+        BackboneInfo(
+            name=_name,
+            timm_name=_name,
+            mean=(0.5, 0.5, 0.5),  # timm's pretrained_cfg for these models
+            std=(0.5, 0.5, 0.5),
+            takes_img_size=_name == "test_vit",
+            description=_desc,
+        )
+    )
+
+# --- the paper's five (protocol.md, notes/formats.md) ----------------------------------------
+register_backbone(
+    BackboneInfo(
+        name="random",
+        timm_name="resnet50",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        # The paper's "Kaiming randomly initialized ResNet-50": Kaiming-normal convolutions,
+        # BatchNorm at 1 / 0, as torchvision's resnet50(weights=None). timm's default
+        # zero-initialises each bottleneck's last BN (a training trick): frozen, that network
+        # would be the stem and the shortcuts alone.
+        timm_kwargs=(("zero_init_last", False),),
+        description="ResNet-50, Kaiming init (seeded, no zeroed residual branch): the paper's lower bound",
+    )
+)
+register_backbone(
+    BackboneInfo(
+        name="supervised",
+        timm_name="resnet50",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weight_files=("resnet50-0676ba61.pth",),
+        description="ResNet-50, supervised ImageNet (torchvision IMAGENET1K_V1)",
+    )
+)
+register_backbone(
+    BackboneInfo(
+        name="swav",
+        timm_name="resnet50",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weight_files=("model_final_checkpoint_phase799.torch", "swav_800ep_pretrain.pth.tar"),
+        description="ResNet-50, SwAV (VISSL model zoo)",
+    )
+)
+register_backbone(
+    BackboneInfo(
+        name="simclr",
+        timm_name="resnet50",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weight_files=("model_final_checkpoint_phase799.torch", "resnet50-1x.pth"),
+        description="ResNet-50, SimCLR (VISSL model zoo)",
+    )
+)
+register_backbone(
+    BackboneInfo(
+        name="dino",
+        timm_name="vit_small_patch8_224",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        embedding="dino_last4",
+        takes_img_size=True,
+        weight_files=("dino_deitsmall8_pretrain.pth",),
+        description="ViT-S/8, DINO (official weights); 1536-d last-4 CLS embedding",
+    )
+)
