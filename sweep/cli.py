@@ -190,17 +190,11 @@ def run(grid_name, where, views, embedding_dtype, quiet, **given):
     studies = _studies(grid_name, where, views, embedding_dtype)
     options = _run_options(given, quiet)
     summary = run_sweep(studies, options)
-    store = ResultsStore(summary.results)
-    trials = store.read_trials().to_pylist()
-    ours = set(summary.study_ids)
-    cells = aggregate_cells(select_studies(r for r in trials if r["study_id"] in ours))
-    click.echo(render(cells, "table", "cells"))
-    n_trials = sum(1 for r in trials if r["study_id"] in ours)
-    stopped = sum(1 for r in trials if r["study_id"] in ours and r["stopped_early"])
-    errors = sum(1 for r in trials if r["study_id"] in ours and r["status"] == "error")
+    outcome = summary.outcome(ResultsStore(summary.results))
+    click.echo(render(outcome["cells"], "table", "cells"))
     click.echo(
-        f"\n{len(cells)} cells, {summary.studies} studies ({summary.skipped} already complete), "
-        f"{n_trials} trials ({stopped} stopped early by ASHA, {errors} failed), "
+        f"\n{len(outcome['cells'])} cells, {summary.studies} studies ({summary.skipped} already complete), "
+        f"{outcome['trials']} trials ({outcome['stopped']} stopped early by ASHA, {outcome['failed']} failed), "
         f"{summary.wall_s:.0f} s"
     )
     click.echo(f"results: {summary.results}  (query: sweep results --results {summary.results} --level cells)")
@@ -528,17 +522,11 @@ def cache_rm(cache_path, results, dataset, backbone, everything):
     Example:
       sweep cache rm --backbone dino
     """
-    from trainables import storage
-    from trainables.cache.embeddings import list_cache
+    from trainables.cache.embeddings import remove_cached
 
     if not (dataset or backbone or everything):
         raise click.UsageError("name --dataset and/or --backbone, or --all")
-    removed = 0
-    for entry in list_cache(_cache_dir(cache_path, results)):
-        if (dataset and entry["dataset"] != dataset) or (backbone and entry["backbone"] != backbone):
-            continue
-        storage.remove(entry["path"])
-        removed += 1
+    removed = remove_cached(_cache_dir(cache_path, results), dataset=dataset, backbone=backbone)
     click.echo(f"removed {removed} cache file(s)")
 
 

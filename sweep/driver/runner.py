@@ -24,8 +24,8 @@ from typing import Optional
 
 from sweep.report.kaggle import write_submissions
 from sweep.driver.manifests import write_manifests
-from sweep.options import Inputs, RunOptions, StoreOptions, TrialPolicy
-from sweep.store.queries import select_studies
+from sweep.options import Inputs, Resources, RunOptions, StoreOptions, TrialPolicy
+from sweep.store.queries import aggregate_cells, select_studies
 from sweep.plan.planning import check_studies
 from sweep.plan.preflight import resolve_inputs
 from sweep.spec import SpecError, StudySpec, resolve_pools
@@ -55,6 +55,18 @@ class RunSummary:
     extracted: int = 0  # embedding-cache files this sweep extracted (the rest were cached)
     study_ids: tuple = ()  # the sweep's studies, whole-pool sizes resolved (as the rows have them)
 
+    def outcome(self, store: ResultsStore) -> dict:
+        """What the store holds of this sweep's studies: its cells (mean ± std over folds) and
+        its trials counted (all, stopped early by ASHA, failed), for the closing lines."""
+        ours = set(self.study_ids)
+        trials = [r for r in store.read_trials().to_pylist() if r["study_id"] in ours]
+        return {
+            "cells": aggregate_cells(select_studies(trials)),
+            "trials": len(trials),
+            "stopped": sum(1 for r in trials if r["stopped_early"]),
+            "failed": sum(1 for r in trials if r["status"] == "error"),
+        }
+
 
 def print_flush(line: str) -> None:
     print(line, flush=True)
@@ -65,16 +77,16 @@ def _versions() -> dict:
     return {n: version(n) for n in names}
 
 
-def _check_named_inputs(studies: list[StudySpec], options: "RunOptions") -> None:
+def _check_named_inputs(studies: list[StudySpec], inputs: Inputs) -> None:
     """Every ``--data`` and ``--weights`` name is a known dataset or backbone (a typo would
     otherwise be dropped unsaid); a known one no study of this sweep uses is pointed out."""
     used_data = {s.dataset for s in studies}
     used_backbones = {b for s in studies for b in s.backbones}
-    for name in options.inputs.data_roots:
+    for name in inputs.data_roots:
         get_dataset_info(name)  # an unknown name: an error listing the valid ones
         if name not in used_data:
             print_flush(f"note: --data {name}=...: no study of this sweep uses {name}")
-    for name in options.inputs.weights:
+    for name in inputs.weights:
         get_backbone_info(name)
         if name not in used_backbones:
             print_flush(f"note: --weights {name}=...: no study of this sweep uses {name}")
@@ -95,13 +107,13 @@ def _check_weights(studies: list[StudySpec], weights: dict) -> None:
             raise SpecError(f"--weights {b}={path}: no such file")
 
 
-def _skip_unreadable(names: list[str], options: RunOptions, store: ResultsStore) -> dict:
+def _skip_unreadable(names: list[str], inputs: Inputs, store: ResultsStore) -> dict:
     """dataset -> ids to leave out; every problem written to ``skipped/<dataset>.json``."""
     from sweep.plan.datacheck import skip_list
 
     skips = {}
     for name in names:
-        ids, problems = skip_list(name, options.inputs.data_roots.get(name))
+        ids, problems = skip_list(name, inputs.data_roots.get(name))
         skips[name] = ids
         report = {"dataset": name, "skipped_ids": ids, "problems": problems}
         storage.write_atomic(storage.join(store.skipped_dir, f"{name}.json"), json.dumps(report, indent=1).encode())
@@ -115,13 +127,13 @@ def resource_override(overrides: dict, study: StudySpec, default: float) -> floa
     return overrides.get(f"{study.mode}:{study.backbone}", overrides.get(study.mode, default))
 
 
-def extraction_cpus(options: RunOptions, has_gpu: bool) -> int:
+def extraction_cpus(resources: Resources, has_gpu: bool) -> int:
     """CPUs of one extraction task: the option, else 4 beside a GPU (decoding workers), but
     never more than the largest node can give (a larger request would wait forever)."""
     import ray
 
-    if options.resources.extract_cpus:
-        return options.resources.extract_cpus
+    if resources.extract_cpus:
+        return resources.extract_cpus
     if not has_gpu:
         return 1
     largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")),
@@ -181,7 +193,7 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
 
     from trainables.cache.embeddings import extract_if_missing
 
-    cpus = extraction_cpus(options, has_gpu)
+    cpus = extraction_cpus(options.resources, has_gpu)
     task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(extract_if_missing)
     refs = {
         (d, b, v, t): task.remote(
@@ -274,7 +286,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     started = time.perf_counter()
     grid = studies[0].grid
     check_studies(studies)
-    _check_named_inputs(studies, options)
+    _check_named_inputs(studies, options.inputs)
     roots, found = resolve_inputs(studies, options.inputs.data_roots, options.inputs.weights)
     options = dataclasses.replace(options, inputs=dataclasses.replace(options.inputs, data_roots=roots, weights=found))
     _check_weights(studies, options.inputs.weights)
@@ -288,17 +300,17 @@ class _DataLoader:
     """Each dataset of the sweep read once on the driver, on first use (after its
     ``--skip-unreadable`` list, when asked for, is made)."""
 
-    def __init__(self, options: RunOptions, store: ResultsStore):
-        self.options, self.store = options, store
+    def __init__(self, inputs: Inputs, store: ResultsStore):
+        self.inputs, self.store = inputs, store
         self.loaded: dict = {}
         self.skips: dict = {}
 
     def get(self, name: str):
         if name not in self.loaded:
-            options = self.options
-            if options.inputs.skip_unreadable:
-                self.skips.update(_skip_unreadable([name], options, self.store))
-            self.loaded[name] = load_dataset(name, options.inputs.data_roots.get(name), holdout=options.inputs.holdout,
+            inputs = self.inputs
+            if inputs.skip_unreadable:
+                self.skips.update(_skip_unreadable([name], inputs, self.store))
+            self.loaded[name] = load_dataset(name, inputs.data_roots.get(name), holdout=inputs.holdout,
                                              skip=self.skips.get(name))
         return self.loaded[name]
 
@@ -318,7 +330,7 @@ class _Plan:
 def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsStore, grid: str, started: float) -> RunSummary:
     """The sweep once this driver holds the store's lock, stage by stage as DESIGN.md's "How
     a sweep flows": store, data, Ray, data checked, extraction, trial contexts, tune, finish."""
-    data = _DataLoader(options, store)
+    data = _DataLoader(options.inputs, store)
     plan = _prepare_store(studies, options, store, data)
     ids = tuple(s.study_id for s in plan.studies)
     if not plan.pending:

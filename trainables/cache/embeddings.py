@@ -244,16 +244,7 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     workers = default_workers() if workers is None else workers
     bar = _progress(total, f"{dataset} x {backbone} view {view}") if progress else None
     started = time.perf_counter()
-    try:
-        tables = []
-        for name, part in parts:
-            view_seed = None if view == 0 else (seed * 1_000_003 + view) * 10_000_019
-            features = embed_images(model, bb_info, _ViewImages(part.images, transform, view_seed), device,
-                                    batch_size, workers, bar)
-            tables.append(_split_table(name, part, features, dtype))
-    finally:
-        if bar is not None:
-            bar.close()
+    tables = _embed_parts(parts, model, bb_info, transform, device, seed, view, dtype, batch_size, workers, bar)
     elapsed = time.perf_counter() - started
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
     table = pa.concat_tables(tables).replace_schema_metadata(
@@ -269,17 +260,37 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
             "device": f"{device.type} {precision}",
         }
     )
-    # Written whole to a local temporary file first (beside the cache when it is local, so
-    # the final rename is atomic), then moved or uploaded under its key.
+    _write_cache_file(table, cache_dir, path)
+    print(f"extracted {dataset} x {backbone} view {view}: {total:,} images in {elapsed:.1f} s "
+          f"({total / max(elapsed, 1e-9):,.0f} img/s, {device.type} {precision}, {workers} decode workers)",
+          file=sys.stderr, flush=True)
+    return path, True
+
+
+def _write_cache_file(table: pa.Table, cache_dir: str, path: str) -> None:
+    """Written whole to a local temporary file first (beside the cache when it is local, so
+    the final rename is atomic), then moved or uploaded under its key."""
     local_dir = storage.absolute(cache_dir) if not storage.is_uri(cache_dir) else None
     with storage.temporary_file(local_dir, suffix=".arrow") as tmp:
         with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=len(table) or None)
         storage.upload(tmp, path)
-    print(f"extracted {dataset} x {backbone} view {view}: {total:,} images in {elapsed:.1f} s "
-          f"({total / max(elapsed, 1e-9):,.0f} img/s, {device.type} {precision}, {workers} decode workers)",
-          file=sys.stderr, flush=True)
-    return path, True
+
+
+def _embed_parts(parts, model, bb_info, transform, device, seed: int, view: int, dtype: str, batch_size: int,
+                 workers: int, bar) -> list[pa.Table]:
+    """One table per split (pool, test) of the view's embeddings, in row order."""
+    tables = []
+    try:
+        for name, part in parts:
+            view_seed = None if view == 0 else (seed * 1_000_003 + view) * 10_000_019
+            features = embed_images(model, bb_info, _ViewImages(part.images, transform, view_seed), device,
+                                    batch_size, workers, bar)
+            tables.append(_split_table(name, part, features, dtype))
+    finally:
+        if bar is not None:
+            bar.close()
+    return tables
 
 
 def load_embeddings(path: str) -> dict[str, EmbeddedSplit]:
@@ -334,3 +345,15 @@ def list_cache(cache_dir: str) -> list[dict]:
             "path": path,
         })
     return entries
+
+
+def remove_cached(cache_dir: str, dataset: Optional[str] = None, backbone: Optional[str] = None) -> int:
+    """Delete the cache files of ``dataset`` and/or ``backbone`` (both None: every file); how
+    many. A later sweep extracts them again."""
+    removed = 0
+    for entry in list_cache(cache_dir):
+        if (dataset and entry["dataset"] != dataset) or (backbone and entry["backbone"] != backbone):
+            continue
+        storage.remove(entry["path"])
+        removed += 1
+    return removed
