@@ -36,7 +36,9 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
     study, context = run.study, run.context
     epochs = int(result.get("epoch") or 0)
     row = {name: getattr(study, name) for name in SPEC_FIELDS}
-    row["backbones"] = list(study.backbones)
+    # The resources the trial was given (--gpus-per-trial / --cpus-per-trial; no GPU on a
+    # machine without one), not the grid's request.
+    row.update(backbones=list(study.backbones), cpus=context.cpus, gpus=context.gpus)
     row.update(
         backbone=study.backbone,
         study_id=study.study_id,

@@ -124,3 +124,11 @@ def test_an_error_of_the_trials_own_code_is_recorded_at_once(tmp_path):
     callback.on_trial_error(0, [], _failed_trial(tmp_path, "a_00000", _config(), exc))
     (row,) = store.read_trials().to_pylist()
     assert requeued == [] and row["status"] == "error" and row["error"] == "KeyError: 'embedding_files'"
+
+
+def test_a_row_records_the_resources_the_trial_was_given():
+    spec = StudySpec(grid="g", dataset="digits", backbones=("test_resnet",), mode="linear", subset="S", n_train=50,
+                     fold=0, max_epochs=8, cpus=1.0, gpus=0.05)
+    config = trial_config(bare_context(spec, cpus=0.5, gpus=0.25), 1e-3, None)
+    row = trial_row(config, {"epoch": 1}, "t", "ok", None, CONTEXT)
+    assert (row["cpus"], row["gpus"]) == (0.5, 0.25)
