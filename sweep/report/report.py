@@ -130,7 +130,7 @@ def detail_tables(cells: list[dict]) -> list[tuple[str, list[str], list[list[str
                 if c is None or c["mean"] is None:
                     row.append("-")
                     continue
-                text = f"{c['mean']:.4f}"
+                text = f"{c['mean']:.4f}" + (" K" if c.get("scored_by") == "kaggle" else "")
                 if c.get("paper_mean") is not None:
                     text += f" ({c['paper_mean']:.4f}){' ' + FLAG if c['flagged'] else ''}"
                 row.append(text)
@@ -273,7 +273,7 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
             blocks += [("h2", title), ("table", *mode_table(cells, mode))]
     if any(c["mode"] == "dvme" for c in cells):
         blocks += [("h2", "Table 4: DVME against the best single backbone"), ("table", *dvme_table(cells))]
-    blocks.append(("h2", "Per-size tables (B1-B8, C1-C4): ours (paper)"))
+    blocks.append(("h2", "Per-size tables (B1-B8, C1-C4): ours (paper); K: the mean of the fold models' Kaggle scores"))
     for caption, headers, rows in detail_tables(cells):
         blocks += [("h3", caption), ("table", headers, rows)]
     blocks += [("h2", "Paired comparisons over the same folds"),

@@ -80,6 +80,7 @@ def _kaggle_scores_fill_the_cells(results, folder, tmp_path):
     assert again.exit_code == 0, again.output
     text = (report / "report.md").read_text()
     assert f"| aptos | linear test_resnet | {statistics.fmean(finals):.4f} ± {statistics.stdev(finals):.4f} (Kaggle) |" in text
+    assert f"| linear test_resnet | {statistics.fmean(finals):.4f} K |" in text  # the per-size table
     # A score file of another store, or a score that is not a number, is a named error.
     with open(filled, "a", newline="") as f:
         csv.writer(f).writerow(["aptos-linear-x-n25-0123456789/fold0.csv", "aptos", "0.5", "0.5", ""])
