@@ -98,3 +98,19 @@ def in_flight(store) -> dict[str, int]:
                 except (OSError, ValueError, KeyError):
                     continue  # replaced while read: the next look sees it whole
     return out
+
+
+def checkpoint_epochs(store, trial_ids) -> dict[str, int]:
+    """trial id -> the epoch of its checkpoint's .pt, the file a resumed trial goes on from.
+    Read once the trial's process is dead: the .json may lag one checkpoint behind (a process
+    killed between the two writes), the .pt never."""
+    from trainables.training.checkpoints import load_checkpoint
+
+    out = {}
+    for folder, _, files in os.walk(store.checkpoints_dir):
+        for trial_id in trial_ids:
+            if f"{trial_id}.pt" in files:
+                checkpoint = load_checkpoint(store.checkpoints_dir, os.path.basename(folder), trial_id)
+                if checkpoint is not None:
+                    out[trial_id] = checkpoint["meta"]["epoch"]
+    return out

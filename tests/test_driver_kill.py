@@ -11,7 +11,7 @@ import time
 import pytest
 
 from sweep.store.store import ResultsStore
-from tests.faults import frozen, in_flight as in_flight_now, processes_titled, recorded
+from tests.faults import checkpoint_epochs, frozen, in_flight as in_flight_now, processes_titled, recorded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = [sys.executable, "-m", "sweep.cli", "run", "--grid", "demo", "--where", "mode=linear", "--where", "subset=S",
@@ -48,7 +48,7 @@ def test_resume_after_the_driver_is_killed(tmp_path):
                                 os.kill(pid, signal.SIGKILL)
                             except ProcessLookupError:
                                 pass
-                        in_flight = state
+                        in_flight = checkpoint_epochs(store, state)
             time.sleep(0.02)
         assert in_flight, "the sweep ended before it could be killed with a trial in flight"
         driver.wait()

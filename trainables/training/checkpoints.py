@@ -81,6 +81,14 @@ def load_checkpoint(folder: str, study_id: str, trial_id: str) -> Optional[dict]
     return checkpoint
 
 
+def settle_meta(folder: str, study_id: str, trial_id: str, meta: dict) -> None:
+    """Make the .json say what the .pt holds. A process killed between the two writes (the
+    .pt replaced, the .json not yet) leaves a .json of the checkpoint before: the .pt, whole
+    and newer, is the truth, and the history the driver merges comes from the .json."""
+    if read_meta(folder, study_id, trial_id) != meta:
+        storage.write_atomic(checkpoint_paths(folder, study_id, trial_id)[1], json.dumps(meta).encode())
+
+
 def read_meta(folder: str, study_id: str, trial_id: str) -> Optional[dict]:
     """The .json of a trial's checkpoint, or None (none, or unreadable)."""
     try:

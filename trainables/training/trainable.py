@@ -28,7 +28,7 @@ from trainables.models.backbones import create_backbone, embedding_dim
 from trainables.training.batches import FeatureBatches, balanced_weights
 from trainables.data.datasets import get_dataset_info, load_dataset
 from trainables.cache.embeddings import load_embeddings
-from trainables.training.checkpoints import load_checkpoint, save_checkpoint
+from trainables.training.checkpoints import load_checkpoint, save_checkpoint, settle_meta
 from trainables.training.engine import Fit, predict
 from trainables.errors import ERROR_CHARS, error_line
 from trainables.context import TrialContext, TrialRun
@@ -203,6 +203,7 @@ class Checkpointer:
         if meta.get("lr") != lr or meta.get("manifest_digest") != self.manifest_digest:
             return None
         fit.load_state_dict(checkpoint["state"]["fit"])
+        settle_meta(self.folder, self.study_id, self.trial_id, meta)
         return {**checkpoint["state"]["extras"], "records": meta.get("records", [])}
 
     def due(self, epoch: int, max_epochs: int) -> bool:

@@ -217,7 +217,7 @@ def _killer(store, killed: dict):
     import threading
     import time
 
-    from tests.faults import frozen, in_flight, processes_titled
+    from tests.faults import checkpoint_epochs, frozen, in_flight, processes_titled
 
     def kill_one_trial_process():
         deadline = time.time() + 300
@@ -228,7 +228,7 @@ def _killer(store, killed: dict):
                     saved = in_flight(store)
                     if len(saved) == 1 and max(saved.values()) <= 4:
                         os.kill(found[0], signal.SIGKILL)
-                        killed.update(saved)
+                        killed.update(checkpoint_epochs(store, saved))
             time.sleep(0.02)
 
     thread = threading.Thread(target=kill_one_trial_process, daemon=True)

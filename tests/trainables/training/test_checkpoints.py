@@ -131,3 +131,23 @@ def test_checkpoints_are_listed_by_their_json_and_removed_whole(tmp_path):
     remove_checkpoint(str(tmp_path), "s1", "a")  # twice: already gone is fine
     assert [m["trial_id"] for m in list_checkpoints(str(tmp_path))] == ["b"]
     assert not any(p.exists() for p in map(__import__("pathlib").Path, checkpoint_paths(str(tmp_path), "s1", "a")))
+
+
+def test_a_kill_between_the_two_writes_resumes_from_the_whole_newer_pt_with_every_epoch_in_its_json(files, tmp_path):
+    """Killed after the .pt of epoch 3 replaced the old one but before its .json: the .json
+    still says epoch 2. The trial resumes from the .pt (whole, newer) and the .json is made to
+    say so, records of epochs 1-3 included: the driver's history misses no epoch."""
+    config = _config(files, "linear", ("test_resnet",), tmp_path)
+    _run(config, stop_after=2)
+    stale = open(config.files.checkpoint_meta).read()
+    _run(dataclasses.replace(config, trial_id="twin"), stop_after=3)  # a twin trial saves epoch 3
+    twin = config.files.checkpoint.replace("trial_1.pt", "twin.pt")
+    state = torch.load(twin, weights_only=True)
+    state["meta"]["trial_id"] = "trial_1"
+    torch.save(state, config.files.checkpoint)  # the .pt of epoch 3 in place, the .json of epoch 2
+    assert json.loads(stale)["epoch"] == 2 and open(config.files.checkpoint_meta).read() == stale
+    # Resumed by a run that saves no checkpoint of its own: the .json left is the settled one.
+    resumed = _run(_config(files, "linear", ("test_resnet",), tmp_path, every_s=3600))
+    assert resumed[0]["epoch"] == 4 and resumed[0]["resumed_from_epoch"] == 3
+    meta = json.loads(open(config.files.checkpoint_meta).read())
+    assert meta["epoch"] == 3 and [r["epoch"] for r in meta["records"]] == [1, 2, 3]
