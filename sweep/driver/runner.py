@@ -343,15 +343,14 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     manifests = write_manifests(store.manifests_dir, plan.pending, datasets, data.skips)
     requests = extraction_requests(plan.pending)
     unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
-    fingerprints = {d: loaded.fingerprint for d, loaded in datasets.items()}
-    files, extracted = _extract_all(unique, options, cache_dir, has_gpu, data.skips, fingerprints)
+    facts = _row_facts(plan.pending, datasets, options)
+    files, extracted = _extract_all(unique, options, cache_dir, has_gpu, data.skips, facts["fingerprints"])
     contexts = [
         trial_context(s, options, store, n_classes=len(datasets[s.dataset].classes), manifest=manifests[s.study_id],
                       embedding_files={b: [files[r] for r in rs] for b, rs in requests.get(s.study_id, {}).items()},
                       skip=data.skips.get(s.dataset), has_gpu=has_gpu)
         for s in plan.pending
     ]
-    facts = _row_facts(plan.pending, datasets, options)
     written = _tune(plan, contexts, options, store, facts, grid, cpus)
     submissions = _finish(store, plan, datasets)
     return RunSummary(store.root, len(studies), len(studies) - len(plan.pending), written,

@@ -205,9 +205,9 @@ def _write_csv(path: str, rows: list[dict]) -> None:
         f.write(csv_text(rows))
 
 
-def kaggle_section(store: ResultsStore, out_dir: str, scores_file: Optional[str]) -> list[tuple]:
-    """Submission files, a scores table to fill (kaggle_scores.csv) and, once filled, the
-    paper's alpha-weighted final scores."""
+def kaggle_section(store: ResultsStore, out_dir: str, filled: dict) -> list[tuple]:
+    """Submission files, a scores table to fill (kaggle_scores.csv) and, once filled
+    (``filled``: submission -> (private, public)), the paper's alpha-weighted final scores."""
     from sweep.report.kaggle import final_score
 
     folder = storage.join(store.root, "submissions")
@@ -219,11 +219,6 @@ def kaggle_section(store: ResultsStore, out_dir: str, scores_file: Optional[str]
     if not files:
         return []
     template = os.path.join(out_dir, "kaggle_scores.csv")
-    filled = {}
-    if scores_file:
-        from sweep.report.kaggle import read_kaggle_scores
-
-        filled = read_kaggle_scores(scores_file)
     rows = []
     for name in files:
         dataset = name.split("-", 1)[0]
@@ -254,10 +249,12 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
     if not trials:
         raise StoreError(f"{store.root} holds no trials yet: nothing to report")
     studies = select_studies(trials)
+    filled = {}
     if kaggle_scores:
         from sweep.report.kaggle import read_kaggle_scores, with_kaggle_scores
 
-        studies = with_kaggle_scores(studies, read_kaggle_scores(kaggle_scores), kaggle_scores)
+        filled = read_kaggle_scores(kaggle_scores)  # read once: the cells and the Kaggle table
+        studies = with_kaggle_scores(studies, filled, kaggle_scores)
     cells = [compare(c) for c in aggregate_cells(studies)]
     comparisons = paired_comparisons(studies)
     os.makedirs(out_dir, exist_ok=True)
@@ -297,7 +294,7 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
     for path in figures:
         name = os.path.basename(path)[: -len(".png")]
         blocks.append(("img", os.path.relpath(path, out_dir), name.replace("_", " ")))
-    blocks += kaggle_section(store, out_dir, kaggle_scores)
+    blocks += kaggle_section(store, out_dir, filled)
 
     _write_csv(os.path.join(out_dir, "cells.csv"), [{k: v for k, v in c.items() if k != "backbones"} for c in cells])
     _write_csv(os.path.join(out_dir, "statistics.csv"), comparisons)
