@@ -10,7 +10,7 @@ import sys
 import click
 
 from sweep.store.formatting import FORMATS, render, render_table
-from sweep.grids import grid_names, load_grid, select_studies_where, with_embedding_options
+from sweep.grids import grid_name_of, grid_names, load_grid, select_studies_where, with_embedding_options
 from sweep.plan.planning import check_studies, summarize
 from sweep.store.queries import aggregate_cells, epoch_rows, select_studies
 from sweep.spec import EMBEDDING_DTYPES, MODES
@@ -62,7 +62,8 @@ def _option_group(*options):
 
 # --grid, --where, --views, --embedding-dtype: which studies, shared by run and plan.
 _study_options = _option_group(
-    click.option("--grid", "grid_name", default="demo", show_default=True, help="Grid: a module in search_spaces/."),
+    click.option("--grid", "grid_name", default="demo", show_default=True,
+                 help="Grid: a packaged one (sweep grids lists them) or a grid file PATH.py anywhere (sweep grid new writes one)."),
     click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help=WHERE_HELP),
     click.option("--views", type=click.IntRange(min=1), metavar="K", help=VIEWS_HELP),
     click.option("--embedding-dtype", type=click.Choice(EMBEDDING_DTYPES),
@@ -235,7 +236,7 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
     if (costs_file or save_costs or results) and not estimate:
         raise click.UsageError("--costs, --save-costs and --results go with --estimate")
     studies, checks = preflight(studies, _pairs(data, "--data"), _pairs(weights, "--weights"), holdout)
-    summary = summarize(grid_name, studies)
+    summary = summarize(grid_name_of(grid_name), studies)
     summary["preflight"] = checks
     if list_studies:
         summary["study_list"] = [{**dataclasses.asdict(s), "study_id": s.study_id, "cell_id": s.cell_id}
@@ -249,7 +250,7 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
 
     click.echo(render_table(summary["by_dataset_mode"], ("dataset", "mode", "studies", "trials")))
     click.echo(
-        f"\ngrid {grid_name}: {summary['studies']} studies, {summary['trials']} trials, "
+        f"\ngrid {summary['grid']}: {summary['studies']} studies, {summary['trials']} trials, "
         f"{summary['cells']} cells; backbones {', '.join(summary['backbones'])}"
     )
     if list_studies:
@@ -446,6 +447,7 @@ def weights_check(name, path, as_json):
     \b
     Example:
       sweep weights check dino --file dino_deitsmall8_pretrain.pth --json
+      sweep weights check hf-hub:timm/vit_small_patch14_dinov2.lvd142m --json
     """
     from sweep.plan.weightcheck import check_weights
     from trainables.models.backbones import resolve_weights
@@ -580,6 +582,35 @@ def kaggle_score(dataset, private, public):
     from sweep.report.kaggle import final_score
 
     click.echo(f"{final_score(dataset, private, public):.4f}")
+
+
+@main.group()
+def grid():
+    """Grid files of your own (run them with --grid PATH.py)."""
+
+
+@grid.command("new")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--dataset", required=True, help="The dataset the grid sweeps (sweep grids lists them; folder: your own ImageFolder tree).")
+@click.option("--backbones", required=True, metavar="A,B,...",
+              help="Backbones, comma-separated: registered names, timm architectures, hf-hub:ORG/REPO or timm tags ARCH.TAG.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def grid_new(path, dataset, backbones, folds, force):
+    """Write a commented starting grid file: linear, finetune and DVME studies on DATASET.
+
+    \b
+    Example:
+      sweep grid new my_study.py --dataset folder --backbones supervised,hf-hub:timm/vit_small_patch14_dinov2.lvd142m
+      sweep plan --grid my_study.py --data folder=/data/derm --studies
+    """
+    from sweep.gridfile import write_grid_file
+
+    names = [b.strip() for b in backbones.split(",") if b.strip()]
+    write_grid_file(path, dataset, names, folds, force)
+    studies = load_grid(path)
+    click.echo(f"{path}: grid {grid_name_of(path)!r}, {len(studies)} studies, "
+               f"{sum(s.n_trials for s in studies)} trials; edit it, then: sweep plan --grid {path} --studies")
 
 
 @main.command("grids")

@@ -1,4 +1,6 @@
-"""Grids are Python modules under ``search_spaces/``, each defining ``STUDIES``.
+"""Grids are Python modules defining ``STUDIES``: the packaged ones under ``search_spaces/``
+(named: ``--grid paper``) or a user's file anywhere (``--grid ./my_study.py``, its grid name
+the file's stem), loaded with the same checks.
 
 Example::
 
@@ -9,7 +11,10 @@ Example::
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import pkgutil
+import sys
 
 import search_spaces
 from sweep.spec import SpecError, StudySpec
@@ -19,16 +24,54 @@ def grid_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(search_spaces.__path__) if not m.name.startswith("_"))
 
 
-def load_grid(name: str) -> list[StudySpec]:
-    if name not in grid_names():
-        raise SpecError(f"unknown grid {name!r}; valid grids: {', '.join(grid_names())}")
+def is_grid_file(grid: str) -> bool:
+    """A grid given as a file (``my_study.py``, ``grids/derm.py``) rather than a packaged name."""
+    return grid.endswith(".py") or os.sep in grid or "/" in grid
+
+
+def grid_name_of(grid: str) -> str:
+    """The name rows carry: a packaged grid's own, a grid file's stem."""
+    return os.path.splitext(os.path.basename(grid))[0] if is_grid_file(grid) else grid
+
+
+def _check_grid_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise SpecError(f"--grid {path}: no such file (a grid file is a Python module defining STUDIES; "
+                        f"sweep grid new {path} writes one)")
+    if not grid_name_of(path).isidentifier():
+        raise SpecError(f"--grid {path}: the file's name must be a Python identifier (letters, digits, _): "
+                        f"it names the grid in every row")
+
+
+def _import_grid_file(path: str):
+    name = grid_name_of(path)
+    module_name = f"medsweep_grid_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, os.path.abspath(path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
     try:
-        module = importlib.import_module(f"search_spaces.{name}")
+        spec.loader.exec_module(module)
+    except Exception:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def load_grid(grid: str) -> list[StudySpec]:
+    """The studies of a packaged grid (``"paper"``) or of a grid file (``"./my_study.py"``)."""
+    name = grid_name_of(grid)
+    where = grid if is_grid_file(grid) else f"search_spaces/{name}.py"
+    if is_grid_file(grid):
+        _check_grid_file(grid)
+    elif name not in grid_names():
+        raise SpecError(f"unknown grid {name!r}; valid grids: {', '.join(grid_names())}, or a grid file PATH.py")
+    try:
+        module = _import_grid_file(grid) if is_grid_file(grid) else importlib.import_module(f"search_spaces.{name}")
     except Exception as exc:  # a grid is code: its own error, named, instead of a traceback
-        raise SpecError(f"search_spaces/{name}.py cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        raise SpecError(f"{where} cannot be loaded: {type(exc).__name__}: {exc}") from exc
     studies = getattr(module, "STUDIES", None)
     if not studies or not all(isinstance(s, StudySpec) for s in studies):
-        raise SpecError(f"search_spaces/{name}.py must define STUDIES, a non-empty list of StudySpec")
+        raise SpecError(f"{where} must define STUDIES, a non-empty list of StudySpec")
     ids = [s.study_id for s in studies]
     if len(set(ids)) != len(ids):
         raise SpecError(f"grid {name!r} lists the same study more than once")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -134,8 +135,10 @@ class StudySpec:
     @property
     def study_id(self) -> str:
         """Readable and unique: dataset, mode, backbone, size, fold, then a digest of all fields."""
+        # A hub backbone's name (hf-hub:ORG/REPO) holds ':' and '/': the id names files and folders.
+        backbone = re.sub(r"[^A-Za-z0-9._+-]", "_", self.backbone)
         return (
-            f"{self.dataset}-{self.mode}-{self.backbone}-n{'pool' if self.n_train is None else self.n_train}-f{self.fold}-"
+            f"{self.dataset}-{self.mode}-{backbone}-n{'pool' if self.n_train is None else self.n_train}-f{self.fold}-"
             f"{self._digest(dataclasses.asdict(self))}"
         )
 

@@ -20,6 +20,8 @@ def check_weights(name: str, path: str) -> dict:
     report = {"backbone": name, "file": path, "format": None, "tensors": 0, "missing": [], "unexpected": [],
               "wrong_shape": [], "dropped": [], "dim": None, "sha256": None, "mean": list(info.mean),
               "std": list(info.std), "ok": False, "error": None}
+    if info.hub:
+        return _check_hub(name, info, path, report)
     try:
         converted = read_weights(path)
         report["sha256"] = weights_digest(name, path)
@@ -37,6 +39,27 @@ def check_weights(name: str, path: str) -> dict:
         return report
     load_weights(model, info, path)
     size = 224
+    with torch.no_grad():
+        report["dim"] = int(embed(model.eval(), info, torch.zeros(1, 3, size, size)).shape[1])
+    report["ok"] = True
+    return report
+
+
+def _check_hub(name, info, path: str, report: dict) -> dict:
+    """A hub backbone's file through timm's own loader (strict: the classifier alone may go)."""
+    from timm.models import load_state_dict
+
+    from trainables.models.backbones import create_backbone
+
+    report.update(format="timm-hub", architecture=info.timm_name, input_size=info.input_size)
+    try:
+        report["sha256"] = weights_digest(name, path)
+        report["tensors"] = len(load_state_dict(path))  # safetensors, or torch.load(weights_only=True)
+        model, _ = create_backbone(name, weights_path=path)
+    except Exception as exc:  # a broken or mismatched file: the report says what timm said
+        report["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return report
+    size = info.input_size or 224
     with torch.no_grad():
         report["dim"] = int(embed(model.eval(), info, torch.zeros(1, 3, size, size)).shape[1])
     report["ok"] = True

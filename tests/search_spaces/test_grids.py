@@ -97,7 +97,7 @@ def test_each_paper_plus_study_differs_from_a_paper_study_in_one_setting():
 
 
 def test_unknown_grid_lists_the_valid_ones():
-    with pytest.raises(SpecError, match="unknown grid 'papr'; valid grids: demo, paper, paper_plus"):
+    with pytest.raises(SpecError, match="unknown grid 'papr'; valid grids: demo, paper, paper_plus, or a grid file PATH.py"):
         load_grid("papr")
 
 

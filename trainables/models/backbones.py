@@ -27,6 +27,7 @@ from torch import nn
 
 from trainables.errors import UserError
 from trainables.registry import Registry
+from trainables.models.hub import create_hub_model, hub_config, hub_weight_file, is_hub_backbone
 from trainables.models.weights import ConvertedWeights, read_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,10 +53,15 @@ class BackboneInfo:
     weight_files: tuple[str, ...] = ()
     timm_kwargs: tuple = field(default_factory=tuple)  # extra create_model kwargs, as pairs
     description: str = ""
+    # A Hugging Face Hub backbone (trainables/models/hub.py): weights resolved in the hub cache,
+    # loaded by timm's pretrained loader; input_size is its pretrained_cfg's (shown, not imposed:
+    # every backbone of a sweep sees the dataset's images at the dataset's size).
+    hub: bool = False
+    input_size: Optional[int] = None
 
     @property
     def needs_weights(self) -> bool:
-        return bool(self.weight_files)
+        return bool(self.weight_files) or self.hub
 
 
 _REGISTRY: Registry[BackboneInfo] = Registry("backbone", BackboneError)
@@ -71,9 +77,28 @@ def backbone_names() -> list[str]:
     return _REGISTRY.names()
 
 
-def get_backbone_info(name: str) -> BackboneInfo:
-    """A registered backbone, else any timm architecture by name (``convnext_tiny``,
-    ``vit_base_patch16_224``...): random init, or the file given with ``--weights``."""
+def hub_backbone_info(name: str, weights_path: Optional[str] = None) -> BackboneInfo:
+    arch, cfg, model_args = hub_config(name, weights_path)
+    size = cfg.get("input_size")
+    return BackboneInfo(
+        name=name,
+        timm_name=arch,
+        mean=tuple(cfg.get("mean") or IMAGENET_MEAN),
+        std=tuple(cfg.get("std") or IMAGENET_STD),
+        takes_img_size=True,
+        timm_kwargs=tuple(sorted(model_args.items())),
+        hub=True,
+        input_size=int(size[-1]) if size else None,
+        description=f"timm {arch} from the Hugging Face Hub",
+    )
+
+
+def get_backbone_info(name: str, weights_path: Optional[str] = None) -> BackboneInfo:
+    """A registered backbone; a hub one (``hf-hub:ORG/REPO``, timm tag ``ARCH.TAG``; its config
+    read beside ``weights_path`` where given); else any timm architecture by name
+    (``convnext_tiny``...): random init, or ``--weights``'s file."""
+    if name not in _REGISTRY.names() and is_hub_backbone(name):
+        return hub_backbone_info(name, weights_path)
     if name not in _REGISTRY.names() and timm.is_model(name):
         cfg = get_pretrained_cfg(name)
         return BackboneInfo(
@@ -144,8 +169,8 @@ def _normalisation_of(path: str, mtime_ns: int):
 def resolve_info(name: str, weights_path: Optional[str] = None) -> BackboneInfo:
     """The backbone's info with the preprocessing its weights were trained with (the
     TF-converted SimCLR file expects [0, 1] inputs, no mean/std)."""
-    info = get_backbone_info(name)
-    if weights_path is None:
+    info = get_backbone_info(name, weights_path)
+    if weights_path is None or info.hub:  # a hub model's preprocessing is its pretrained_cfg's
         return info
     normalisation = _normalisation_of(weights_path, os.stat(weights_path).st_mtime_ns)
     if normalisation is None:
@@ -175,9 +200,12 @@ WEIGHTS_ENV = "MEDSWEEP_WEIGHTS"  # a folder holding the published files under t
 
 
 def resolve_weights(name: str, weights: Optional[dict] = None) -> Optional[str]:
-    """``--weights NAME=PATH`` first, else the first published file name of the backbone found
-    in ``$MEDSWEEP_WEIGHTS``; absolute, or None."""
+    """``--weights NAME=PATH`` first, else a hub backbone's file in the Hugging Face cache
+    (fetched first when online), else the first published file name of the backbone found in
+    ``$MEDSWEEP_WEIGHTS``; absolute, or None."""
     path = (weights or {}).get(name)
+    if not path and get_backbone_info(name).hub:
+        path = hub_weight_file(name)
     if not path and os.environ.get(WEIGHTS_ENV):
         folder = os.environ[WEIGHTS_ENV]
         found = [os.path.join(folder, f) for f in get_backbone_info(name).weight_files]
@@ -189,12 +217,14 @@ def create_backbone(
     name: str, img_size: Optional[int] = None, weights_path: Optional[str] = None, seed: int = 0
 ) -> tuple[nn.Module, BackboneInfo]:
     """Build a backbone without classifier (``num_classes=0``), seeded, weights loaded if given."""
-    info = get_backbone_info(name)
+    info = get_backbone_info(name, weights_path)
     if info.needs_weights and weights_path is None:
         raise BackboneError(
             f"backbone {name!r} needs its weights: give --weights {name}=PATH "
-            f"(published file: {', '.join(info.weight_files)})"
+            f"({'its file in the Hugging Face cache' if info.hub else 'published file: ' + ', '.join(info.weight_files)})"
         )
+    if info.hub:
+        return create_hub_model(name, weights_path, img_size, seed), info
     model = build_architecture(info, img_size, seed)
     if weights_path is not None:
         load_weights(model, info, weights_path)

@@ -1,0 +1,105 @@
+"""Your own data with today's backbones: a grid file outside the package, the folder dataset,
+a backbone from the Hugging Face Hub loaded offline from a cache built here."""
+
+import hashlib
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from sweep.cli import main
+from sweep.grids import load_grid
+from sweep.spec import SpecError
+from sweep.store.store import ResultsStore
+from tests import layouts
+from tests.hubcache import make_hub_cache
+
+
+def test_grid_new_writes_a_commented_grid_whose_arithmetic_is_its_studies(tmp_path):
+    path = tmp_path / "derm.py"
+    result = CliRunner().invoke(main, ["grid", "new", str(path), "--dataset", "folder",
+                                       "--backbones", "supervised,test_vit"])
+    assert result.exit_code == 0, result.output
+    studies = load_grid(str(path))
+    text = path.read_text()
+    # Sizes S, M, F x 5 folds x (2 linear + 2 finetune + 1 DVME) = 75 studies; 3 x 5 x (2 x (8 + 4) + 8) = 480.
+    assert "= 75 studies, 480 trials." in text and len(studies) == 75 and sum(s.n_trials for s in studies) == 480
+    assert {s.grid for s in studies} == {"derm"} and {s.dataset for s in studies} == {"folder"}
+    assert {s.backbones for s in studies if s.mode == "dvme"} == {("supervised", "test_vit")}
+    assert {s.n_train for s in studies} == {50, 500, None} and {s.views for s in studies if s.mode == "linear"} == {4}
+    assert f"sweep run  --grid {path} --data folder=DATA_ROOT" in text
+    again = CliRunner().invoke(main, ["grid", "new", str(path), "--dataset", "folder", "--backbones", "supervised"])
+    assert again.exit_code == 1 and f"{path}: exists; give another name or --force" in again.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dataset", "derm"], "unknown dataset 'derm'; valid datasets: aptos, digits, folder"),
+    (["--dataset", "folder", "--backbones", "resnet9000"], "unknown backbone 'resnet9000'"),
+])
+def test_grid_new_names_an_unknown_dataset_or_backbone(tmp_path, args, message):
+    args = args if "--backbones" in args else [*args, "--backbones", "supervised"]
+    result = CliRunner().invoke(main, ["grid", "new", str(tmp_path / "g.py"), *args])
+    assert result.exit_code == 1 and message in result.output and not (tmp_path / "g.py").exists()
+
+
+@pytest.mark.parametrize("source,message", [
+    ("STUDIES = [", "{path} cannot be loaded: SyntaxError"),
+    ("STUDIES = []", "{path} must define STUDIES, a non-empty list of StudySpec"),
+    ("from sweep.spec import StudySpec\nSTUDIES = [StudySpec(grid='other', dataset='digits', backbones=('test_resnet',), "
+     "mode='linear', subset='S', n_train=50, fold=0)]", "grid 'mine': every StudySpec must carry grid='mine'"),
+])
+def test_a_malformed_grid_file_is_a_named_error(tmp_path, source, message):
+    path = tmp_path / "mine.py"
+    path.write_text(source)
+    with pytest.raises(SpecError, match=re.escape(message.replace("{path}", str(path)))):
+        load_grid(str(path))
+
+
+def test_a_grid_file_that_is_not_there_or_badly_named(tmp_path):
+    with pytest.raises(SpecError, match=f"--grid {tmp_path}/no.py: no such file"):
+        load_grid(str(tmp_path / "no.py"))
+    (tmp_path / "my-grid.py").write_text("STUDIES = []")
+    with pytest.raises(SpecError, match="must be a Python identifier"):
+        load_grid(str(tmp_path / "my-grid.py"))
+
+
+GRID = """
+from itertools import product
+from sweep.spec import StudySpec
+
+STUDIES = [
+    StudySpec(grid="derm", dataset="folder", backbones=(backbone,), mode="linear", subset="F", n_train=None,
+              fold=fold, n_folds=2, n_trials=2, max_epochs=3, grace_period=1, batch_size=8, lr_min=1e-3, lr_max=1e-2,
+              cpus=0.5)
+    for backbone, fold in product(("hf-hub:medsweep/derm_vit", "test_resnet"), range(2))
+]
+"""
+
+
+@pytest.mark.slow
+def test_a_grid_file_on_the_folder_dataset_with_a_hub_backbone_offline(tmp_path, monkeypatch, ray_local):
+    data = tmp_path / "derm"
+    layouts.folder(str(data), per_class=6)
+    hub = tmp_path / "hub"
+    snapshot, _ = make_hub_cache(str(hub), "medsweep/derm_vit")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    grid = tmp_path / "grids" / "derm.py"
+    grid.parent.mkdir()
+    grid.write_text(GRID)
+    monkeypatch.chdir(tmp_path)
+    plan = CliRunner().invoke(main, ["plan", "--grid", str(grid), "--data", f"folder={data}", "--format", "json", "--studies"])
+    assert plan.exit_code == 0, plan.output
+    planned = json.loads(plan.stdout)
+    assert planned["grid"] == "derm" and planned["preflight"]["weights"]["hf-hub:medsweep/derm_vit"]["ok"]
+    assert {s["n_train"] for s in planned["study_list"]} == {12}  # F: the 12 training images of the folder
+    results = str(tmp_path / "results")
+    run = CliRunner().invoke(main, ["run", "--grid", str(grid), "--data", f"folder={data}", "--results", results, "--quiet"])
+    assert run.exit_code == 0, run.output
+    rows = ResultsStore(results).read_trials().to_pylist()
+    assert len(rows) == 8 and {r["status"] for r in rows} <= {"ok", "stopped"} and {r["grid"] for r in rows} == {"derm"}
+    hub_rows = [r for r in rows if r["backbones"] == ["hf-hub:medsweep/derm_vit"]]
+    digest = hashlib.sha256(open(f"{snapshot}/model.safetensors", "rb").read()).hexdigest()
+    assert len(hub_rows) == 4 and {json.loads(r["weights_digests"])["hf-hub:medsweep/derm_vit"] for r in hub_rows} == {digest}
+    assert all(r["study_id"].startswith("folder-linear-hf-hub_medsweep_derm_vit-n12-") for r in hub_rows)

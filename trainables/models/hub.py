@@ -1,0 +1,169 @@
+"""Backbones from the Hugging Face Hub: ``hf-hub:ORG/REPO`` or a timm pretrained tag ``ARCH.TAG``.
+
+A hub backbone is resolved to one weight file in the local Hugging Face cache (downloaded
+first when online and not cached; never when ``HF_HUB_OFFLINE=1``). That file's sha256 is
+its weights digest, as for a local file, so cache keys and rows name exactly the weights a
+trial used. The architecture, its arguments and its preprocessing (mean, std, input size)
+come from the model's own ``pretrained_cfg`` (the repo's ``config.json`` for ``hf-hub:``,
+timm's registry for a tag), and the weights load through timm's own pretrained loader
+(classifier dropped, a ViT's position embeddings resampled to the dataset's image size,
+``.bin`` files read with ``weights_only=True``).
+
+Example::
+
+    >>> is_hub_backbone("hf-hub:timm/vit_small_patch14_dinov2.lvd142m"), is_hub_backbone("resnet50")
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Optional
+
+import timm
+from timm.models import get_pretrained_cfg
+
+from trainables.errors import UserError
+
+HUB_PREFIX = "hf-hub:"
+# What a timm model repo holds its weights as, in the order timm itself prefers them.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class HubError(UserError):
+    """A hub backbone that cannot be resolved; the message names the repo, file or address."""
+
+
+def is_hub_backbone(name: str) -> bool:
+    """``hf-hub:ORG/REPO``, or ``ARCH.TAG`` naming one of timm's published pretrained weights."""
+    if name.startswith(HUB_PREFIX):
+        return True
+    if "." not in name or not timm.is_model(name.split(".", 1)[0]):
+        return False
+    try:
+        cfg = get_pretrained_cfg(name)
+    except Exception:  # timm raises on some unknown tags, returns None on others
+        return False
+    return cfg is not None and cfg.tag == name.split(".", 1)[1]
+
+
+def offline() -> bool:
+    """``HF_HUB_OFFLINE`` as the Hugging Face libraries read it, read now (not at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+
+
+def cache_dir() -> str:
+    """The hub cache in use: ``HF_HUB_CACHE``, else ``HF_HOME``/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return os.path.join(home, "hub")
+
+
+def _where(repo: str) -> str:
+    return f"https://huggingface.co/{repo}"
+
+
+def _download(repo: str, filename: str) -> Optional[str]:
+    """The file's path in the cache (downloading it when online); None if the repo lacks it."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return hf_hub_download(repo, filename, cache_dir=cache_dir(), local_files_only=offline())
+    except LocalEntryNotFoundError:  # (a kind of EntryNotFoundError: caught first)
+        if offline():
+            return None
+        raise HubError(f"{HUB_PREFIX}{repo}: cannot reach {_where(repo)} and {filename} is not in the local "
+                       f"Hugging Face cache {cache_dir()}") from None
+    except EntryNotFoundError:  # the repo exists and lacks this file
+        return None
+    except Exception as exc:  # no network, a private or missing repo: one line naming the address
+        raise HubError(f"{HUB_PREFIX}{repo}: cannot fetch {filename} from {_where(repo)}: "
+                       f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def _not_cached(repo: str, what: str) -> HubError:
+    return HubError(
+        f"{HUB_PREFIX}{repo}: {what} not in the local Hugging Face cache {cache_dir()} and HF_HUB_OFFLINE=1; "
+        f"fetch it once online (huggingface-cli download {repo}) or point HF_HUB_CACHE at a cache that holds it"
+    )
+
+
+def _repo_and_file(name: str) -> tuple[str, Optional[str], dict]:
+    """(hub repo, a weight-file override or None, pretrained cfg of a tag or {})."""
+    if name.startswith(HUB_PREFIX):
+        repo = name[len(HUB_PREFIX):]
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise HubError(f"backbone {name!r}: expected hf-hub:ORG/REPO")
+        return repo, None, {}
+    cfg = get_pretrained_cfg(name).to_dict()
+    if not cfg.get("hf_hub_id"):
+        raise HubError(f"backbone {name!r}: timm publishes its weights only at {cfg.get('url') or 'no address'}, "
+                       f"not on the Hugging Face Hub; download the file and give --weights {name}=FILE")
+    return cfg["hf_hub_id"], cfg.get("hf_hub_filename"), cfg
+
+
+@functools.lru_cache(maxsize=64)
+def hub_config(name: str, weights_path: Optional[str] = None) -> tuple[str, dict, dict]:
+    """(timm architecture, pretrained_cfg, model arguments) of a hub backbone.
+
+    A repo's config.json is read beside ``weights_path`` where it is there (the snapshot
+    folder the weight file was resolved in: a trial on another node reads what the driver
+    resolved, whatever its own hub settings), else from the hub cache."""
+    repo, _, tag_cfg = _repo_and_file(name)
+    if tag_cfg:
+        return name.split(".", 1)[0], tag_cfg, {}
+    beside = os.path.join(os.path.dirname(weights_path), "config.json") if weights_path else None
+    path = beside if beside and os.path.isfile(beside) else _download(repo, "config.json")
+    if path is None:
+        raise _not_cached(repo, "config.json is") if offline() else HubError(
+            f"{name}: {_where(repo)} has no config.json: not a timm model repo")
+    with open(path) as f:
+        try:
+            config = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise HubError(f"{path}: not JSON ({exc})") from None
+    arch = config.get("architecture")
+    if not arch or not timm.is_model(arch):
+        raise HubError(f"{path}: architecture {arch!r} is not a timm model (a timm hub repo's config.json names one)")
+    pretrained_cfg = dict(config.get("pretrained_cfg") or {})
+    pretrained_cfg.setdefault("num_classes", config.get("num_classes", 0))
+    return arch, pretrained_cfg, dict(config.get("model_args") or {})
+
+
+def hub_weight_file(name: str) -> str:
+    """The weight file of a hub backbone in the local cache (downloaded first when online)."""
+    repo, override, _ = _repo_and_file(name)
+    for filename in (override,) if override else WEIGHT_FILES:
+        path = _download(repo, filename)
+        if path is not None:
+            return path
+    if offline():
+        raise _not_cached(repo, f"none of its weight files ({', '.join(WEIGHT_FILES)}) is")
+    raise HubError(f"{name}: {_where(repo)} holds none of {', '.join(WEIGHT_FILES)}")
+
+
+def create_hub_model(name: str, weights_path: str, img_size: Optional[int], seed: int = 0):
+    """The backbone without classifier, its weights loaded from ``weights_path`` by timm's loader."""
+    import torch
+
+    arch, pretrained_cfg, model_args = hub_config(name, weights_path)
+    # source "" and file set: timm loads this file (the one the digest names), never the hub.
+    cfg = {**pretrained_cfg, "source": "", "file": weights_path, "hf_hub_id": None, "url": ""}
+    # The repo's model arguments, with ours winning (as timm merges them): no classifier, the
+    # dataset's image size (a ViT's position embeddings are resampled by timm's filter).
+    kwargs = {**model_args, "num_classes": 0}
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            return timm.create_model(arch, pretrained=True, pretrained_cfg=cfg, **kwargs)
+        except TypeError:
+            if img_size is None:
+                raise
+            kwargs.pop("img_size")  # a CNN: any input size goes
+            return timm.create_model(arch, pretrained=True, pretrained_cfg=cfg, **kwargs)
