@@ -470,6 +470,33 @@ def weights_check(name, path, as_json):
         sys.exit(1)
 
 
+@weights.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--to", "folder", required=True, type=click.Path(file_okay=False), help="Folder to keep the files in.")
+@click.option("--mirror", metavar="URL", help="Fetch URL/<file name> instead of the publisher's address (a mirror of yours; file:// works).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list: backbone, file, sha256, address.")
+def weights_fetch(names, folder, mirror, as_json):
+    """Download the paper's published weight files, resume a broken download, check each loads
+    whole, record its sha256 (DIR/medsweep-weights.json), print the lines to use them.
+
+    \b
+    Example:
+      sweep weights fetch supervised swav simclr dino --to ~/weights
+    """
+    from sweep.plan.weightfetch import fetch_weights
+
+    folder = os.path.abspath(os.path.expanduser(folder))
+    done = fetch_weights(list(names), folder, mirror, echo=lambda line: click.echo(line, err=True))
+    if as_json:
+        click.echo(json.dumps(done, indent=1))
+        return
+    for entry in done:
+        click.echo(f"{entry['backbone']}: {entry['file']} sha256 {entry['sha256']}")
+    click.echo("use them with:")
+    click.echo("  " + " ".join(f"--weights {e['backbone']}={e['file']}" for e in done))
+    click.echo(f"  or: export MEDSWEEP_WEIGHTS={folder}")
+
+
 def _cache_dir(cache, results) -> str:
     return ResultsStore(results).cache_at(cache)
 

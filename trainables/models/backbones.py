@@ -58,6 +58,11 @@ class BackboneInfo:
     # every backbone of a sweep sees the dataset's images at the dataset's size).
     hub: bool = False
     input_size: Optional[int] = None
+    # Where the paper's file is published (`sweep weights fetch` saves it as weight_files[0])
+    # and its size as published, in MB (10^6 bytes; shown before a download, not checked: the
+    # check is that the file loads whole, and its sha256 is recorded).
+    url: str = ""
+    size_mb: float = 0.0
 
     @property
     def needs_weights(self) -> bool:
@@ -290,6 +295,8 @@ register_backbone(
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         weight_files=("resnet50-0676ba61.pth",),
+        url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        size_mb=102.5,
         description="ResNet-50, supervised ImageNet (torchvision IMAGENET1K_V1)",
     )
 )
@@ -299,7 +306,12 @@ register_backbone(
         timm_name="resnet50",
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        weight_files=("model_final_checkpoint_phase799.torch", "swav_800ep_pretrain.pth.tar"),
+        # The VISSL model zoo names SwAV's and SimCLR's files alike (model_final_checkpoint_
+        # phase799.torch): under that name neither is looked up in $MEDSWEEP_WEIGHTS (one would
+        # be taken for the other); `sweep weights fetch` saves each under its own name.
+        weight_files=("swav_in1k_rn50_800ep_phase799.torch", "swav_800ep_pretrain.pth.tar"),
+        url="https://dl.fbaipublicfiles.com/vissl/model_zoo/swav_in1k_rn50_800ep_swav_8node_resnet_27_07_20.a0a6b676/model_final_checkpoint_phase799.torch",
+        size_mb=214.0,
         description="ResNet-50, SwAV (VISSL model zoo)",
     )
 )
@@ -309,7 +321,9 @@ register_backbone(
         timm_name="resnet50",
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        weight_files=("model_final_checkpoint_phase799.torch", "resnet50-1x.pth"),
+        weight_files=("simclr_rn50_800ep_phase799.torch", "resnet50-1x.pth"),
+        url="https://dl.fbaipublicfiles.com/vissl/model_zoo/simclr_rn50_800ep_simclr_8node_resnet_16_07_20.7e8feed1/model_final_checkpoint_phase799.torch",
+        size_mb=214.0,
         description="ResNet-50, SimCLR (VISSL model zoo)",
     )
 )
@@ -322,6 +336,8 @@ register_backbone(
         embedding="dino_last4",
         takes_img_size=True,
         weight_files=("dino_deitsmall8_pretrain.pth",),
+        url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth",
+        size_mb=86.7,
         description="ViT-S/8, DINO (official weights); 1536-d last-4 CLS embedding",
     )
 )

@@ -1,6 +1,7 @@
 """Every published layout of shared/notes/formats.md, saved with random weights, loads exactly."""
 
 import argparse
+import os
 
 import pytest
 import timm
@@ -130,8 +131,14 @@ def test_weights_check_command_reports_a_whole_load(tmp_path, resnet, monkeypatc
 
     from sweep.cli import main
 
+    # The VISSL zoo's own name is SwAV's and SimCLR's alike: never taken from $MEDSWEEP_WEIGHTS.
     torch.save(vissl(resnet, {"0.clf.0.weight": torch.zeros(128, 2048)}), tmp_path / "model_final_checkpoint_phase799.torch")
-    monkeypatch.setenv("MEDSWEEP_WEIGHTS", str(tmp_path))  # found by its published name
+    monkeypatch.setenv("MEDSWEEP_WEIGHTS", str(tmp_path))
+    for name in ("simclr", "swav"):
+        missing = CliRunner().invoke(main, ["weights", "check", name, "--json"])
+        assert missing.exit_code == 1 and f"no weight file for '{name}'" in missing.output
+    # Under the name `sweep weights fetch` gives it, it is found.
+    os.rename(tmp_path / "model_final_checkpoint_phase799.torch", tmp_path / "simclr_rn50_800ep_phase799.torch")
     result = CliRunner().invoke(main, ["weights", "check", "simclr", "--json"])
     report = json.loads(result.output)
     assert result.exit_code == 0 and report["ok"]
