@@ -426,6 +426,9 @@ def data_check(name, root, as_json):
             click.echo(f"    {problem}")
         if len(report["problems"]) > 50:
             click.echo(f"    ... and {len(report['problems']) - 50} more (--json lists all)")
+        for line in report.get("where_to_get", []):
+            if not any(line in problem for problem in report["problems"]):  # not said already
+                click.echo(f"  get it: {line}")
     if not report["usable"]:
         sys.exit(1)
 

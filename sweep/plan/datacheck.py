@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from trainables.data.datasets import DatasetError, load_dataset
+from trainables.data.datasets import DatasetError, get_dataset_info, load_dataset
 from trainables.data.images import FileImages, ImageDecodeError, decode_file
 
 
@@ -58,6 +58,11 @@ def check_dataset(name: str, root: Optional[str], workers: Optional[int] = None)
         data = load_dataset(name, root, problems)
     except DatasetError as exc:
         problems.append(str(exc))
+        data = None
+    if data is None or not len(data.pool) or (root and not os.path.exists(root)):
+        # Missing or misshapen: say where the public data set is and how to fetch it.
+        report["where_to_get"] = list(get_dataset_info(name).published_at)
+    if data is None:
         return report
     for part in (data.pool, data.test):
         problems.extend(message for _, message in unreadable(part.images, workers))

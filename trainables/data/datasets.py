@@ -57,6 +57,9 @@ class DatasetInfo:
     # without reading the data; None where they depend on the user's files.
     published_counts: Optional[tuple[int, int]] = None
     description: str = ""
+    # Where the public data set is published and the command that fetches it, one line each
+    # (shown by `sweep data check` and the pre-flight when the data is missing or misshapen).
+    published_at: tuple[str, ...] = ()
     # loader(root, problems): problems None -> raise on any; a list -> append each and go on.
     loader: Optional[Callable[..., LoadedDataset]] = None
 
@@ -125,6 +128,11 @@ def drop_ids(data: LoadedDataset, skip: set) -> LoadedDataset:
                          f"{data.fingerprint}-skip{digest}", data.excluded)
 
 
+def _get_it(info: DatasetInfo) -> str:
+    """The first place the public data set is published, for an error that says it is missing."""
+    return f" (get it: {info.published_at[0]})" if info.published_at else ""
+
+
 def load_dataset(
     name: str,
     root: Optional[str] = None,
@@ -142,10 +150,10 @@ def load_dataset(
     if info.needs_root and not root:
         raise DatasetError(
             f"dataset {name!r} is read from local files: give its folder with --data {name}=ROOT "
-            f"or put it in ${DATA_ENV}/{name}"
+            f"or put it in ${DATA_ENV}/{name}{_get_it(info)}"
         )
     if info.needs_root and not os.path.exists(root):
-        raise DatasetError(f"dataset {name!r}: {root} does not exist")
+        raise DatasetError(f"dataset {name!r}: {root} does not exist{_get_it(info)}")
     if skip is not None and problems is None:
         problems = []  # lenient: the driver has recorded what this leaves out
     data = info.loader(root, problems)
@@ -217,6 +225,10 @@ register_dataset(
         published_counts=(220_025, 57_458),
         description="Kaggle histopathologic-cancer-detection, 96x96 patches; test labels hidden",
         kaggle=("id", "label", 0.51),
+        published_at=(
+            'Kaggle histopathologic-cancer-detection (accept its rules on kaggle.com first): kaggle competitions download -c histopathologic-cancer-detection',
+            'or the original PCam HDF5 release (https://github.com/basveeling/pcam): camelyonpatch_level_2_split_{train,valid,test}_{x,y}.h5.gz from zenodo.org/records/2546921',
+        ),
         loader=readers.read_patchcam,
     )
 )
@@ -231,6 +243,9 @@ register_dataset(
         published_counts=(3_662, 1_928),
         description="Kaggle APTOS 2019 fundus images, grades 0-4; test labels hidden",
         kaggle=("id_code", "diagnosis", 0.85),
+        published_at=(
+            'Kaggle aptos2019-blindness-detection (accept its rules on kaggle.com first): kaggle competitions download -c aptos2019-blindness-detection',
+        ),
         loader=readers.read_aptos,
     )
 )
@@ -244,6 +259,9 @@ register_dataset(
         resize_to=256,
         published_counts=(5_216, 624),
         description="Kermany chest X-ray (Kaggle chest-xray-pneumonia), patients in file names",
+        published_at=(
+            'Kaggle chest-xray-pneumonia (Kermany et al., Mendeley Data doi:10.17632/rscbjbr9sj.2): kaggle datasets download -d paultimothymooney/chest-xray-pneumonia',
+        ),
         loader=readers.read_pneumonia,
     )
 )
@@ -258,6 +276,10 @@ register_dataset(
         published_counts=(2_412, 1_962),
         description="NIH ChestX-ray14 with the four-findings expert labels (5 classes)",
         oversample=True,  # the paper: too few images of the rarest findings to balance
+        published_at=(
+            'images: NIH ChestX-ray14, https://nihcc.app.box.com/v/ChestXray-NIHCC (images_001.tar.gz .. images_012.tar.gz), or kaggle datasets download -d nih-chest-xrays/data',
+            "labels: Google's four-findings expert labels: gsutil cp -r gs://gcs-public-data--healthcare-nih-chest-xray-labels/four_findings_expert_labels .",
+        ),
         loader=readers.read_nih,
     )
 )
@@ -272,6 +294,9 @@ register_dataset(
         augment="none",
         image_size=32,
         description="any single-label MedMNIST .npz (pool = train + val), e.g. pneumoniamnist.npz",
+        published_at=(
+            "MedMNIST v2, https://medmnist.com (zenodo.org/records/10519652): pip install medmnist; python -c \"import medmnist; medmnist.PneumoniaMNIST(split='train', download=True, root='DIR')\"",
+        ),
         loader=readers.read_medmnist,
     )
 )

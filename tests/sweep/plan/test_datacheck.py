@@ -1,6 +1,8 @@
 import json
 import os
 
+import pytest
+
 from click.testing import CliRunner
 
 from sweep.cli import main
@@ -60,3 +62,26 @@ def test_data_root_from_the_environment(tmp_path, monkeypatch):
 def test_unknown_dataset_lists_valid_ones():
     code, out = _check("cifar", "--root", "/tmp")
     assert code == 1 and "unknown dataset 'cifar'; valid datasets:" in out
+
+
+@pytest.mark.parametrize("name,command", [
+    ("patchcam", "kaggle competitions download -c histopathologic-cancer-detection"),
+    ("aptos", "kaggle competitions download -c aptos2019-blindness-detection"),
+    ("pneumonia", "kaggle datasets download -d paultimothymooney/chest-xray-pneumonia"),
+    ("nih", "gsutil cp -r gs://gcs-public-data--healthcare-nih-chest-xray-labels/four_findings_expert_labels"),
+])
+def test_a_missing_or_empty_folder_says_where_the_public_data_set_is(tmp_path, name, command):
+    missing = CliRunner().invoke(main, ["data", "check", name, "--root", str(tmp_path / "absent"), "--json"])
+    assert missing.exit_code == 1 and any(command in line for line in json.loads(missing.output)["where_to_get"])
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(main, ["data", "check", name, "--root", str(tmp_path / "empty")])
+    assert empty.exit_code == 1 and command in empty.output
+    assert sum(command in line for line in empty.output.splitlines()) == 1  # said once
+
+
+def test_a_sweep_without_its_data_names_where_to_get_it(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--grid", "paper", "--where", "dataset=aptos", "--where", "backbones=random",
+                                       "--results", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "give its folder with --data aptos=ROOT" in result.output
+    assert "kaggle competitions download -c aptos2019-blindness-detection" in result.output
