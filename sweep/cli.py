@@ -154,7 +154,7 @@ _policy_options = _option_group(
 )
 
 
-def _run_options(given: dict, quiet: bool):
+def _run_options(given: dict, verbose: int):
     """The four option groups of ``sweep run`` (sweep/options.py) from the parsed options."""
     from sweep.options import Inputs, Resources, RunOptions, StoreOptions, TrialPolicy
 
@@ -168,7 +168,7 @@ def _run_options(given: dict, quiet: bool):
         store=StoreOptions(results=given["results"], cache=given["cache"], resume=given["resume"],
                            allow_other_grid=given["allow_other_grid"]),
         policy=TrialPolicy(max_failures=given["max_failures"], checkpoint_every_s=given["checkpoint_every"]),
-        verbose=0 if quiet else 1,
+        verbose=verbose,
     )
 
 
@@ -178,8 +178,9 @@ def _run_options(given: dict, quiet: bool):
 @_input_options
 @_resource_options
 @_policy_options
-@click.option("--quiet", is_flag=True, help="No per-trial progress lines.")
-def run(grid_name, where, views, embedding_dtype, quiet, **given):
+@click.option("--quiet", is_flag=True, help="No extraction bars and no progress line: the table and the answer only.")
+@click.option("-v", "--verbose", is_flag=True, help="Also a line per finished trial (study, lr, epochs, scores).")
+def run(grid_name, where, views, embedding_dtype, quiet, verbose, **given):
     """Run a grid's studies and print the mean ± std table of its cells.
 
     \b
@@ -189,10 +190,14 @@ def run(grid_name, where, views, embedding_dtype, quiet, **given):
     from sweep.driver.runner import run_sweep
 
     studies = _studies(grid_name, where, views, embedding_dtype)
-    options = _run_options(given, quiet)
+    options = _run_options(given, 0 if quiet else 2 if verbose else 1)
     summary = run_sweep(studies, options)
     outcome = summary.outcome(ResultsStore(summary.results))
-    click.echo(render(outcome["cells"], "table", "cells"))
+    click.echo("\n" + render(outcome["cells"], "table", "cells"))
+    if outcome["answers"]:
+        click.echo("\nThe answer, per dataset and training-set size:")
+        for answer in outcome["answers"]:
+            click.echo(f"  {answer['sentence']}")
     click.echo(
         f"\n{len(outcome['cells'])} cells, {summary.studies} studies ({summary.skipped} already complete), "
         f"{outcome['trials']} trials ({outcome['stopped']} stopped early by ASHA, {outcome['failed']} failed), "
@@ -354,7 +359,10 @@ def report(results, out_dir, fmt, cache, kaggle_scores, tsne_points):
     from sweep.report.report import write_report
 
     store = ResultsStore(results).require()
-    path = write_report(store, out_dir, fmt, cache=cache, kaggle_scores=kaggle_scores, tsne_points=tsne_points)
+    path, answered = write_report(store, out_dir, fmt, cache=cache, kaggle_scores=kaggle_scores,
+                                  tsne_points=tsne_points, with_answers=True)
+    for answer in answered:
+        click.echo(answer["sentence"])
     click.echo(f"wrote {path} (plots in {os.path.join(out_dir, 'plots')}, tables as CSV beside it)")
 
 

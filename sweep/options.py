@@ -52,4 +52,4 @@ class RunOptions:
     resources: Resources = field(default_factory=Resources)
     store: StoreOptions = field(default_factory=StoreOptions)
     policy: TrialPolicy = field(default_factory=TrialPolicy)
-    verbose: int = 1  # 0: --quiet
+    verbose: int = 1  # 0: --quiet (no bars, no progress line); 2: -v (a line per finished trial too)

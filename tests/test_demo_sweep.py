@@ -20,6 +20,14 @@ def test_demo_sweep_end_to_end(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
+    # A clean console: Ray's and Tune's own output is in the run's log, named on the first line.
+    assert proc.stderr == "" and out.startswith(f"Ray's and Tune's own output: {results}/logs/run-")
+    log = (results / "logs" / out.splitlines()[0].rsplit("/", 1)[1]).read_text()
+    for noise in ("Token authentication", "Number of trials", "tensorboard", "pid="):
+        assert noise not in out
+    assert "Number of trials" in log and "pid=" in log
+    assert "extracted digits x test_resnet view 0: 1,797 images in " in out
+    assert "trials 150/150, studies 40/40 complete" in out
     assert "8 cells, 40 studies (0 already complete), 150 trials" in out
     assert f"results: {results}" in out
     printed = _printed_cells(out)
@@ -44,6 +52,11 @@ def test_demo_sweep_end_to_end(tmp_path):
     assert {c["n_train"] for c in cells} == {50, 250}
     # Random tiny features are weak but informative: every cell beats chance (AUC 0.5).
     assert all(c["mean"] > 0.6 for c in cells)
+    # The answer follows the table: per size, the best cell named first.
+    for n, label in ((50, "S"), (250, "M")):
+        best = max((c for c in cells if c["n_train"] == n), key=lambda c: c["mean"])
+        (line,) = [line for line in out.splitlines() if line.strip().startswith(f"digits, {n} images ({label}):")]
+        assert f"{best['mode']} {best['backbone']}" in line and mean_std(best["mean"], best["std"]) in line
     # The report on the demo: tables for every mode, and the size-curve and t-SNE plots.
     report = tmp_path / "report"
     subprocess.run([sweep, "report", "--results", str(results), "--out", str(report), "--tsne-points", "300"],

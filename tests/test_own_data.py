@@ -95,8 +95,13 @@ def test_a_grid_file_on_the_folder_dataset_with_a_hub_backbone_offline(tmp_path,
     assert planned["grid"] == "derm" and planned["preflight"]["weights"]["hf-hub:medsweep/derm_vit"]["ok"]
     assert {s["n_train"] for s in planned["study_list"]} == {12}  # F: the 12 training images of the folder
     results = str(tmp_path / "results")
-    run = CliRunner().invoke(main, ["run", "--grid", str(grid), "--data", f"folder={data}", "--results", results, "--quiet"])
+    run = CliRunner().invoke(main, ["run", "--grid", str(grid), "--data", f"folder={data}", "--results", results])
     assert run.exit_code == 0, run.output
+    # The console: medsweep's lines (log named, extraction, progress, table, answer); Tune's own in the log.
+    log = run.output.splitlines()[0].split("Ray's and Tune's own output: ")[1]
+    assert "extracted folder x hf-hub:medsweep/derm_vit view 0: 16 images in " in run.output
+    assert "trials 8/8, studies 4/4 complete" in run.output and "folder, 12 images (F): " in run.output
+    assert "Configuration for experiment" not in run.output and "Configuration for experiment" in open(log).read()
     rows = ResultsStore(results).read_trials().to_pylist()
     assert len(rows) == 8 and {r["status"] for r in rows} <= {"ok", "stopped"} and {r["grid"] for r in rows} == {"derm"}
     hub_rows = [r for r in rows if r["backbones"] == ["hf-hub:medsweep/derm_vit"]]

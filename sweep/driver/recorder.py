@@ -112,8 +112,10 @@ class StoreCallback(Callback):
     together (sweep/driver/faults.py)."""
 
     def __init__(self, store: ResultsStore, facts: dict, total: int = 0, echo=None,
-                 requeue: Optional[Callable[[dict, str], None]] = None, max_failures: int = 0):
+                 requeue: Optional[Callable[[dict, str], None]] = None, max_failures: int = 0,
+                 on_written: Optional[Callable[[dict], None]] = None):
         self.store, self.facts = store, facts
+        self.on_written = on_written  # told of every row written (the sweep's progress line)
         self.total, self.echo = total, echo
         self.requeue, self.max_failures = requeue, max_failures
         self.written: list[str] = []
@@ -139,6 +141,8 @@ class StoreCallback(Callback):
         remove_checkpoint(self.store.checkpoints_dir, row["study_id"], row["trial_id"])
         if self.echo is not None:
             self.echo(progress_line(row, len(self.written), self.total))
+        if self.on_written is not None:
+            self.on_written(row)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._write(trial, "ok", None)

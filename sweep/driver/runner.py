@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Optional
 
+from sweep.driver.console import capture, echo, end_status, status
 from sweep.report.kaggle import write_submissions
 from sweep.driver.manifests import write_manifests
 from sweep.options import Inputs, Resources, RunOptions, StoreOptions, TrialPolicy
@@ -56,20 +57,21 @@ class RunSummary:
     study_ids: tuple = ()  # the sweep's studies, whole-pool sizes resolved (as the rows have them)
 
     def outcome(self, store: ResultsStore) -> dict:
-        """What the store holds of this sweep's studies: its cells (mean ± std over folds) and
-        its trials counted (all, stopped early by ASHA, failed), for the closing lines."""
+        """What the store holds of this sweep's studies: its cells (mean ± std over folds), the
+        answer per dataset and size (best method, runner-up, p) and its trials counted (all,
+        stopped early by ASHA, failed), for the closing lines."""
         ours = set(self.study_ids)
+        from sweep.report.answer import answers
+
         trials = [r for r in store.read_trials().to_pylist() if r["study_id"] in ours]
+        studies = select_studies(trials)
         return {
-            "cells": aggregate_cells(select_studies(trials)),
+            "cells": aggregate_cells(studies),
+            "answers": answers(studies),
             "trials": len(trials),
             "stopped": sum(1 for r in trials if r["stopped_early"]),
             "failed": sum(1 for r in trials if r["status"] == "error"),
         }
-
-
-def print_flush(line: str) -> None:
-    print(line, flush=True)
 
 
 def _versions() -> dict:
@@ -85,11 +87,11 @@ def _check_named_inputs(studies: list[StudySpec], inputs: Inputs) -> None:
     for name in inputs.data_roots:
         get_dataset_info(name)  # an unknown name: an error listing the valid ones
         if name not in used_data:
-            print_flush(f"note: --data {name}=...: no study of this sweep uses {name}")
+            echo(f"note: --data {name}=...: no study of this sweep uses {name}")
     for name in inputs.weights:
         get_backbone_info(name)
         if name not in used_backbones:
-            print_flush(f"note: --weights {name}=...: no study of this sweep uses {name}")
+            echo(f"note: --weights {name}=...: no study of this sweep uses {name}")
 
 
 def _check_weights(studies: list[StudySpec], weights: dict) -> None:
@@ -118,7 +120,7 @@ def _skip_unreadable(names: list[str], inputs: Inputs, store: ResultsStore) -> d
         report = {"dataset": name, "skipped_ids": ids, "problems": problems}
         storage.write_atomic(storage.join(store.skipped_dir, f"{name}.json"), json.dumps(report, indent=1).encode())
         if problems:
-            print_flush(f"{name}: {len(problems)} problem(s) left out, listed in {store.skipped_dir}/{name}.json")
+            echo(f"{name}: {len(problems)} problem(s) left out, listed in {store.skipped_dir}/{name}.json")
     return skips
 
 
@@ -180,7 +182,7 @@ def _verify_images(datasets: dict, cache_dir: str, verbose: int) -> dict:
                 f"every such file, --skip-unreadable leaves them out"
             )
         if verbose and time.perf_counter() - checked > 1:
-            print_flush(f"{name}: every image checked ({len(data.pool) + len(data.test):,} images, "
+            echo(f"{name}: every image checked ({len(data.pool) + len(data.test):,} images, "
                         f"{time.perf_counter() - checked:.1f} s)")
     return out
 
@@ -191,35 +193,62 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
     each where the cluster has GPUs, with CPUs for decoding workers beside it."""
     import ray
 
+    from sweep.driver.progress import ProgressBoard, extraction_status
     from trainables.cache.embeddings import extract_if_missing
 
     cpus = extraction_cpus(options.resources, has_gpu)
     task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(extract_if_missing)
+    board = ray.remote(num_cpus=0)(ProgressBoard).remote() if options.verbose > 0 else None
+    names = {r: f"{r[0]} x {r[1]} view {r[2]}" for r in requests}
+
+    def reporter(name: str):
+        return (lambda *state: board.update.remote(name, *state)) if board is not None else False
+
     refs = {
-        (d, b, v, t): task.remote(
+        task.remote(
             d, options.inputs.data_roots.get(d), b, options.inputs.weights.get(b), cache_dir,
-            holdout=options.inputs.holdout, skip=skips.get(d), view=v, dtype=t, progress=options.verbose > 0,
+            holdout=options.inputs.holdout, skip=skips.get(d), view=v, dtype=t, progress=reporter(names[(d, b, v, t)]),
             fingerprint=fingerprints[d],
-        )
+        ): (d, b, v, t)
         for d, b, v, t in requests
     }
     files, extracted = {}, 0
-    for (d, b, v, t), ref in refs.items():
-        try:
-            files[(d, b, v, t)], fresh = ray.get(ref)
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+        state = ray.get(board.snapshot.remote()) if board is not None else {}
+        for ref in ready:
+            key = refs[ref]
+            files[key], fresh = _extraction_result(ref, key)
             extracted += fresh
-        except ray.exceptions.RayTaskError as exc:
-            # A named error of the data or weights (an image that does not decode, a weight
-            # file of another architecture): one line naming it, not the task's traceback.
-            # Extractions already finished stay in the cache for the next try.
-            cause = getattr(exc, "cause", None)
-            if not isinstance(cause, ValueError):
-                raise
-            hint = ""
-            if isinstance(cause, ImageDecodeError):
-                hint = f"; `sweep data check {d}` lists every such file, --skip-unreadable leaves them out"
-            raise ExtractionError(f"embeddings of {d} x {b} (view {v}): {cause}{hint}") from None
+            if fresh and names[key] in state:
+                _, images, seconds = state[names[key]]
+                echo(f"extracted {names[key]}: {images:,} images in {seconds:.1f} s "
+                     f"({images / max(seconds, 1e-9):,.0f} img/s)")
+        running = {names[refs[r]]: state[names[refs[r]]] for r in pending if names[refs[r]] in state}
+        if running:
+            status(extraction_status(running, len(requests) - len(pending), len(requests)))
+    end_status(keep=False)
     return files, extracted
+
+
+def _extraction_result(ref, key: tuple) -> tuple[str, bool]:
+    import ray
+
+    d, b, v, _ = key
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        # A named error of the data or weights (an image that does not decode, a weight
+        # file of another architecture): one line naming it, not the task's traceback.
+        # Extractions already finished stay in the cache for the next try.
+        cause = getattr(exc, "cause", None)
+        if not isinstance(cause, ValueError):
+            raise
+        hint = ""
+        if isinstance(cause, ImageDecodeError):
+            hint = f"; `sweep data check {d}` lists every such file, --skip-unreadable leaves them out"
+        raise ExtractionError(f"embeddings of {d} x {b} (view {v}): {cause}{hint}") from None
 
 
 def trial_context(study: StudySpec, options: RunOptions, store: ResultsStore, n_classes: int,
@@ -273,7 +302,7 @@ def _resumable(store: ResultsStore, contexts: list[TrialContext]) -> dict[str, l
         usable = [m for m in metas if m.get("manifest_digest") == digests[sid]]
         for m in metas:
             if m not in usable:
-                print_flush(f"checkpoint of trial {m['trial_id']} ({sid}) is of another split: not resumed")
+                echo(f"checkpoint of trial {m['trial_id']} ({sid}) is of another split: not resumed")
         if usable:
             out[sid] = usable
     return out
@@ -292,8 +321,38 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     _check_weights(studies, options.inputs.weights)
     store = ResultsStore(options.store.results)
     store.open_for(grid, options.store.allow_other_grid, options.inputs.holdout)
-    with store.driver_lock(take_over=options.store.resume):
-        return _sweep_locked(studies, options, store, grid, started)
+    log = _log_path(store)
+    with store.driver_lock(take_over=options.store.resume), capture(log):
+        if options.verbose:
+            echo(f"Ray's and Tune's own output: {log}")
+        try:
+            return _sweep_locked(studies, options, store, grid, started)
+        finally:
+            _stop_ray()
+
+
+def _log_path(store: ResultsStore) -> str:
+    """RESULTS/logs/run-<time>.log; beside the system's temporary files for a store at a URI."""
+    import tempfile
+
+    name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    folder = os.path.join(store.root, "logs") if not storage.is_uri(store.root) else os.path.join(
+        tempfile.gettempdir(), "medsweep-logs")
+    return os.path.join(folder, name)
+
+
+_started_ray = False  # whether this process's sweep started the Ray it runs on
+
+
+def _stop_ray() -> None:
+    """A Ray this sweep started ends with it, while its output still goes to the log (a
+    Ray that was running before, a test's or a cluster's, is left as it was)."""
+    global _started_ray
+    if _started_ray:
+        import ray
+
+        ray.shutdown()
+        _started_ray = False
 
 
 class _DataLoader:
@@ -362,7 +421,7 @@ def _prepare_store(studies: list[StudySpec], options: RunOptions, store: Results
     if options.store.resume:
         # Damaged row files (an interrupted copy) go aside; their trials count as missing.
         for path in store.quarantine_unreadable():
-            print_flush(f"moved unreadable {path} to {store.quarantine_dir}/: its trial runs again")
+            echo(f"moved unreadable {path} to {store.quarantine_dir}/: its trial runs again")
     # The whole pool (the paper's F) is counted in the data: the study's size, id and rows.
     unresolved = sorted({s.dataset for s in studies if s.n_train is None})
     studies = resolve_pools(studies, {d: len(data.get(d).pool) for d in unresolved})
@@ -393,6 +452,7 @@ def _prepare_data(pending: list[StudySpec], data: "_DataLoader", store: ResultsS
 def _start_ray(options: RunOptions) -> tuple[bool, float]:
     """Join the cluster of --address (or RAY_ADDRESS), else start a Ray of this sweep's own;
     (whether it has GPUs, its CPUs)."""
+    global _started_ray
     import ray
 
     if not ray.is_initialized():
@@ -407,8 +467,10 @@ def _start_ray(options: RunOptions) -> tuple[bool, float]:
             # (RAY_AUTH_MODE is left to ray.init, which also refreshes its own copy of it.)
             os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         try:
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=options.verbose > 0)
+            # Workers' output reaches the driver, whose stdout is the run's log file while it
+            # runs (sweep/driver/console.py): nothing of it on the terminal, all of it kept.
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+            _started_ray = True
         except ConnectionError as exc:
             raise SpecError(
                 f"--address {options.resources.address}: no Ray cluster to join there ({exc}). Start one "
@@ -434,6 +496,7 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     """One Tuner for every pending study (sweep/driver/routing.py); the rows it wrote."""
     from ray import tune
 
+    from sweep.driver.progress import SweepProgress
     from sweep.driver.recorder import StoreCallback
     from sweep.driver.routing import METRIC, MODE, StudyScheduler, StudySearcher
     from trainables.training.trainable import run_trial
@@ -442,12 +505,15 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     max_concurrent = options.resources.max_concurrent or max(1, int(cpus / min(c.cpus for c in contexts)))
     resumable = _resumable(store, contexts) if options.store.resume else {}
     if resumable and options.verbose:
-        print_flush(f"resuming {sum(map(len, resumable.values()))} trial(s) from their checkpoints")
+        echo(f"resuming {sum(map(len, resumable.values()))} trial(s) from their checkpoints")
     searcher = StudySearcher(contexts, done={s.study_id: done.get(s.study_id, []) for s in pending},
                              resumable=resumable, failed={s.study_id: plan.failed.get(s.study_id, []) for s in pending})
-    remaining = sum(s.n_trials - len(done.get(s.study_id, [])) for s in pending)
-    recorder = StoreCallback(store, facts, total=remaining, echo=print_flush if options.verbose else None,
-                             requeue=searcher.requeue, max_failures=options.policy.max_failures)
+    left = {s.study_id: s.n_trials - len(done.get(s.study_id, [])) for s in pending}
+    progress = SweepProgress(left, studies_total=len(plan.studies),
+                             complete_before=len(plan.studies) - len(pending)) if options.verbose else None
+    recorder = StoreCallback(store, facts, total=sum(left.values()), echo=echo if options.verbose > 1 else None,
+                             requeue=searcher.requeue, max_failures=options.policy.max_failures,
+                             on_written=progress.trial_written if progress else None)
     trainable = tune.with_resources(run_trial, lambda config: tune.PlacementGroupFactory(
         [{k: v for k, v in (("CPU", config[CONTEXT].cpus), ("GPU", config[CONTEXT].gpus)) if v > 0}]))
     tuner = tune.Tuner(
@@ -457,7 +523,7 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
         run_config=tune.RunConfig(
             name=f"{grid}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=store.ray_dir,
-            callbacks=[recorder],
+            callbacks=[recorder, progress] if progress else [recorder],
             # Tune's own tables print every trial's whole config; the recorder's one line per
             # finished trial is the progress view instead.
             verbose=0,
@@ -469,6 +535,7 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
         ),
     )
     tuner.fit()
+    end_status()
     return len(recorder.written)
 
 

@@ -15,14 +15,17 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import os
+import re
 from collections import defaultdict
 from typing import Optional
 
 from trainables.errors import UserError
 from sweep.store.formatting import csv_text, mean_std
+from sweep.report.answer import answers
 from sweep.report.paper_numbers import PAPER_DVME_BACKBONES, paper_figure, paper_numbers, paper_size
 from sweep.store.queries import aggregate_cells, select_studies
 from sweep.report.statistics import method_label, paired_comparisons
@@ -57,6 +60,8 @@ def cell_text(c: dict) -> str:
         text += f" · paper {mean_std(c['paper_mean'], c['paper_std'])} (Δ {c['difference']:+.4f})"
         if c["flagged"]:
             text += f" {FLAG}"
+    elif c["mean"] is not None:
+        text += " · no paper figure"
     return text
 
 
@@ -163,14 +168,37 @@ def _md_table(headers, rows) -> str:
     return "\n".join(lines)
 
 
+NUMBER = re.compile(r"^[-+−]?(\d|\.\d)")  # a cell that starts with a figure: right-aligned
+
+
+def _td(value) -> str:
+    text = str(value)
+    return f"<td class='num'>{html.escape(text)}</td>" if NUMBER.match(text) else f"<td>{html.escape(text)}</td>"
+
+
 def _html_table(headers, rows) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    body = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in rows)
+    # Wide tables scroll inside their own box on a narrow screen instead of widening the page.
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
-def render(blocks: list[tuple], fmt: str, title: str) -> str:
-    """Blocks: ("h2"|"h3"|"p", text), ("table", headers, rows), ("img", path, caption)."""
+def _embedded(path: str) -> str:
+    """A PNG as a data: URI, so that report.html is one file that can be mailed alone."""
+    with open(path, "rb") as f:
+        return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+         ".wide{overflow-x:auto;max-width:100%}table{border-collapse:collapse;margin:1em 0}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}"
+         "td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+         "img{max-width:100%;height:auto}")
+
+
+def render(blocks: list[tuple], fmt: str, title: str, base: str = ".") -> str:
+    """Blocks: ("h2"|"h3"|"p", text), ("table", headers, rows), ("img", path relative to
+    ``base``, caption). Markdown links its images; HTML embeds them."""
     if fmt == "md":
         parts = [f"# {title}"]
         for kind, *args in blocks:
@@ -183,10 +211,9 @@ def render(blocks: list[tuple], fmt: str, title: str) -> str:
             elif kind == "img":
                 parts.append(f"![{args[1]}]({args[0]})")
         return "\n\n".join(parts) + "\n"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%}</style>",
-             f"</head><body><h1>{html.escape(title)}</h1>"]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>",
+             f"<style>{STYLE}</style>", f"</head><body><h1>{html.escape(title)}</h1>"]
     for kind, *args in blocks:
         if kind in ("h2", "h3"):
             parts.append(f"<{kind}>{html.escape(args[0])}</{kind}>")
@@ -195,7 +222,7 @@ def render(blocks: list[tuple], fmt: str, title: str) -> str:
         elif kind == "table":
             parts.append(_html_table(*args) if args[1] else "<p>(no rows)</p>")
         elif kind == "img":
-            parts.append(f"<figure><img src='{html.escape(args[0])}' alt='{html.escape(args[1])}'>"
+            parts.append(f"<figure><img src='{_embedded(os.path.join(base, args[0]))}' alt='{html.escape(args[1])}'>"
                          f"<figcaption>{html.escape(args[1])}</figcaption></figure>")
     return "\n".join(parts) + "</body></html>\n"
 
@@ -239,7 +266,8 @@ def kaggle_section(store: ResultsStore, out_dir: str, filled: dict) -> list[tupl
 
 
 def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Optional[str] = None,
-                 kaggle_scores: Optional[str] = None, tsne_points: int = 1000) -> str:
+                 kaggle_scores: Optional[str] = None, tsne_points: int = 1000, with_answers: bool = False):
+    """The report's path (and, ``with_answers``, the answers it opens with)."""
     from sweep.report import plots
     from trainables.cache.embeddings import list_cache
 
@@ -260,17 +288,22 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
     os.makedirs(out_dir, exist_ok=True)
     plot_dir = os.path.join(out_dir, "plots")
 
-    blocks: list[tuple] = [("p", f"Store {store.root}: {len(trials)} trials, {len(studies)} studies, {len(cells)} cells. "
+    answered = answers(studies)
+    blocks: list[tuple] = [("h2", "The answer: best method per dataset and training-set size")]
+    blocks += [("p", a["sentence"]) for a in answered]
+    blocks += [("p", f"Store {store.root}: {len(trials)} trials, {len(studies)} studies, {len(cells)} cells. "
                                  f"Each cell is the mean ± sample std over folds of the test score of each fold's "
                                  f"selected trial (best validation score). Beside it the paper's figure for the same "
-                                 f"dataset, method and training-set size, and the difference; {FLAG} marks cells "
+                                 f"dataset, method and training-set size where the paper reports one "
+                                 f"({sum(c['paper_mean'] is not None for c in cells)} of {len(cells)} cells; the "
+                                 f"others say 'no paper figure'), and the difference; {FLAG} marks cells "
                                  f"that differ by more than 2 std.")]
     for mode, title in (("linear", "Table 2: linear evaluation"), ("finetune", "Table 3: finetuning")):
         if any(c["mode"] == mode for c in cells):
             blocks += [("h2", title), ("table", *mode_table(cells, mode))]
     if any(c["mode"] == "dvme" for c in cells):
         blocks += [("h2", "Table 4: DVME against the best single backbone"), ("table", *dvme_table(cells))]
-    blocks.append(("h2", "Per-size tables (B1-B8, C1-C4): ours (paper); K: the mean of the fold models' Kaggle scores"))
+    blocks.append(("h2", "Per-size tables (B1-B8, C1-C4): ours (the paper's, where it reports one); K: the mean of the fold models' Kaggle scores"))
     for caption, headers, rows in detail_tables(cells):
         blocks += [("h3", caption), ("table", headers, rows)]
     blocks += [("h2", "Paired comparisons over the same folds"),
@@ -301,5 +334,5 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
     _write_csv(os.path.join(out_dir, "studies.csv"), [{k: v for k, v in s.items() if k != "backbones"} for s in studies])
     path = os.path.join(out_dir, f"report.{fmt}")
     with open(path, "w") as f:
-        f.write(render(blocks, fmt, "medsweep report"))
-    return path
+        f.write(render(blocks, fmt, "medsweep report", base=out_dir))
+    return (path, answered) if with_answers else path

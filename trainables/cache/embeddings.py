@@ -41,7 +41,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 import pyarrow as pa
@@ -138,18 +138,29 @@ class _ViewImages(Dataset):
         return self.transform(self.images[i])
 
 
-def _progress(total: int, desc: str):
-    """A progress bar with images/s: Ray's (shown on the driver) inside a Ray worker, else tqdm
-    on stderr."""
-    try:
-        import ray
+class _Reported:
+    """A bar that hands its count to ``report(done, total, seconds)`` (the driver draws it: every
+    extraction in one status line on its terminal, none interleaved), at most twice a second."""
 
-        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
-            from ray.experimental.tqdm_ray import tqdm as ray_tqdm
+    def __init__(self, report: Callable[[int, int, float], None], total: int):
+        self.report, self.total, self.done = report, total, 0
+        self.started = self.last = time.monotonic()
+        report(0, total, 0.0)
 
-            return ray_tqdm(total=total, desc=desc, unit="img")
-    except Exception:  # no Ray, or an older one: fall back to plain tqdm
-        pass
+    def update(self, n: int) -> None:
+        self.done += n
+        if time.monotonic() - self.last >= 0.5:
+            self.last = time.monotonic()
+            self.report(self.done, self.total, self.last - self.started)
+
+    def close(self) -> None:
+        self.report(self.done, self.total, time.monotonic() - self.started)
+
+
+def _progress(total: int, desc: str, progress):
+    """``progress``: a callable (done, total, seconds) the driver gave, or True for tqdm on stderr."""
+    if callable(progress):
+        return _Reported(progress, total)
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, mininterval=1 if sys.stderr.isatty() else 10)
@@ -210,7 +221,7 @@ def ensure_embeddings(*args, **kwargs) -> str:
 def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, weights_path: Optional[str],
                        cache_dir: str, seed: int = 0, holdout: Optional[float] = None, skip: Optional[list] = None,
                        view: int = 0, dtype: str = "float32", workers: Optional[int] = None,
-                       batch_size: int = EXTRACT_BATCH, progress: bool = True,
+                       batch_size: int = EXTRACT_BATCH, progress: Union[bool, Callable[[int, int, float], None]] = True,
                        fingerprint: Optional[str] = None) -> tuple[str, bool]:
     """Extract unless the cache already holds this key: (the file's path, whether this call
     extracted it).
@@ -242,7 +253,7 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     parts = (("pool", data.pool), ("test", data.test)) if view == 0 else (("pool", data.pool),)
     total = sum(len(part) for _, part in parts)
     workers = default_workers() if workers is None else workers
-    bar = _progress(total, f"{dataset} x {backbone} view {view}") if progress else None
+    bar = _progress(total, f"{dataset} x {backbone} view {view}", progress) if progress else None
     started = time.perf_counter()
     tables = _embed_parts(parts, model, bb_info, transform, device, seed, view, dtype, batch_size, workers, bar)
     elapsed = time.perf_counter() - started

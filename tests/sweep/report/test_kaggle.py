@@ -79,7 +79,7 @@ def _kaggle_scores_fill_the_cells(results, folder, tmp_path):
     again = CliRunner().invoke(main, ["report", "--results", results, "--out", str(report), "--kaggle-scores", str(filled)])
     assert again.exit_code == 0, again.output
     text = (report / "report.md").read_text()
-    assert f"| aptos | linear test_resnet | {statistics.fmean(finals):.4f} ± {statistics.stdev(finals):.4f} (Kaggle) |" in text
+    assert f"| aptos | linear test_resnet | {statistics.fmean(finals):.4f} ± {statistics.stdev(finals):.4f} (Kaggle) · no paper figure |" in text
     assert f"| linear test_resnet | {statistics.fmean(finals):.4f} K |" in text  # the per-size table
     # A score file of another store, or a score that is not a number, is a named error.
     with open(filled, "a", newline="") as f:

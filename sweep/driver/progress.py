@@ -1,0 +1,104 @@
+"""Where a sweep stands, in one line: extraction while the cache fills, then trials.
+
+Trials: done / total, studies complete, trials per minute and the time left at that rate
+(redrawn in place on a terminal; a plain line every 30 s elsewhere). The rate is this run's
+own (trials written since its Tuner started): the costliest modes run first (finetune, then
+DVME, then linear), so early in a mixed sweep the estimate errs long, not short.
+
+Extraction: every running extraction task with its own bar (one segment of the status line
+each, drawn by the driver from what the tasks report to a ProgressBoard actor, so bars of
+several processes never interleave), and one line per finished task.
+
+Example::
+
+    >>> SweepProgress({"s1": 4, "s2": 4}, studies_total=3, complete_before=1).text()   # doctest: +SKIP
+    'trials 0/8, studies 1/3 complete, ETA --'
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from ray.tune import Callback
+
+from sweep.driver import console
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class SweepProgress(Callback):
+    """A Tune callback that redraws the status line each step; the recorder tells it of
+    every trial it writes (:meth:`trial_written`)."""
+
+    def __init__(self, remaining: dict[str, int], studies_total: int, complete_before: int = 0,
+                 clock=time.monotonic):
+        self.left = dict(remaining)  # study id -> trials still to write
+        self.total = sum(remaining.values())
+        self.studies_total, self.complete = studies_total, complete_before
+        self.done = 0
+        self.clock = clock
+        self.started = clock()
+        self._drawn = -float("inf")
+
+    def trial_written(self, row: dict) -> None:
+        self.done += 1
+        study = row["study_id"]
+        if study in self.left:
+            self.left[study] -= 1
+            if self.left[study] == 0:
+                self.complete += 1
+        self.draw(force=self.done == self.total)
+
+    def text(self) -> str:
+        elapsed = self.clock() - self.started
+        head = f"trials {self.done}/{self.total}, studies {self.complete}/{self.studies_total} complete"
+        if not self.done or elapsed <= 0:
+            return f"{head}, ETA --, {_duration(elapsed)} so far"
+        per_minute = self.done / elapsed * 60
+        if self.done >= self.total:
+            return f"{head}, {per_minute:.1f} trials/min, done in {_duration(elapsed)}"
+        left = (self.total - self.done) / (self.done / elapsed)
+        return f"{head}, {per_minute:.1f} trials/min, ETA {_duration(left)}, {_duration(elapsed)} so far"
+
+    def draw(self, force: bool = False) -> None:
+        now = self.clock()
+        if force or now - self._drawn >= 1.0:  # a terminal is redrawn at most once a second
+            self._drawn = now
+            console.status(self.text(), force=force)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        self.draw()
+
+
+class ProgressBoard:
+    """Run as a Ray actor: extraction tasks post (done, total) under their name; the driver
+    reads every task's state at once to draw the bars."""
+
+    def __init__(self):
+        self.state: dict[str, tuple[int, int, float]] = {}
+
+    def update(self, name: str, done: int, total: int, seconds: float) -> None:
+        self.state[name] = (done, total, seconds)
+
+    def snapshot(self) -> dict[str, tuple[int, int, float]]:
+        return dict(self.state)
+
+
+def _bar(done: int, total: int, width: int = 12) -> str:
+    filled = int(width * done / total) if total else width
+    return "#" * filled + "." * (width - filled)
+
+
+def extraction_status(running: dict[str, tuple[int, int, float]], finished: int, total: int) -> str:
+    """``running``: task name -> (images done, images, seconds it has run): a bar each."""
+    parts = [f"{name} [{_bar(done, images)}] {done * 100 // max(images, 1)}% {done / max(seconds, 1e-9):,.0f} img/s"
+             for name, (done, images, seconds) in running.items()]
+    return f"extracting: {finished}/{total} done" + ("; " + " | ".join(parts) if parts else "")
