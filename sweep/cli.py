@@ -134,6 +134,7 @@ _store_options = _option_group(
     click.option("--cache", help="Embedding cache: a folder or a URI [default: RESULTS/cache]; share one between sweeps."),
     click.option("--resume", is_flag=True, help="Continue a sweep in --results: studies complete there are skipped."),
     click.option("--allow-other-grid", is_flag=True, help="Add to a results directory that holds another grid's results."),
+    click.option("--mlflow", metavar="URI", help="Also log every trial as an MLflow run there (file:./mlruns, http://host:5000): study fields and lr as parameters, per-epoch losses and scores, study and cell ids as tags. Needs pip install -e '.[mlflow]'."),
 )
 _input_options = _option_group(
     click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset (repeatable)."),
@@ -166,7 +167,7 @@ def _run_options(given: dict, verbose: int):
             cpus_per_trial=_modes(_pairs(given["cpus_per_trial"], "--cpus-per-trial", float), "--cpus-per-trial"),
             max_concurrent=given["max_concurrent"], extract_cpus=given["extract_cpus"], address=given["address"]),
         store=StoreOptions(results=given["results"], cache=given["cache"], resume=given["resume"],
-                           allow_other_grid=given["allow_other_grid"]),
+                           allow_other_grid=given["allow_other_grid"], mlflow=given["mlflow"]),
         policy=TrialPolicy(max_failures=given["max_failures"], checkpoint_every_s=given["checkpoint_every"]),
         verbose=verbose,
     )

@@ -38,6 +38,7 @@ class StoreOptions:
     cache: Optional[str] = None  # --cache
     resume: bool = False  # --resume
     allow_other_grid: bool = False  # --allow-other-grid
+    mlflow: Optional[str] = None  # --mlflow URI: every trial also an MLflow run
 
 
 @dataclass(frozen=True)

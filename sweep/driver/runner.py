@@ -315,6 +315,10 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     started = time.perf_counter()
     grid = studies[0].grid
     check_studies(studies)
+    if options.store.mlflow:
+        from sweep.driver.tracking import require_mlflow
+
+        require_mlflow()
     _check_named_inputs(studies, options.inputs)
     roots, found = resolve_inputs(studies, options.inputs.data_roots, options.inputs.weights)
     options = dataclasses.replace(options, inputs=dataclasses.replace(options.inputs, data_roots=roots, weights=found))
@@ -514,6 +518,11 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     recorder = StoreCallback(store, facts, total=sum(left.values()), echo=echo if options.verbose > 1 else None,
                              requeue=searcher.requeue, max_failures=options.policy.max_failures,
                              on_written=progress.trial_written if progress else None)
+    tracker = None
+    if options.store.mlflow:
+        from sweep.driver.tracking import mlflow_callback
+
+        tracker = mlflow_callback(options.store.mlflow, experiment=f"medsweep-{grid}")
     trainable = tune.with_resources(run_trial, lambda config: tune.PlacementGroupFactory(
         [{k: v for k, v in (("CPU", config[CONTEXT].cpus), ("GPU", config[CONTEXT].gpus)) if v > 0}]))
     tuner = tune.Tuner(
@@ -523,7 +532,7 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
         run_config=tune.RunConfig(
             name=f"{grid}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=store.ray_dir,
-            callbacks=[recorder, progress] if progress else [recorder],
+            callbacks=[c for c in (recorder, progress, tracker) if c is not None],
             # Tune's own tables print every trial's whole config; the recorder's one line per
             # finished trial is the progress view instead.
             verbose=0,
