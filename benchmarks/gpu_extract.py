@@ -43,14 +43,14 @@ def _sync(device) -> None:
 
 
 @torch.no_grad()
-def forward_rate(backbone: str, batch: int, device, seconds: float) -> float:
+def forward_rate(backbone: str, batch: int, device, seconds: float, size: int = 224) -> float:
     """Images/s of the embedding forward alone: normalise + embed of uint8 batches on the device."""
     info = get_backbone_info(backbone)
-    model = build_architecture(info, 224, 0).eval().to(device)
+    model = build_architecture(info, size, 0).eval().to(device)
     on_gpu = device.type == "cuda"
     if on_gpu:
         model = model.to(memory_format=torch.channels_last)
-    images = torch.randint(0, 256, (batch, 3, 224, 224), dtype=torch.uint8, device=device)
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
     mean = torch.tensor(info.mean, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(info.std, device=device).view(1, 3, 1, 1) * 255
 

@@ -125,6 +125,7 @@ def write_grid_file(path: str, dataset: str, backbones: list[str], folds: int = 
         raise SpecError(f"{path}: exists; give another name or --force to replace it")
     grid = os.path.splitext(os.path.basename(path))[0]
     text = grid_source(grid, dataset, backbones, folds, path=path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         f.write(text)
     return text

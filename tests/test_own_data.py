@@ -17,7 +17,7 @@ from tests.hubcache import make_hub_cache
 
 
 def test_grid_new_writes_a_commented_grid_whose_arithmetic_is_its_studies(tmp_path):
-    path = tmp_path / "derm.py"
+    path = tmp_path / "grids" / "derm.py"  # a folder not there yet is made
     result = CliRunner().invoke(main, ["grid", "new", str(path), "--dataset", "folder",
                                        "--backbones", "supervised,test_vit"])
     assert result.exit_code == 0, result.output

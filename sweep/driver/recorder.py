@@ -137,7 +137,7 @@ class StoreCallback(Callback):
             epochs = merged_epochs(epochs)
         # The history first: the trials row is what marks a trial done; then its checkpoint goes.
         self.store.write_history(row["study_id"], row["trial_id"], epochs)
-        self.written.append(self.store.write_trial(row))
+        self.written.append(self.store.write_trial(row, index=True))
         remove_checkpoint(self.store.checkpoints_dir, row["study_id"], row["trial_id"])
         if self.echo is not None:
             self.echo(progress_line(row, len(self.written), self.total))

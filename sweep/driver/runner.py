@@ -543,7 +543,10 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
             failure_config=tune.FailureConfig(max_failures=options.policy.max_failures),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        store.flush_index()  # the rows of this sweep, indexed: the first read after it opens none
     end_status()
     return len(recorder.written)
 

@@ -13,7 +13,9 @@ Layout under ``--results DIR``::
     checkpoints/<study_id>/<trial_id>.pt, .json   trials in flight (trainables/training/checkpoints.py)
     driver.lock                      the running driver (host, pid): one driver per store
     quarantine/trials|history/...    damaged files --resume moved aside (their trials ran again)
-    index/trials.parquet             every trial row with its file's size and mtime (a read cache)
+    index/*.parquet                  every trial row with its file's name, size and mtime (a read
+                                     cache in a few segments: the driver appends one per 1,000
+                                     rows it writes, and merges them once there are 8)
     cache/                           the embedding cache (Arrow IPC files; files/: data file digests)
     ray/                             Ray Tune's experiment directory
 
@@ -31,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -130,6 +133,10 @@ HISTORY_SCHEMA = pa.schema(
 )
 
 INDEX_COLUMNS = ("_file", "_size", "_mtime_ns")
+# The read index as a table format keeps one: rows appended in segments, merged when many.
+INDEX_SEGMENT_ROWS = 1000
+INDEX_MAX_SEGMENTS = 8
+_SEGMENT_COUNTER = itertools.count()
 
 
 def _indexed_schema() -> pa.Schema:
@@ -178,6 +185,7 @@ class ResultsStore:
         # them out and say so once each; `sweep run --resume` moves them to quarantine/.
         self.unreadable: dict[str, str] = {}
         self._warn = warn
+        self._unindexed: list = []  # rows written with index=True, not yet in a segment
         self.trials_dir = artifacts.folder(self.root, "row")
         self.cache_dir = storage.join(self.root, "cache")
         self.ray_dir = storage.join(self.root, "ray")
@@ -289,18 +297,37 @@ class ResultsStore:
     def trial_path(self, study_id: str, trial_id: str) -> str:
         return TrialFiles(self.root, study_id, trial_id).row
 
-    def write_trial(self, row: dict) -> str:
-        """Write one trial row atomically; returns its path."""
+    def write_trial(self, row: dict, index: bool = False) -> str:
+        """Write one trial row atomically; returns its path. ``index``: the row also goes into
+        the read index (flushed as a segment every ``INDEX_SEGMENT_ROWS`` rows and by
+        :meth:`flush_index`), so that the first read after a sweep opens no trial file."""
         table = pa.Table.from_pylist([{name: row.get(name) for name in TRIAL_SCHEMA.names}], TRIAL_SCHEMA)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         path = self.trial_path(row["study_id"], row["trial_id"])
         storage.write_atomic(path, sink.getvalue().to_pybytes())
+        if index:
+            fs, where = storage.filesystem(path)
+            info = fs.get_file_info(where)  # the stat a later listing will see
+            self._unindexed.append((table, where, info.size, info.mtime_ns or 0))
+            if len(self._unindexed) >= INDEX_SEGMENT_ROWS:
+                self.flush_index()
         return path
 
     @property
-    def index_path(self) -> str:
-        return storage.join(self.root, "index", "trials.parquet")
+    def index_dir(self) -> str:
+        return storage.join(self.root, "index")
+
+    def flush_index(self) -> None:
+        """The rows written since the last flush, as one index segment (merged with the others
+        once there are ``INDEX_MAX_SEGMENTS``)."""
+        if not self._unindexed:
+            return
+        tables = [t.append_column("_file", pa.array([f], pa.string()))
+                  .append_column("_size", pa.array([size], pa.int64()))
+                  .append_column("_mtime_ns", pa.array([mtime], pa.int64())) for t, f, size, mtime in self._unindexed]
+        self._unindexed = []
+        self._write_segment(pa.concat_tables(tables))
 
     def history_path(self, study_id: str, trial_id: str) -> str:
         return TrialFiles(self.root, study_id, trial_id).history
@@ -373,10 +400,11 @@ class ResultsStore:
     def read_trials(self) -> pa.Table:
         """Every trial row in the store (temporary files of interrupted writes are ignored).
 
-        The trial files stay the truth; ``index/trials.parquet`` holds their rows with each
-        file's name, size and mtime, so a read lists the files and opens only those the index
-        does not hold as they are (a store of 100,000 trials reads in about a second instead
-        of minutes). The index is rewritten, atomically, whenever a read found new files.
+        The trial files stay the truth; the segments under ``index/`` hold their rows with
+        each file's name, size and mtime, so a read lists the files and opens only those the
+        index does not hold as they are. The driver adds the rows it writes as it goes
+        (``write_trial(index=True)``), so the first read after a sweep opens no trial file; a
+        read that found files the index lacks adds them as a segment.
         """
         if not storage.exists(self.trials_dir):
             if not storage.exists(self.root):
@@ -390,7 +418,7 @@ class ResultsStore:
             if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
             and not info.base_name.startswith(".")
         }
-        index = self._read_index()
+        index, segments = self._read_index()
         known = {
             (f, size, mtime): i
             for i, (f, size, mtime) in enumerate(zip(*(index[c].to_pylist() for c in INDEX_COLUMNS)))
@@ -407,25 +435,64 @@ class ResultsStore:
             table = table.append_column("_size", pa.array([files[f][0] for f in fresh], pa.int64()))
             table = table.append_column("_mtime_ns", pa.array([files[f][1] for f in fresh], pa.int64()))
             parts.append(table)
+            self._write_segment(table)
         combined = pa.concat_tables(parts) if parts else _indexed_schema().empty_table()
-        if fresh or (index is not None and len(keep) != index.num_rows):
-            self._write_index(combined)
+        stale = (index.num_rows if index is not None else 0) - len(keep)
+        if stale > max(100, len(keep) // 10):
+            # Rows of rewritten or removed files pile up in the segments: keep what is current.
+            self._replace_segments(combined, segments)
         return combined.drop_columns(list(INDEX_COLUMNS))
 
-    def _read_index(self) -> Optional[pa.Table]:
-        try:
-            table = pq.read_table(pa.BufferReader(storage.read_bytes(self.index_path)))
-        except (FileNotFoundError, pa.ArrowInvalid):
-            return None  # none yet, or unreadable: rebuilt from the trial files
-        return table if table.schema.equals(_indexed_schema()) else None
+    def _segments(self) -> list[str]:
+        if not storage.exists(self.index_dir):
+            return []
+        return sorted(storage.join(self.index_dir, name) for name in storage.listdir(self.index_dir)
+                      if name.endswith(".parquet") and not name.startswith("."))
 
-    def _write_index(self, table: pa.Table) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+    def _read_index(self) -> tuple[Optional[pa.Table], list[str]]:
+        """Every segment's rows (a damaged one or one of another schema is left out: its rows
+        are read again from their trial files) and the segments read."""
+        segments, tables, good = self._segments(), [], []
+        for path in segments:
+            try:
+                table = pq.read_table(pa.BufferReader(storage.read_bytes(path)))
+            except (FileNotFoundError, pa.ArrowInvalid, OSError):
+                continue  # merged away by another reader meanwhile, or unreadable
+            if table.schema.equals(_indexed_schema()):
+                tables.append(table)
+                good.append(path)
+        return (pa.concat_tables(tables) if tables else None), good
+
+    def _write_segment(self, table: pa.Table) -> None:
+        """One more segment; once there are INDEX_MAX_SEGMENTS, all merged into one."""
+        name = f"segment-{time.time_ns():020d}-{os.getpid()}-{next(_SEGMENT_COUNTER)}.parquet"
         try:
-            storage.write_atomic(self.index_path, sink.getvalue().to_pybytes())
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink)
+            storage.write_atomic(storage.join(self.index_dir, name), sink.getvalue().to_pybytes())
+            segments = self._segments()
+            if len(segments) >= INDEX_MAX_SEGMENTS:
+                index, read = self._read_index()
+                if index is not None:
+                    self._replace_segments(index, read)
         except OSError:
             pass  # a read-only store still reads, only more slowly next time
+
+    def _replace_segments(self, table: pa.Table, segments: list[str]) -> None:
+        """``table`` as one segment in place of ``segments``: written first, then the old ones
+        removed (a reader in between sees rows twice, which the file stats make harmless)."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        name = f"segment-{time.time_ns():020d}-{os.getpid()}-{next(_SEGMENT_COUNTER)}.parquet"
+        try:
+            storage.write_atomic(storage.join(self.index_dir, name), sink.getvalue().to_pybytes())
+            for path in segments:
+                try:
+                    storage.remove(path)
+                except OSError:
+                    pass
+        except OSError:
+            pass
 
     def checkpoints_in_flight(self) -> dict[str, list[dict]]:
         """study_id -> the checkpoints of its trials that were in flight when a sweep stopped

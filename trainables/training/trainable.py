@@ -286,8 +286,6 @@ def error_text(exc: BaseException) -> str:
 
 def run_trial(config: dict) -> None:
     """The Ray Tune function trainable: ``config`` is ``trial_config(context, lr, ...)``."""
-    import gc
-
     import ray
     from ray import tune
 
@@ -325,8 +323,14 @@ def run_trial(config: dict) -> None:
         # Tune wants the metric in every result: the last epoch's, or nan before any epoch.
         tune.report({"val_score": math.nan, **last, **placement, "trial_error": error_text(exc)})
     finally:
-        # ASHA stops a trial by ending this function (the actor itself is reused): its model
-        # and batches go now, and the GPU blocks torch still caches go back for the next trial.
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
+
+
+def release_memory() -> None:
+    """ASHA stops a trial by ending its function (the actor itself is reused): its model and
+    batches go now, and the GPU blocks torch still caches go back for the next trial."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

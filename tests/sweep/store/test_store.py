@@ -128,14 +128,41 @@ def test_the_read_index_follows_new_rewritten_and_removed_trial_files(tmp_path):
     store.open_for("g")
     for t in ("t1", "t2", "t3"):
         store.write_trial(_row(trial=t))
-    assert store.read_trials().num_rows == 3 and os.path.exists(tmp_path / "index" / "trials.parquet")
+    assert store.read_trials().num_rows == 3 and len(os.listdir(tmp_path / "index")) == 1
     store.write_trial(_row(trial="t2", val=0.99, test=0.11, study="s1"))  # rewritten (a resumed sweep)
     os.remove(store.trial_path("s1", "t3"))
     store.write_trial(_row(trial="t4"))
     rows = {r["trial_id"]: r for r in store.read_trials().to_pylist()}
     assert sorted(rows) == ["t1", "t2", "t4"] and rows["t2"]["val_score"] == 0.99
-    (tmp_path / "index" / "trials.parquet").write_bytes(b"not parquet")  # a broken index is rebuilt
+    for segment in (tmp_path / "index").iterdir():
+        segment.write_bytes(b"not parquet")  # a broken index: its rows are read from their files
     assert sorted(r["trial_id"] for r in store.read_trials().to_pylist()) == ["t1", "t2", "t4"]
+
+
+def test_the_driver_indexes_the_rows_it_writes_in_segments_merged_when_many(tmp_path, monkeypatch):
+    """The first read after a sweep opens no trial file; segments stay few; pandas reads them."""
+    import pandas
+    import pyarrow.parquet as pq
+
+    from sweep.store import store as store_module
+
+    monkeypatch.setattr(store_module, "INDEX_SEGMENT_ROWS", 3)
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    for i in range(40):
+        store.write_trial(_row(trial=f"t{i}", val=i / 100), index=True)
+    store.flush_index()
+    segments = sorted(os.listdir(tmp_path / "index"))
+    # 14 flushes (13 of 3 rows, 1 of 1): merged into one each time 8 segments pile up.
+    assert 1 <= len(segments) < store_module.INDEX_MAX_SEGMENTS
+    opened = []
+    monkeypatch.setattr(ResultsStore, "_read_files", lambda self, fs, paths, schema: opened.append(paths) or (schema.empty_table(), []))
+    rows = store.read_trials().to_pylist()
+    assert opened == [] and sorted(r["trial_id"] for r in rows) == sorted(f"t{i}" for i in range(40))
+    assert {r["trial_id"]: r["val_score"] for r in rows}["t7"] == 0.07
+    frame = pandas.concat(pandas.read_parquet(tmp_path / "index" / name) for name in segments)
+    assert len(frame) == 40 and set(frame["_file"]) == {store.trial_path("s1", f"t{i}") for i in range(40)}
+    assert len(pq.ParquetDataset(str(tmp_path / "trials")).read()) == 40  # trials/ as any reader sees it
 
 
 def test_history_holds_one_row_per_epoch(tmp_path):

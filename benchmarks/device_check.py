@@ -1,0 +1,247 @@
+"""One command for a lent GPU machine: every GPU claim of the README measured, in one JSON file.
+
+    .venv/bin/python benchmarks/device_check.py OUT_DIR            # on a GPU machine: under 8 minutes
+    .venv/bin/python benchmarks/device_check.py OUT_DIR --smoke    # on a CPU: the same steps, tiny (< 1 minute)
+
+Writes ``OUT_DIR/device_check.json`` (and prints it, then one line per figure). Each step has
+its own share of the time and records its own error; a failed step never stops the others.
+
+``device``       the GPU (name, memory), torch and CUDA versions.
+``gpu_tests``    every ``gpu``-marked test (tests/gpu/): bf16 + channels_last embeddings equal
+                 fp32 ones within the stated tolerance; a trial cannot allocate past its GPU
+                 fraction; ``peak_gpu_mib`` is recorded and the memory comes back when a trial
+                 is stopped; ten 0.1-GPU linear trials run on one GPU at once. Each test's
+                 outcome (passed, failed, skipped) and message. On a CPU they skip.
+``extraction``   images/s of the embedding forward alone (uint8 batches already on the device;
+                 ResNet-50 and ViT-S/8 at 224 px and at PatchCam's 96 px), and of the cache's
+                 whole extraction loop with JPEG decoding in DataLoader workers at 224 px; the
+                 bottleneck named: ``decode`` when decoding holds the loop below 80% of the
+                 forward rate, else ``forward``.
+``packed_sweep`` a frozen sweep of the paper's shape: the five backbones (the paper's
+                 architectures, random weights saved in the published files' layouts, so the
+                 weight loading runs too), linear heads and the paper's listing-form DVME
+                 (simclr+swav+dino), 8 trials per study, packed 0.1 / 0.2 GPU a trial, on a
+                 generated pool of a few thousand images: its wall time, extraction time, the
+                 trials' summed wall time and the packing it reached (summed trial time over the
+                 span from the first trial's start to the last one's end).
+``projection``   the paper grid's device-hours by ``sweep plan --estimate``'s model, calibrated on
+                 this device, with the frozen part scaled by how the packed sweep's measured time
+                 compared with that model's figure for it; and the wall hours at the packing
+                 measured. (Smoke: the demo grid stands in for the paper's.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+
+def device_info() -> dict:
+    info = {"torch": torch.__version__, "cuda": torch.version.cuda, "gpu": None, "gpu_memory_gib": None,
+            "cpus": os.cpu_count()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                    gpus=torch.cuda.device_count())
+    return info
+
+
+def gpu_tests(out_dir: str, timeout_s: float) -> dict:
+    """The gpu-marked tests in a pytest process of their own; each test's outcome."""
+    report = os.path.join(out_dir, "gpu_tests.xml")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                           f"--junitxml={report}", os.path.join(ROOT, "tests", "gpu")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    tests = []
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        outcome, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                outcome = {"failure": "failed", "error": "failed"}.get(child.tag, child.tag)
+                message = (child.get("message") or "")[:500]
+        tests.append({"test": case.get("name"), "outcome": outcome, "seconds": float(case.get("time") or 0),
+                      "message": message})
+    return {"exit_code": proc.returncode, "tests": tests, "tail": proc.stdout[-1500:]}
+
+
+def extraction(work: str, smoke: bool) -> dict:
+    import gpu_extract
+    from trainables.data.datasets import load_dataset
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batches, seconds = ((2,), 0.1) if smoke else ((128, 256, 512), 3.0)
+    forward = {}
+    for backbone, arch in (("random", "resnet50"), ("dino", "vit_small_patch8")):
+        for size in (224, 96):
+            rates = {b: gpu_extract.forward_rate(backbone, b, device, seconds, size) for b in batches}
+            forward[f"{arch}@{size}"] = {"images_per_s": round(max(rates.values()), 1),
+                                         "by_batch": {str(b): round(r, 1) for b, r in rates.items()}}
+    root = os.path.join(work, "jpegs")
+    per_class, n_test = (4, 1) if smoke else (2048, 64)
+    gpu_extract.write_images(root, per_class, n_test, size=320)
+    data = load_dataset("folder", root)
+    decode = {}
+    for backbone, arch in (("random", "resnet50"), ("dino", "vit_small_patch8")):
+        rate = gpu_extract.decode_rate(backbone, data, device)
+        ratio = rate / forward[f"{arch}@224"]["images_per_s"]
+        decode[f"{arch}@224"] = {"images_per_s": round(rate, 1), "share_of_forward": round(ratio, 3),
+                                 "bottleneck": "decode" if ratio < 0.8 else "forward"}
+    return {"device": str(device), "forward_only": forward, "decode_included": decode,
+            "decode_images": len(data.pool)}
+
+
+def published_weight_files(folder: str) -> dict:
+    """Random weights in the paper's published layouts (notes/formats.md): the load path runs."""
+    import timm
+
+    os.makedirs(folder, exist_ok=True)
+    torch.manual_seed(0)
+    resnet = timm.create_model("resnet50", pretrained=False, num_classes=1000).state_dict()
+    files = {
+        "supervised": ("resnet50-0676ba61.pth", resnet),
+        "swav": ("swav_800ep_pretrain.pth.tar", {f"module.{k}": v for k, v in resnet.items() if not k.startswith("fc.")}),
+        "simclr": ("resnet50-1x.pth", {"state_dict": resnet}),
+        "dino": ("dino_deitsmall8_pretrain.pth",
+                 timm.create_model("vit_small_patch8_224", pretrained=False, num_classes=0).state_dict()),
+    }
+    paths = {}
+    for name, (file_name, state) in files.items():
+        paths[name] = os.path.join(folder, file_name)
+        torch.save(state, paths[name])
+    return paths
+
+
+def paper_shaped_studies(smoke: bool) -> list:
+    from search_spaces.paper import DVME, LINEAR
+    from sweep.spec import StudySpec
+
+    backbones = ("test_resnet", "test_vit", "test_convnext") if smoke else ("random", "supervised", "swav", "simclr", "dino")
+    fused = ("test_resnet", "test_vit") if smoke else ("simclr", "swav", "dino")
+    trials, epochs = (2, 3) if smoke else (8, 100)
+    common = dict(grid="device-check", dataset="folder", subset="F", n_train=None, fold=0, n_trials=trials,
+                  max_epochs=epochs, grace_period=min(epochs, 5), reduction_factor=3)
+    linear = {**LINEAR, "views": 1 if smoke else LINEAR["views"]}
+    dvme = {**DVME, "views": 1 if smoke else DVME["views"], **({"proj_dim": 32} if smoke else {})}
+    studies = [StudySpec(backbones=(b,), mode="linear", **common, **{k: v for k, v in linear.items() if k not in common})
+               for b in backbones]
+    studies.append(StudySpec(backbones=fused, mode="dvme", **common, **{k: v for k, v in dvme.items() if k not in common}))
+    return studies
+
+
+def packed_sweep(work: str, smoke: bool) -> dict:
+    import gpu_extract
+    from sweep.driver.runner import run_sweep
+    from sweep.options import Inputs, RunOptions, StoreOptions
+    from sweep.store.store import ResultsStore
+    from trainables.cache.embeddings import list_cache
+
+    root = os.path.join(work, "pool")
+    per_class, n_test = (12, 4) if smoke else (1500, 250)
+    gpu_extract.write_images(root, per_class, n_test, size=96 if smoke else 320)
+    weights = {} if smoke else published_weight_files(os.path.join(work, "weights"))
+    studies = paper_shaped_studies(smoke)
+    results = os.path.join(work, "results")
+    start = time.perf_counter()
+    run_sweep(studies, RunOptions(inputs=Inputs(data_roots={"folder": root}, weights=weights),
+                                  store=StoreOptions(results=results), verbose=0))
+    wall = time.perf_counter() - start
+    rows = ResultsStore(results).read_trials().to_pylist()
+    cache = list_cache(os.path.join(results, "cache"))
+    extract_s = sum(e["extract_s"] for e in cache)
+    trial_s = sum(r["wall_s"] or 0 for r in rows)
+    # The trials' own span (first start to last end), not the sweep's wall: Ray's start, the
+    # image check and the extraction are not packing.
+    ends = [r["started_at"] + r["wall_s"] for r in rows if r["started_at"] and r["wall_s"]]
+    span = max(ends) - min(r["started_at"] for r in rows if r["started_at"]) if ends else float("nan")
+    return {"studies": len(studies), "trials": len(rows), "ok": sum(r["status"] == "ok" for r in rows),
+            "pool_images": 2 * per_class, "test_images": 2 * n_test, "wall_s": round(wall, 1),
+            "extraction_s": round(extract_s, 1), "cache_files": len(cache), "trials_wall_s_summed": round(trial_s, 1),
+            "trials_span_s": round(span, 1), "packing": round(trial_s / max(span, 1e-9), 2),
+            "peak_gpu_mib": max([r["peak_gpu_mib"] or 0 for r in rows] or [0]),
+            "_studies": studies, "_rows": rows, "_cache": cache}
+
+
+def projection(sweep: dict, smoke: bool) -> dict:
+    """The target grid by the estimate's model calibrated here, its frozen part scaled by the
+    packed sweep's measured over modelled time."""
+    from sweep.grids import load_grid
+    from sweep.plan.estimate import TEST_SCORING_SHARE, calibrate, estimate, head_key
+
+    resolved = {s.study_id: s for s in (s.replace(n_train=sweep["pool_images"]) for s in sweep["_studies"])}
+    target = load_grid("demo" if smoke else "paper")
+    costs = calibrate(list(resolved.values()) + target)
+    # The estimate's model of each trial the packed sweep ran, at the epochs it really ran.
+    modelled_trials = 0.0
+    for r in sweep["_rows"]:
+        study = resolved[r["study_id"]] if r["study_id"] in resolved else next(
+            s for s in resolved.values() if s.cell_id == r["cell_id"])
+        head = costs["head_s"][head_key(study, costs["dims"])]
+        epochs = r["epochs"] or 0
+        modelled_trials += epochs * study.n_train * head + TEST_SCORING_SHARE * epochs * sweep["test_images"] * head
+    # Trials share the device when packed: device time of a trial = its wall time x its GPU share.
+    measured_trials = sum((r["wall_s"] or 0) * (r["gpus"] or 1.0) for r in sweep["_rows"])
+    scale = measured_trials / modelled_trials if modelled_trials else float("nan")
+    projected = estimate(target, costs)
+    frozen = sum(p["device_hours"] for p in projected["parts"] if p["part"] in ("linear", "dvme"))
+    other = projected["total_hours"] - frozen
+    corrected = other + frozen * scale
+    return {"grid": "demo" if smoke else "paper", "device_hours_modelled": projected["total_hours"],
+            "parts": projected["parts"], "frozen_measured_over_modelled": round(scale, 3),
+            "device_hours_corrected": round(corrected, 2),
+            "wall_hours_at_measured_packing": round(corrected / max(sweep["packing"], 1.0), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on a CPU: a smoke run (< 1 minute)")
+    args = parser.parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+    os.environ.setdefault("RAY_ADDRESS", "local")  # a Ray of its own
+    figures: dict = {"smoke": args.smoke, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    started = time.perf_counter()
+
+    def step(name, fn, *fn_args):
+        t0 = time.perf_counter()
+        try:
+            figures[name] = fn(*fn_args)
+        except Exception as exc:  # one failed step is a figure too; the others still run
+            figures[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
+        figures.setdefault("seconds", {})[name] = round(time.perf_counter() - t0, 1)
+        print(f"{name}: {figures['seconds'][name]} s", flush=True)
+
+    with tempfile.TemporaryDirectory() as work:
+        step("device", device_info)
+        if not args.smoke:  # on a CPU they skip: the smoke run checks the rest, quickly
+            step("gpu_tests", gpu_tests, args.out_dir, 240)
+        step("extraction", extraction, work, args.smoke)
+        step("packed_sweep", packed_sweep, work, args.smoke)
+        sweep = figures["packed_sweep"]
+        if "error" not in sweep:
+            step("projection", projection, sweep, args.smoke)
+            for key in ("_studies", "_rows", "_cache"):
+                sweep.pop(key)
+    figures["total_s"] = round(time.perf_counter() - started, 1)
+    path = os.path.join(args.out_dir, "device_check.json")
+    with open(path, "w") as f:
+        json.dump(figures, f, indent=1, default=str)
+    print(json.dumps({k: v for k, v in figures.items() if k != "gpu_tests"}, indent=1, default=str)[:6000])
+    print(f"wrote {path} in {figures['total_s']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""What the README claims of a GPU, checked on one (every test skips cleanly without CUDA;
+`benchmarks/device_check.py` runs them on a lent GPU machine).
+
+Tolerance of bf16: autocast keeps bf16's 8-bit mantissa (about 3 significant digits) through
+50 layers; the cache's embeddings must point the same way as fp32's (cosine >= 0.999 per
+image) and differ by at most 3% in norm (relative L2 error per image <= 0.03)."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+TOLERANCE = {"cosine": 0.999, "relative_l2": 0.03}
+
+
+def test_bf16_channels_last_embeddings_equal_fp32_ones_within_tolerance():
+    from torch.utils.data import TensorDataset
+
+    from trainables.cache.embeddings import embed_images
+    from trainables.models.backbones import build_architecture, embed, get_backbone_info
+
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    images = torch.rand(32, 3, 224, 224)
+    for name in ("random", "dino"):
+        info = get_backbone_info(name)
+        model = build_architecture(info, 224, 0).eval().to(device)
+        with torch.no_grad():
+            reference = embed(model, info, images.to(device)).float().cpu()
+
+        class Images(TensorDataset):
+            def __getitem__(self, i):
+                return self.tensors[0][i]
+
+        model = model.to(memory_format=torch.channels_last)
+        cached = torch.from_numpy(embed_images(model, info, Images(images), device, batch_size=16, workers=0))
+        cosine = torch.nn.functional.cosine_similarity(cached, reference, dim=1)
+        relative = (cached - reference).norm(dim=1) / reference.norm(dim=1)
+        assert cosine.min() >= TOLERANCE["cosine"], (name, cosine.min())
+        assert relative.max() <= TOLERANCE["relative_l2"], (name, relative.max())
+
+
+def test_a_trial_cannot_allocate_past_its_gpu_fraction():
+    # The cap is per process, as run_trial sets it: checked in a process of its own.
+    code = (
+        "import torch\n"
+        "torch.cuda.set_per_process_memory_fraction(0.1, 0)\n"
+        "total = torch.cuda.get_device_properties(0).total_memory\n"
+        "ok = torch.empty(int(total * 0.05), dtype=torch.uint8, device='cuda')\n"
+        "try:\n"
+        "    torch.empty(int(total * 0.08), dtype=torch.uint8, device='cuda')\n"
+        "    print('allocated past the cap')\n"
+        "except torch.cuda.OutOfMemoryError:\n"
+        "    print('refused')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "refused", out.stdout + out.stderr
+
+
+def test_peak_gpu_memory_is_recorded_and_given_back_when_a_trial_is_stopped(tmp_path):
+    from sweep.driver.runner import standalone_context
+    from sweep.spec import StudySpec
+    from trainables.context import TrialRun
+    from trainables.training.trainable import release_memory, trial_epochs
+
+    release_memory()
+    before = torch.cuda.memory_allocated()
+    study = StudySpec(grid="gpu", dataset="digits", backbones=("test_resnet",), mode="finetune", subset="M",
+                      n_train=250, fold=0, max_epochs=5, grace_period=1, batch_size=64)
+    epochs = trial_epochs(TrialRun(standalone_context(study, str(tmp_path)), 1e-3, "t1"))
+    first = next(epochs)
+    assert first["peak_gpu_mib"] > 0 and torch.cuda.memory_allocated() > before
+    epochs.close()  # ASHA stops it after one epoch
+    del epochs
+    release_memory()
+    assert torch.cuda.memory_allocated() <= before + 2**20  # back, within a MiB
+
+
+def test_ten_tenth_gpu_linear_trials_run_on_one_gpu_at_once(ray_local, tmp_path):
+    import ray
+
+    from sweep.driver.runner import run_sweep
+    from sweep.spec import StudySpec
+    from sweep.store.store import ResultsStore
+    from tests.contexts import run_options
+
+    if ray.cluster_resources().get("GPU", 0) < 1:
+        pytest.skip("Ray sees no GPU")
+    studies = [StudySpec(grid="packed", dataset="digits", backbones=("test_resnet",), mode="linear", subset="M",
+                         n_train=250, fold=f % 5, seed=f, n_trials=1, max_epochs=300, grace_period=300,
+                         batch_size=32, cpus=0.1, gpus=0.1) for f in range(10)]
+    lowest = [float("inf")]
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            lowest[0] = min(lowest[0], ray.available_resources().get("GPU", 1.0))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        run_sweep(studies, run_options(results=str(tmp_path / "r"), verbose=0, max_concurrent=10))
+    finally:
+        done.set()
+        watcher.join()
+    rows = ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()
+    assert len(rows) == 10 and {r["status"] for r in rows} == {"ok"}
+    assert {r["gpu_ids"] for r in rows} == {rows[0]["gpu_ids"]} and len(json.loads(rows[0]["gpu_ids"])) == 1
+    assert all(r["peak_gpu_mib"] > 0 for r in rows)
+    assert lowest[0] < 0.05  # all ten placed on the one GPU at the same moment

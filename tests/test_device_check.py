@@ -1,0 +1,33 @@
+"""benchmarks/device_check.py --smoke: every step of the GPU check, tiny, on this CPU, so the
+script a lent GPU machine runs once cannot rot."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_device_check_smoke_writes_every_figure(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "device_check.py"), str(out), "--smoke"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "RAY_ADDRESS": "local"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    figures = json.loads((out / "device_check.json").read_text())
+    assert all("error" not in figures[step] for step in ("device", "extraction", "packed_sweep", "projection")), figures
+    forward = figures["extraction"]["forward_only"]
+    assert set(forward) == {"resnet50@224", "resnet50@96", "vit_small_patch8@224", "vit_small_patch8@96"}
+    assert all(f["images_per_s"] > 0 for f in forward.values())
+    for decode in figures["extraction"]["decode_included"].values():
+        assert decode["images_per_s"] > 0 and decode["bottleneck"] in ("decode", "forward")
+    sweep = figures["packed_sweep"]
+    # 3 linear studies + 1 DVME, 2 trials each; one cache file per backbone.
+    assert sweep["trials"] == sweep["ok"] == 8 and sweep["cache_files"] == 3 and sweep["packing"] > 0
+    projection = figures["projection"]
+    assert projection["grid"] == "demo" and projection["device_hours_modelled"] > 0
+    assert projection["device_hours_corrected"] > 0 and projection["frozen_measured_over_modelled"] > 0
