@@ -277,6 +277,9 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
         click.echo(f"\nestimated device-hours on {est['device']} (every trial at max_epochs, one at a time):")
         click.echo(render_table(est["parts"], ("part", "count", "unit", "device_hours", "source")))
         click.echo(f"total: {est['total_hours']:.2f} device-hours")
+        images = sum(e["images"] for e in est["extractions"])
+        click.echo(f"extraction: {len(est['extractions'])} (dataset, backbone, view) keys, {images:,} images "
+                   f"(each key's whole pool; --format json lists them)")
     if checks["problems"]:
         sys.exit(1)
 
@@ -658,13 +661,15 @@ def grids():
     from trainables.models.backbones import backbone_names, get_backbone_info
     from trainables.data.datasets import dataset_names, get_dataset_info
 
-    click.echo("grids:     " + ", ".join(grid_names()))
+    click.echo("grids:     " + ", ".join(grid_names()) + "  (or a grid file: --grid PATH.py; sweep grid new writes one)")
     click.echo("datasets:")
     for d in dataset_names():
         click.echo(f"  {d:12s} {get_dataset_info(d).description}")
     click.echo("backbones:")
     for b in backbone_names():
         click.echo(f"  {b:14s} {get_backbone_info(b).description}")
+    click.echo("  and any timm architecture (random init, or --weights NAME=FILE), hf-hub:ORG/REPO (a timm model on\n"
+               "  the Hugging Face Hub, from the local cache when offline) or a timm pretrained tag ARCH.TAG")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,9 @@ def test_a_grid_file_on_the_folder_dataset_with_a_hub_backbone_offline(tmp_path,
     assert planned["grid"] == "derm" and planned["preflight"]["weights"]["hf-hub:medsweep/derm_vit"]["ok"]
     assert {s["n_train"] for s in planned["study_list"]} == {12}  # F: the 12 training images of the folder
     results = str(tmp_path / "results")
-    run = CliRunner().invoke(main, ["run", "--grid", str(grid), "--data", f"folder={data}", "--results", results])
+    mlruns = (tmp_path / "mlruns").as_uri()
+    run = CliRunner().invoke(main, ["run", "--grid", str(grid), "--data", f"folder={data}", "--results", results,
+                                    "--mlflow", mlruns])
     assert run.exit_code == 0, run.output
     # The console: medsweep's lines (log named, extraction, progress, table, answer); Tune's own in the log.
     log = run.output.splitlines()[0].split("Ray's and Tune's own output: ")[1]
@@ -108,3 +110,26 @@ def test_a_grid_file_on_the_folder_dataset_with_a_hub_backbone_offline(tmp_path,
     digest = hashlib.sha256(open(f"{snapshot}/model.safetensors", "rb").read()).hexdigest()
     assert len(hub_rows) == 4 and {json.loads(r["weights_digests"])["hf-hub:medsweep/derm_vit"] for r in hub_rows} == {digest}
     assert all(r["study_id"].startswith("folder-linear-hf-hub_medsweep_derm_vit-n12-") for r in hub_rows)
+    _every_trial_is_an_mlflow_run(mlruns, rows)
+
+
+def _every_trial_is_an_mlflow_run(uri: str, rows: list[dict]) -> None:
+    """--mlflow: a run per trial, study fields and lr as parameters, per-epoch metrics, ids as tags."""
+    mlflow = pytest.importorskip("mlflow")
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "medsweep-derm"]
+    runs = client.search_runs([experiment.experiment_id])
+    by_trial = {r["trial_id"]: r for r in rows}
+    assert len(runs) == len(rows)
+    for run in runs:
+        row = by_trial[run.data.tags["trial_id"]]
+        assert run.data.tags["study_id"] == row["study_id"] and run.data.tags["cell_id"] == row["cell_id"]
+        params = run.data.params
+        assert float(params["lr"]) == pytest.approx(row["lr"]) and params["dataset"] == "folder"
+        assert params["backbones"] == row["backbones"][0] and params["n_train"] == "12" and params["fold"] == str(row["fold"])
+        history = client.get_metric_history(run.info.run_id, "val_score")
+        assert [m.step for m in history] == list(range(1, row["epochs"] + 1))
+        assert max(m.value for m in history) == pytest.approx(row["val_score"])
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [m.step for m in history]
+        assert run.data.metrics["test_score"] == pytest.approx(row["test_score"])
+        assert run.info.status == "FINISHED"

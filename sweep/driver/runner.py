@@ -518,6 +518,10 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     recorder = StoreCallback(store, facts, total=sum(left.values()), echo=echo if options.verbose > 1 else None,
                              requeue=searcher.requeue, max_failures=options.policy.max_failures,
                              on_written=progress.trial_written if progress else None)
+    # Tune's own per-trial loggers (CSV, JSON and TensorBoard files under ray/) repeat what the
+    # store's rows and history hold, write files every epoch of every trial and log each
+    # trial's whole config: off, unless the environment asks for them (=0).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     tracker = None
     if options.store.mlflow:
         from sweep.driver.tracking import mlflow_callback

@@ -216,6 +216,7 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
         part["sources"].add(src)
         if get_mode(s.mode).frozen:
             extractions |= {(s.dataset, b, v) for b in s.backbones for v in cached_views(s.views)}
+    keys = []  # each cache key the grid extracts, with its images (the whole pool as published)
     for dataset, backbone, view in sorted(extractions):
         # The augmented views (--views K) apart: what training frozen heads on augmented
         # images adds to the one evaluation pass.
@@ -231,12 +232,13 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
         extraction["count"] += 1
         extraction["seconds"] += images * per_image
         extraction["sources"].add(src)
+        keys.append({"dataset": dataset, "backbone": backbone, "view": view, "images": images})
     table = [
         {"part": name, "count": p["count"], "unit": "cache keys" if name.startswith("extraction") else "trials",
          "seconds": round(p["seconds"], 1), "device_hours": round(p["seconds"] / 3600, 3), "source": ", ".join(sorted(p["sources"]))}
         for name, p in sorted(parts.items(), key=lambda kv: (not kv[0].startswith("extraction"), kv[0]))
     ]
-    return {"device": costs.get("device", "?"), "parts": table,
+    return {"device": costs.get("device", "?"), "parts": table, "extractions": keys,
             "total_hours": round(sum(p["seconds"] for p in parts.values()) / 3600, 3)}
 
 

@@ -43,9 +43,13 @@ def test_augmented_views_are_their_own_extraction_part():
 
     pool = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
     patch = StudySpec(backbones=("test_resnet",), mode="linear", **{**COMMON, "dataset": "patchcam", "views": 4})
-    parts = {p["part"]: p for p in estimate([pool, patch], {**_costs(), "forward_s": {
+    est = estimate([pool, patch], {**_costs(), "forward_s": {
         arch_key("test_resnet", 32): 0.01, arch_key("test_resnet", 96): 0.02}, "head_s": {"linear:96": 0.001,
-        "linear:?": 0.001}})["parts"]}
+        "linear:?": 0.001}})
+    parts = {p["part"]: p for p in est["parts"]}
+    # Images per (dataset, backbone, view): view 0 the pool and the test set, augmented views the pool.
+    assert [(e["dataset"], e["view"], e["images"]) for e in est["extractions"]] == [
+        ("digits", 0, 1797), ("patchcam", 0, 220_025 + 57_458)] + [("patchcam", v, 220_025) for v in (1, 2, 3, 4)]
     assert parts["extraction, augmented views"]["count"] == 4
     # 4 views x 220,025 published PatchCam training images x 0.02 s
     assert parts["extraction, augmented views"]["seconds"] == pytest.approx(4 * 220_025 * 0.02, rel=1e-6)
