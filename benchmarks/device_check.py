@@ -42,7 +42,6 @@ import time
 import traceback
 import xml.etree.ElementTree as ElementTree
 
-import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,7 +18,6 @@ Example::
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 from ray.tune import Callback
 

@@ -41,7 +41,9 @@ def trial_tags(run: TrialRun) -> dict:
 def require_mlflow() -> None:
     """Before anything runs: --mlflow without MLflow installed is a named error."""
     try:
-        import mlflow  # noqa: F401  (Tune's callback imports it lazily, once trials run)
+        import importlib
+
+        importlib.import_module("mlflow")  # Tune's callback imports it lazily, once trials run
     except ImportError:
         raise UserError("--mlflow needs MLflow: pip install -e '.[mlflow]' (the mlflow-skinny client)") from None
 

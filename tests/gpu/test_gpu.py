@@ -6,7 +6,6 @@ Tolerance of bf16: autocast keeps bf16's 8-bit mantissa (about 3 significant dig
 image) and differ by at most 3% in norm (relative L2 error per image <= 0.03)."""
 
 import json
-import os
 import subprocess
 import sys
 import threading
