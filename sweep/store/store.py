@@ -463,15 +463,17 @@ class ResultsStore:
                 good.append(path)
         return (pa.concat_tables(tables) if tables else None), good
 
+    def _put_segment(self, table: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        name = f"segment-{time.time_ns():020d}-{os.getpid()}-{next(_SEGMENT_COUNTER)}.parquet"
+        storage.write_atomic(storage.join(self.index_dir, name), sink.getvalue().to_pybytes())
+
     def _write_segment(self, table: pa.Table) -> None:
         """One more segment; once there are INDEX_MAX_SEGMENTS, all merged into one."""
-        name = f"segment-{time.time_ns():020d}-{os.getpid()}-{next(_SEGMENT_COUNTER)}.parquet"
         try:
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink)
-            storage.write_atomic(storage.join(self.index_dir, name), sink.getvalue().to_pybytes())
-            segments = self._segments()
-            if len(segments) >= INDEX_MAX_SEGMENTS:
+            self._put_segment(table)
+            if len(self._segments()) >= INDEX_MAX_SEGMENTS:
                 index, read = self._read_index()
                 if index is not None:
                     self._replace_segments(index, read)
@@ -481,18 +483,15 @@ class ResultsStore:
     def _replace_segments(self, table: pa.Table, segments: list[str]) -> None:
         """``table`` as one segment in place of ``segments``: written first, then the old ones
         removed (a reader in between sees rows twice, which the file stats make harmless)."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        name = f"segment-{time.time_ns():020d}-{os.getpid()}-{next(_SEGMENT_COUNTER)}.parquet"
         try:
-            storage.write_atomic(storage.join(self.index_dir, name), sink.getvalue().to_pybytes())
-            for path in segments:
-                try:
-                    storage.remove(path)
-                except OSError:
-                    pass
+            self._put_segment(table)
         except OSError:
-            pass
+            return
+        for path in segments:
+            try:
+                storage.remove(path)
+            except OSError:
+                pass
 
     def checkpoints_in_flight(self) -> dict[str, list[dict]]:
         """study_id -> the checkpoints of its trials that were in flight when a sweep stopped

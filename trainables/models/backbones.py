@@ -27,7 +27,7 @@ from torch import nn
 
 from trainables.errors import UserError
 from trainables.registry import Registry
-from trainables.models.hub import create_hub_model, hub_config, hub_weight_file, is_hub_backbone
+from trainables.models.hub import hub_config, hub_weight_file, is_hub_backbone
 from trainables.models.weights import ConvertedWeights, read_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -183,22 +183,32 @@ def resolve_info(name: str, weights_path: Optional[str] = None) -> BackboneInfo:
     return dataclasses.replace(info, mean=normalisation[0], std=normalisation[1])
 
 
-def build_architecture(info: BackboneInfo, img_size: Optional[int] = None, seed: int = 0) -> nn.Module:
-    """The backbone's timm architecture without classifier, initialised from ``seed``."""
-    kwargs = dict(info.timm_kwargs)
+def build_architecture(info: BackboneInfo, img_size: Optional[int] = None, seed: int = 0, **create) -> nn.Module:
+    """The backbone's timm architecture without classifier, initialised from ``seed``;
+    ``create``: more ``timm.create_model`` arguments (a hub model's pretrained_cfg)."""
+    # The architecture's own arguments (a hub repo's model_args), ours winning: no classifier.
+    kwargs = {**dict(info.timm_kwargs), "num_classes": 0, "pretrained": False, **create}
     if info.takes_img_size and img_size is not None:
         kwargs["img_size"] = img_size
     # Seeded: a "random" backbone must be the same random backbone in every trial and cache key.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            return timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
+            return timm.create_model(info.timm_name, **kwargs)
         except TypeError:
             if "img_size" not in kwargs:
                 raise
             kwargs.pop("img_size")  # a CNN: any input size goes
             torch.manual_seed(seed)
-            return timm.create_model(info.timm_name, pretrained=False, num_classes=0, **kwargs)
+            return timm.create_model(info.timm_name, **kwargs)
+
+
+def _create_hub_model(info: BackboneInfo, weights_path: str, img_size: Optional[int], seed: int) -> nn.Module:
+    """A hub backbone with its weights loaded from ``weights_path`` by timm's own loader."""
+    _, pretrained_cfg, _ = hub_config(info.name, weights_path)
+    # source "" and file set: timm loads this file (the one the digest names), never the hub.
+    cfg = {**pretrained_cfg, "source": "", "file": weights_path, "hf_hub_id": None, "url": ""}
+    return build_architecture(info, img_size, seed, pretrained=True, pretrained_cfg=cfg)
 
 
 WEIGHTS_ENV = "MEDSWEEP_WEIGHTS"  # a folder holding the published files under their own names
@@ -229,7 +239,7 @@ def create_backbone(
             f"({'its file in the Hugging Face cache' if info.hub else 'published file: ' + ', '.join(info.weight_files)})"
         )
     if info.hub:
-        return create_hub_model(name, weights_path, img_size, seed), info
+        return _create_hub_model(info, weights_path, img_size, seed), info
     model = build_architecture(info, img_size, seed)
     if weights_path is not None:
         load_weights(model, info, weights_path)

@@ -7,7 +7,7 @@ trial used. The architecture, its arguments and its preprocessing (mean, std, in
 come from the model's own ``pretrained_cfg`` (the repo's ``config.json`` for ``hf-hub:``,
 timm's registry for a tag), and the weights load through timm's own pretrained loader
 (classifier dropped, a ViT's position embeddings resampled to the dataset's image size,
-``.bin`` files read with ``weights_only=True``).
+``.bin`` files read with ``weights_only=True``; trainables/models/backbones.py builds it).
 
 Example::
 
@@ -144,26 +144,3 @@ def hub_weight_file(name: str) -> str:
     if offline():
         raise _not_cached(repo, f"none of its weight files ({', '.join(WEIGHT_FILES)}) is")
     raise HubError(f"{name}: {_where(repo)} holds none of {', '.join(WEIGHT_FILES)}")
-
-
-def create_hub_model(name: str, weights_path: str, img_size: Optional[int], seed: int = 0):
-    """The backbone without classifier, its weights loaded from ``weights_path`` by timm's loader."""
-    import torch
-
-    arch, pretrained_cfg, model_args = hub_config(name, weights_path)
-    # source "" and file set: timm loads this file (the one the digest names), never the hub.
-    cfg = {**pretrained_cfg, "source": "", "file": weights_path, "hf_hub_id": None, "url": ""}
-    # The repo's model arguments, with ours winning (as timm merges them): no classifier, the
-    # dataset's image size (a ViT's position embeddings are resampled by timm's filter).
-    kwargs = {**model_args, "num_classes": 0}
-    if img_size is not None:
-        kwargs["img_size"] = img_size
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            return timm.create_model(arch, pretrained=True, pretrained_cfg=cfg, **kwargs)
-        except TypeError:
-            if img_size is None:
-                raise
-            kwargs.pop("img_size")  # a CNN: any input size goes
-            return timm.create_model(arch, pretrained=True, pretrained_cfg=cfg, **kwargs)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from sweep.cli import main
 from tests.hubcache import make_hub_cache
-from trainables.models.backbones import create_backbone, embed, get_backbone_info, resolve_weights, weights_digest
+from trainables.models.backbones import build_architecture, create_backbone, embed, get_backbone_info, resolve_weights, weights_digest
 from trainables.models.hub import HubError, is_hub_backbone
 
 REPO = "medsweep/tiny_vit"
@@ -50,6 +50,10 @@ def test_an_hf_hub_backbone_loads_offline_from_the_cache_with_its_own_preprocess
     # At the dataset's own size: timm's loader resamples the position embeddings.
     model, _ = create_backbone(name, img_size=64, weights_path=path)
     assert model.pos_embed.shape[1] == 1 + (64 // 16) ** 2
+    # The architecture alone (what `sweep plan --estimate` calibrates): the repo's model args,
+    # its own classifier size among them, give way to no classifier.
+    bare = build_architecture(info, 64)
+    assert bare.num_classes == 0 and bare.pos_embed.shape == model.pos_embed.shape
 
 
 def test_a_timm_tag_resolves_to_its_hub_repo_and_loads_a_bin_file_weights_only(hub):
