@@ -186,8 +186,7 @@ def projection(sweep: dict, smoke: bool) -> dict:
     # The estimate's model of each trial the packed sweep ran, at the epochs it really ran.
     modelled_trials = 0.0
     for r in sweep["_rows"]:
-        study = resolved[r["study_id"]] if r["study_id"] in resolved else next(
-            s for s in resolved.values() if s.cell_id == r["cell_id"])
+        study = resolved[r["study_id"]]  # the sweep resolved the whole pool to the same size
         head = costs["head_s"][head_key(study, costs["dims"])]
         epochs = r["epochs"] or 0
         modelled_trials += epochs * study.n_train * head + TEST_SCORING_SHARE * epochs * sweep["test_images"] * head
