@@ -79,7 +79,7 @@ def decode_rate(backbone: str, data, device) -> float:
         model = model.to(memory_format=torch.channels_last)
     transform = build_transform(get_dataset_info("folder"), info, train=False)
     start = time.perf_counter()
-    embed_images(model, info, _ViewImages(data.pool.images, transform, None), device, 256, default_workers())
+    embed_images(model, info, _ViewImages(data.pool.images, np.arange(len(data.pool)), transform, None), device, 256, default_workers())
     _sync(device)
     return len(data.pool) / (time.perf_counter() - start)
 

@@ -279,7 +279,7 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
         click.echo(f"total: {est['total_hours']:.2f} device-hours")
         images = sum(e["images"] for e in est["extractions"])
         click.echo(f"extraction: {len(est['extractions'])} (dataset, backbone, view) keys, {images:,} images "
-                   f"(each key's whole pool; --format json lists them)")
+                   f"(the rows the studies draw, and view 0's test set; --format json lists them)")
     if checks["problems"]:
         sys.exit(1)
 
@@ -537,7 +537,10 @@ def _cache_options(f):
 @_cache_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def cache_ls(cache_path, results, as_json):
-    """List the cache: key, dataset, backbone, rows, dim, size.
+    """List the cache: key, part, dataset, backbone, rows, dim, size.
+
+    A sweep extracts only the pool rows its studies draw: a key may have several parts
+    (``whole``: a file of the whole pool, as ``sweep embed`` writes).
 
     \b
     Example:
@@ -551,7 +554,8 @@ def cache_ls(cache_path, results, as_json):
         return
     from sweep.store.formatting import render_table
 
-    click.echo(render_table(entries, ("key", "dataset", "backbone", "view", "dtype", "rows", "dim", "mib", "extract_s", "images_per_s")))
+    click.echo(render_table(entries, ("key", "part", "dataset", "backbone", "view", "dtype", "rows", "pool_rows", "dim",
+                                      "mib", "extract_s", "images_per_s")))
 
 
 @cache.command("rm")

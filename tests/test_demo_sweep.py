@@ -26,7 +26,8 @@ def test_demo_sweep_end_to_end(tmp_path):
     for noise in ("Token authentication", "Number of trials", "tensorboard", "pid="):
         assert noise not in out
     assert "Number of trials" in log and "pid=" in log
-    assert "extracted digits x test_resnet view 0: 1,797 images in " in out
+    # The 250 images the largest subset draws (S is inside M) and the 540 test images, not the pool of 1,257.
+    assert "extracted digits x test_resnet view 0: 790 images in " in out
     assert "trials 150/150, studies 40/40 complete" in out
     assert "8 cells, 40 studies (0 already complete), 150 trials" in out
     assert f"results: {results}" in out

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from trainables import storage
+from trainables.cache.parts import key_of
 from trainables.artifacts import TrialFiles
 from trainables.study import StudySpec
 
@@ -41,8 +41,9 @@ class TrialContext:
     # The study's split, as the driver wrote it (sweep/driver/manifests.py).
     manifest_file: str
     manifest_digest: str
-    # Frozen modes: backbone -> cache files, view 0 (evaluation) first, then the augmented
-    # views; empty for a mode that trains its backbone.
+    # Frozen modes: backbone -> one tuple of cache files per view, view 0 (evaluation) first,
+    # then the augmented views; a view's files are the parts of its key that hold the study's
+    # rows (trainables/cache/parts.py). Empty for a mode that trains its backbone.
     embedding_files: dict
     store_root: str
     # A checkpoint at an epoch's end once this many seconds passed since the last (0: every
@@ -52,7 +53,7 @@ class TrialContext:
     @property
     def embedding_keys(self) -> dict:
         """backbone -> cache keys (the files are named by their keys), view 0 first."""
-        return {b: [storage.basename(p)[: -len(".arrow")] for p in paths] for b, paths in self.embedding_files.items()}
+        return {b: [key_of(parts[0]) for parts in views] for b, views in self.embedding_files.items()}
 
 
 def trial_config(context: TrialContext, lr: float, resume_trial_id: Optional[str]) -> dict:

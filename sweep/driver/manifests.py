@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,6 +52,16 @@ def study_manifest(spec: StudySpec, data: LoadedDataset, skipped: tuple = ()) ->
     }
 
 
+class StudySplit(NamedTuple):
+    """A study's split as written: its digest and file, and its pool rows (which the driver
+    extracts embeddings of)."""
+
+    digest: str
+    path: str
+    train_rows: tuple
+    val_rows: tuple
+
+
 def manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -58,8 +69,8 @@ def manifest_digest(manifest: dict) -> str:
 def write_manifests(
     directory: str, studies: list[StudySpec], datasets: dict[str, LoadedDataset], skips: dict | None = None,
     write: bool = True,
-) -> dict:
-    """study_id -> (digest, path); each distinct split written once, atomically. With
+) -> dict[str, StudySplit]:
+    """study_id -> StudySplit; each distinct split written once, atomically. With
     ``write=False`` only checked: every split computed, nothing written."""
     for name, data in datasets.items():
         too_large = sorted({(s.subset, s.n_train) for s in studies if s.dataset == name and s.n_train > len(data.pool.labels)},
@@ -80,6 +91,6 @@ def write_manifests(
             path = storage.join(directory, f"{digest}.json")
             if write and not storage.exists(path):
                 storage.write_atomic(path, json.dumps(manifest).encode())
-            by_split[key] = (digest, path)
+            by_split[key] = StudySplit(digest, path, tuple(manifest["train_rows"]), tuple(manifest["val_rows"]))
         out[spec.study_id] = by_split[key]
     return out

@@ -24,7 +24,7 @@ from typing import Optional
 
 from sweep.driver.console import capture, echo, end_status, status
 from sweep.report.kaggle import write_submissions
-from sweep.driver.manifests import write_manifests
+from sweep.driver.manifests import StudySplit, write_manifests
 from sweep.options import Inputs, Resources, RunOptions, StoreOptions, TrialPolicy
 from sweep.store.queries import aggregate_cells, select_studies
 from sweep.plan.planning import check_studies
@@ -187,10 +187,27 @@ def _verify_images(datasets: dict, cache_dir: str, verbose: int) -> dict:
     return out
 
 
-def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has_gpu: bool, skips: dict,
+def extraction_rows(requests: dict, manifests: dict[str, StudySplit]) -> dict:
+    """(dataset, backbone, view, dtype) -> the pool rows the pending studies read from it:
+    view 0 their training and validation rows (validation always reads it, and the labels of
+    every row come from it), an augmented view their training rows. Subsets are nested, so
+    this is each dataset's largest subset drawn, not its whole pool."""
+    rows: dict = {}
+    for study_id, per_backbone in requests.items():
+        split = manifests[study_id]
+        for requested in per_backbone.values():
+            for request in requested:
+                wanted = split.train_rows + (split.val_rows if request[2] == 0 else ())
+                rows.setdefault(request, set()).update(wanted)
+    return {request: sorted(r) for request, r in rows.items()}
+
+
+def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: bool, skips: dict,
                  fingerprints: dict) -> dict:
-    """(dataset, backbone, view, dtype) -> cache file, as Ray tasks, each key once: one GPU
-    each where the cluster has GPUs, with CPUs for decoding workers beside it."""
+    """(dataset, backbone, view, dtype) -> the cache files holding the rows asked of it
+    (``requests``: request -> pool rows), as Ray tasks, each key once: one GPU each where the
+    cluster has GPUs, with CPUs for decoding workers beside it. Only rows no file of the key
+    holds yet are extracted."""
     import ray
 
     from sweep.driver.progress import ProgressBoard, extraction_status
@@ -208,9 +225,9 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
         task.remote(
             d, options.inputs.data_roots.get(d), b, options.inputs.weights.get(b), cache_dir,
             holdout=options.inputs.holdout, skip=skips.get(d), view=v, dtype=t, progress=reporter(names[(d, b, v, t)]),
-            fingerprint=fingerprints[d],
+            fingerprint=fingerprints[d], rows=rows,
         ): (d, b, v, t)
-        for d, b, v, t in requests
+        for (d, b, v, t), rows in sorted(requests.items())
     }
     files, extracted = {}, 0
     pending = list(refs)
@@ -232,7 +249,7 @@ def _extract_all(requests: list[tuple], options: RunOptions, cache_dir: str, has
     return files, extracted
 
 
-def _extraction_result(ref, key: tuple) -> tuple[str, bool]:
+def _extraction_result(ref, key: tuple) -> tuple[tuple[str, ...], bool]:
     import ray
 
     d, b, v, _ = key
@@ -252,10 +269,9 @@ def _extraction_result(ref, key: tuple) -> tuple[str, bool]:
 
 
 def trial_context(study: StudySpec, options: RunOptions, store: ResultsStore, n_classes: int,
-                  manifest: tuple[str, str], embedding_files: dict, skip: Optional[list], has_gpu: bool) -> TrialContext:
+                  manifest: StudySplit, embedding_files: dict, skip: Optional[list], has_gpu: bool) -> TrialContext:
     """What every trial of ``study`` reads (trainables/context.py), from the sweep's options
     and what the driver prepared: the split, the cache files, the store."""
-    digest, manifest_file = manifest
     return TrialContext(
         study=study,
         cpus=resource_override(options.resources.cpus_per_trial, study, study.cpus),
@@ -265,12 +281,20 @@ def trial_context(study: StudySpec, options: RunOptions, store: ResultsStore, n_
         skip=tuple(skip) if skip is not None else None,
         weights={b: options.inputs.weights[b] for b in study.backbones if b in options.inputs.weights},
         n_classes=n_classes,
-        manifest_file=manifest_file,
-        manifest_digest=digest,
-        embedding_files={b: tuple(paths) for b, paths in embedding_files.items()},
+        manifest_file=manifest.path,
+        manifest_digest=manifest.digest,
+        embedding_files={b: _per_view(files) for b, files in embedding_files.items()},
         store_root=store.root,
         checkpoint_every_s=options.policy.checkpoint_every_s,
     )
+
+
+def _per_view(files) -> tuple[tuple[str, ...], ...]:
+    """A backbone's cache files as the context holds them, one tuple of parts per view, from a
+    path (one view, one file) or a sequence with a path or the parts of each view."""
+    if isinstance(files, str):
+        return ((files,),)
+    return tuple((view,) if isinstance(view, str) else tuple(view) for view in files)
 
 
 def standalone_context(study: StudySpec, results: str, embedding_files: Optional[dict] = None,
@@ -405,9 +429,9 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
     datasets = _verify_images(datasets, cache_dir, options.verbose)
     manifests = write_manifests(store.manifests_dir, plan.pending, datasets, data.skips)
     requests = extraction_requests(plan.pending)
-    unique = sorted({r for per_study in requests.values() for rs in per_study.values() for r in rs})
     facts = _row_facts(plan.pending, datasets, options)
-    files, extracted = _extract_all(unique, options, cache_dir, has_gpu, data.skips, facts["fingerprints"])
+    files, extracted = _extract_all(extraction_rows(requests, manifests), options, cache_dir, has_gpu, data.skips,
+                                    facts["fingerprints"])
     contexts = [
         trial_context(s, options, store, n_classes=len(datasets[s.dataset].classes), manifest=manifests[s.study_id],
                       embedding_files={b: [files[r] for r in rs] for b, rs in requests.get(s.study_id, {}).items()},

@@ -7,7 +7,9 @@ elsewhere (run ``sweep plan --estimate --save-costs costs.json`` on a GPU node, 
 and cache really took, which replace the calibrated figures they cover.
 
 The model, in seconds, with image counts as published (``DatasetInfo.published_counts``):
-  extraction, once per (dataset, backbone, view): images x forward_s
+  extraction, once per (dataset, backbone, view): images x forward_s, where images are the
+    rows the grid's studies draw (subsets are nested: each seed's largest subset; an augmented
+    view only their training rows) and, for view 0, the test set
   finetune trial: epochs x (train rows x train_s + validation rows x forward_s)
                   + test scorings x test images x forward_s
   frozen trial:   epochs x (train + validation rows) x head_s + test scorings x test x head_s
@@ -190,7 +192,7 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
     """Device-hours of the extraction and of each mode's trials, and where each figure came from."""
     measured = measured or {"trial_row_epoch_s": {}, "extract_image_s": {}}
     parts: dict = defaultdict(lambda: {"count": 0, "seconds": 0.0, "sources": set()})
-    extractions = set()
+    extractions = defaultdict(list)  # (dataset, backbone, view) -> the studies that read it
     for s in studies:
         info = get_dataset_info(s.dataset)
         _, n_test = _counts(s.dataset)
@@ -215,14 +217,16 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
         part["seconds"] += s.n_trials * per_trial
         part["sources"].add(src)
         if get_mode(s.mode).frozen:
-            extractions |= {(s.dataset, b, v) for b in s.backbones for v in cached_views(s.views)}
-    keys = []  # each cache key the grid extracts, with its images (the whole pool as published)
-    for dataset, backbone, view in sorted(extractions):
+            for b in s.backbones:
+                for v in cached_views(s.views):
+                    extractions[(s.dataset, b, v)].append(s)
+    keys = []  # each cache key the grid extracts, with the images it extracts
+    for (dataset, backbone, view), users in sorted(extractions.items()):
         # The augmented views (--views K) apart: what training frozen heads on augmented
         # images adds to the one evaluation pass.
         extraction = parts["extraction" if view == 0 else "extraction, augmented views"]
         n_pool, n_test = _counts(dataset)
-        images = n_pool + (n_test if view == 0 else 0)
+        images = drawn_rows(users, view, n_pool) + (n_test if view == 0 else 0)
         observed = measured["extract_image_s"].get(f"{dataset}|{backbone}")
         if observed is not None:
             per_image, src = observed, "measured"
@@ -240,6 +244,24 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
     ]
     return {"device": costs.get("device", "?"), "parts": table, "extractions": keys,
             "total_hours": round(sum(p["seconds"] for p in parts.values()) / 3600, 3)}
+
+
+def drawn_rows(studies: list[StudySpec], view: int, n_pool: int) -> int:
+    """Pool rows that ``studies`` (of one dataset) read from a cache key of ``view``: subsets
+    of one seed are nested, so their union is the largest; view 0 holds its training and
+    validation rows, an augmented view its training rows only (one fold of k leaves out its
+    validation share; two or more folds together cover the subset)."""
+    by_seed: dict = defaultdict(dict)  # seed -> n_train -> (n_folds, folds)
+    for s in studies:
+        n = n_pool if s.n_train is None else s.n_train
+        folds = by_seed[s.seed].setdefault(n, (s.n_folds, set()))[1]
+        folds.add(s.fold)
+    total = 0
+    for sizes in by_seed.values():
+        n = max(sizes)
+        n_folds, folds = sizes[n]
+        total += n - n // n_folds if view > 0 and len(folds) == 1 else n
+    return min(n_pool, total)
 
 
 def save_costs(costs: dict, path: str) -> None:

@@ -97,23 +97,22 @@ def tsne(entries: list[dict], out_dir: str, max_points: int = 1000, seed: int = 
     """One PNG per dataset: a t-SNE panel per cached backbone (view 0), coloured by class, on
     the labelled test split (or the pool where test labels are hidden), at most
     ``max_points`` points drawn at random."""
-    from trainables import storage
     from trainables.cache.embeddings import load_embeddings
 
-    by_dataset: dict = defaultdict(list)
+    by_dataset: dict = defaultdict(lambda: defaultdict(list))  # dataset -> key -> its files
     for e in entries:
         if e.get("view", 0) == 0:
-            by_dataset[e["dataset"]].append(e)
+            by_dataset[e["dataset"]][e["key"]].append(e)
     written = []
     rng = np.random.default_rng(seed)
-    for dataset, found in sorted(by_dataset.items()):
+    for dataset, keys in sorted(by_dataset.items()):
         panels, source = [], "test"
-        for entry in sorted(found, key=lambda e: e["backbone"]):
-            splits = load_embeddings(storage.localize(entry["path"]))
+        for files in sorted(keys.values(), key=lambda f: (f[0]["backbone"], f[0]["key"])):
+            splits = load_embeddings([e["path"] for e in files])
             labelled = len(splits["test"].labels) and (splits["test"].labels >= 0).all()
             split, source = (splits["test"], "test") if labelled else (splits["pool"], "training pool")
-            take = np.sort(rng.permutation(len(split.labels))[:max_points])
-            panels.append((entry["backbone"], np.asarray(split.features[take], dtype=np.float32), split.labels[take]))
+            take = np.sort(rng.permutation(split.rows)[:max_points])
+            panels.append((files[0]["backbone"], np.asarray(split.features[take], dtype=np.float32), split.labels[take]))
         written.append(_tsne_figure(panels, f"{dataset}: t-SNE of frozen embeddings ({source} images)",
                                     os.path.join(out_dir, f"tsne_{dataset}.png"), seed))
     return written

@@ -14,6 +14,12 @@ rotation as the dataset's modality allows), each image's draw seeded by (seed, v
 it does not depend on batch size or worker count. ``--views K`` trains frozen heads on K such
 views (epoch e reads view 1 + e mod K); validation and test always read view 0.
 
+Rows: a sweep asks for the pool rows its studies draw (``rows=``), and only those no part of the
+key holds yet are extracted, into a new part file (trainables/cache/parts.py); ``sweep embed``
+and a call without ``rows`` extract the whole pool into one file. Each row keeps its pool
+index, and an augmented view seeds its draw by that index, so a row's features do not depend
+on which sweep extracted it.
+
 Location: a folder path or a URI (``s3://...``): files are written locally and uploaded;
 trials on another node read a node-local copy (``storage.localize``), memory-mapped.
 
@@ -21,7 +27,7 @@ Extraction: batched, in eval mode, images decoded by DataLoader workers, on a GP
 autocast and channels_last, on a CPU in fp32 (bf16 autocast is about 10x slower on CPUs).
 A progress bar shows images/s, and the file's metadata keeps the rate and the device.
 
-File columns: ``split`` ("pool" or "test"), ``row`` (index within the split), ``label``
+File columns: ``split`` ("pool" or "test"), ``row`` (index within the split's whole set), ``label``
 (-1 where hidden), ``group`` (patient, null where none) and ``embedding``
 (fixed-size list of float32, or float16 on request: half the disk and page cache).
 
@@ -30,6 +36,9 @@ Example::
     >>> path = ensure_embeddings("digits", None, "test_resnet", None, "/tmp/cache")  # doctest: +SKIP
     >>> load_embeddings(path)["pool"].features.shape                                 # doctest: +SKIP
     (1257, 96)
+    >>> parts, _ = extract_if_missing("digits", None, "test_resnet", None, "/tmp/c", rows=[0, 5])  # doctest: +SKIP
+    >>> load_embeddings(parts)["pool"].features[[5]].shape                                          # doctest: +SKIP
+    (1, 96)
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -55,6 +64,8 @@ from trainables.models.backbones import create_backbone, embed, resolve_info, we
 from trainables.data.datasets import ImageSet, get_dataset_info, load_dataset
 from trainables.data.filedigests import content_fingerprint
 from trainables.data.transforms import build_transform, describe
+from trainables.cache.parts import (Part, RowFeatures, encode_rows, key_of, part_path, read_part,
+                                    whole_path)
 
 EXTRACT_BATCH = 256
 DTYPES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
@@ -66,9 +77,12 @@ class CacheError(UserError):
 
 @dataclass
 class EmbeddedSplit:
-    features: np.ndarray  # (N, D) float32 or float16, a zero-copy view of the memory-mapped file
-    labels: np.ndarray
+    # (N, D) float32 or float16 indexed by the split's row: a zero-copy view of the memory-mapped
+    # file when one file holds every row, else a RowFeatures gathering rows across parts.
+    features: Union[np.ndarray, RowFeatures]
+    labels: np.ndarray  # by row; -1 where hidden or not held
     groups: Optional[np.ndarray]
+    rows: np.ndarray  # the rows the cache holds, sorted
 
 
 def cache_key(fingerprint: str, backbone: str, digest: str, transform: str, view: int = 0,
@@ -118,24 +132,48 @@ def files_index_dir(cache_dir: str) -> str:
 
 
 def cache_path(cache_dir: str, key: str) -> str:
-    return storage.join(cache_dir, f"{key}.arrow")
+    """The whole-pool file of a key."""
+    return whole_path(cache_dir, key)
+
+
+def cached_parts(cache_dir: str, key: str) -> list[Part]:
+    """The files of ``key`` in the cache (its whole file alone when there is one), each with
+    the rows it holds, read from the footers."""
+    whole = whole_path(cache_dir, key)
+    if storage.exists(whole):
+        return [Part(whole, None, True)]
+    found = []
+    for name in sorted(storage.listdir(cache_dir)):
+        if name.startswith(key + ".") and name.endswith(".arrow"):
+            path = storage.join(cache_dir, name)
+            found.append(read_part(path, _footer(path)[0]))
+    return found
+
+
+def _footer(path: str):
+    """(schema metadata as str -> str, the reader) of a cache file, reading its footer only."""
+    fs, inner = storage.filesystem(path)
+    reader = ipc.open_file(fs.open_input_file(inner))
+    return {k.decode(): v.decode() for k, v in (reader.schema.metadata or {}).items()}, reader
 
 
 class _ViewImages(Dataset):
-    """Transformed images of one split; an augmented view seeds each image's draw by its row."""
+    """Transformed images of one split's ``rows``; an augmented view seeds each image's draw
+    by its row in the split."""
 
-    def __init__(self, images, transform, view_seed: Optional[int]):
-        self.images, self.transform, self.view_seed = images, transform, view_seed
+    def __init__(self, images, rows: np.ndarray, transform, view_seed: Optional[int]):
+        self.images, self.rows, self.transform, self.view_seed = images, rows, transform, view_seed
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        row = int(self.rows[i])
         if self.view_seed is not None:
             # transforms v2 draw from torch's global generator: seeding it per image makes the
-            # view independent of batch size, worker count and order.
-            torch.manual_seed(self.view_seed + i)
-        return self.transform(self.images[i])
+            # view independent of batch size, worker count, order and of the rows extracted with it.
+            torch.manual_seed(self.view_seed + row)
+        return self.transform(self.images[row])
 
 
 class _Reported:
@@ -196,38 +234,43 @@ def embed_images(model, info, dataset: Dataset, device, batch_size: int = EXTRAC
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def _split_table(name: str, split: ImageSet, features: np.ndarray, dtype: str) -> pa.Table:
-    dim = features.shape[1]
+def _split_table(name: str, split: ImageSet, rows: np.ndarray, features: np.ndarray, dtype: str) -> pa.Table:
+    dim = features.shape[1] if len(rows) else 0
     np_type, pa_type = DTYPES[dtype]
     flat = pa.array(features.astype(np_type).reshape(-1), type=pa_type)
-    groups = None if split.groups is None else [str(g) for g in split.groups]
+    groups = None if split.groups is None else [str(split.groups[r]) for r in rows]
     return pa.table(
         {
-            "split": pa.array([name] * len(split), pa.string()),
-            "row": pa.array(np.arange(len(split), dtype=np.int32)),
-            "label": pa.array(split.labels.astype(np.int64)),
-            "group": pa.array(groups if groups is not None else [None] * len(split), pa.string()),
+            "split": pa.array([name] * len(rows), pa.string()),
+            "row": pa.array(rows.astype(np.int32)),
+            "label": pa.array(split.labels[rows].astype(np.int64)),
+            "group": pa.array(groups if groups is not None else [None] * len(rows), pa.string()),
             "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
         }
     )
 
 
 def ensure_embeddings(*args, **kwargs) -> str:
-    """The cache file of a (dataset, backbone, view, dtype), extracted unless the cache holds
-    it; arguments as :func:`extract_if_missing`."""
-    return extract_if_missing(*args, **kwargs)[0]
+    """The whole-pool cache file of a (dataset, backbone, view, dtype), extracted unless the
+    cache holds it; arguments as :func:`extract_if_missing` (without ``rows``)."""
+    if kwargs.get("rows") is not None:
+        raise TypeError("ensure_embeddings extracts the whole pool: call extract_if_missing with rows=")
+    return extract_if_missing(*args, **kwargs)[0][0]
 
 
 def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, weights_path: Optional[str],
                        cache_dir: str, seed: int = 0, holdout: Optional[float] = None, skip: Optional[list] = None,
                        view: int = 0, dtype: str = "float32", workers: Optional[int] = None,
                        batch_size: int = EXTRACT_BATCH, progress: Union[bool, Callable[[int, int, float], None]] = True,
-                       fingerprint: Optional[str] = None) -> tuple[str, bool]:
-    """Extract unless the cache already holds this key: (the file's path, whether this call
-    extracted it).
+                       fingerprint: Optional[str] = None,
+                       rows: Optional[Sequence[int]] = None) -> tuple[tuple[str, ...], bool]:
+    """Extract what the cache lacks: (the files that hold the asked rows, whether this call
+    extracted any).
 
-    View 0 covers pool and test; an augmented view (>= 1) only the pool, which is all that
-    trains. Written to a temporary file and renamed, so a crash never leaves a half file
+    ``rows``: the pool rows wanted (a sweep's studies' draws); only those no part of the key
+    holds are extracted, into a new part. None: the whole pool, into one file. View 0 adds
+    the test set (once per key); an augmented view (>= 1) holds pool rows only, which is all
+    that trains. Written to a temporary file and renamed, so a crash never leaves a half file
     under a key.
 
     ``fingerprint``: the data's content fingerprint, as the driver computed it for the whole
@@ -240,9 +283,26 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     else:
         data = dataclasses.replace(data, fingerprint=fingerprint)
     key = embedding_key(dataset, data, backbone, weights_path, seed, view, dtype)
-    path = cache_path(cache_dir, key)
-    if storage.exists(path):
-        return path, False
+    n_pool = len(data.pool)
+    held = cached_parts(cache_dir, key)
+    if held and held[0].pool_rows is None:  # a whole file
+        return (held[0].path,), False
+    if rows is None:
+        wanted, target = np.arange(n_pool), None
+    else:
+        wanted = np.unique(np.asarray(rows, np.int64))
+        if len(wanted) and (wanted[0] < 0 or wanted[-1] >= n_pool):
+            raise CacheError(f"rows of {dataset}: expected pool rows in 0..{n_pool - 1}, got {wanted[0]}..{wanted[-1]}")
+        target = "part"
+    have = np.unique(np.concatenate([p.pool_rows for p in held])) if held else np.zeros(0, np.int64)
+    missing = np.setdiff1d(wanted, have, assume_unique=True) if target else wanted
+    need_test = view == 0 and not any(p.test for p in held) if target else view == 0
+    # The parts the asked rows are in (and the test set's, for view 0): a trial maps no other.
+    used = [p.path for p in held
+            if np.intersect1d(p.pool_rows, wanted, assume_unique=True).size or (view == 0 and p.test)]
+    if not len(missing) and not need_test:
+        return tuple(used), False
+    path = whole_path(cache_dir, key) if target is None else part_path(cache_dir, key, missing, need_test)
     ds_info = get_dataset_info(dataset)
     model, bb_info = create_backbone(backbone, img_size=ds_info.image_size, weights_path=weights_path, seed=seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -250,32 +310,36 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     transform = view_transform(ds_info, bb_info, view)
-    parts = (("pool", data.pool), ("test", data.test)) if view == 0 else (("pool", data.pool),)
-    total = sum(len(part) for _, part in parts)
+    # A split with no row to extract is left out: its table would have no embedding width.
+    parts = [(name, split, split_rows) for name, split, split_rows in
+             (("pool", data.pool, missing), ("test", data.test, np.arange(len(data.test)) if need_test else []))
+             if len(split_rows)]
+    total = sum(len(r) for _, _, r in parts)
     workers = default_workers() if workers is None else workers
     bar = _progress(total, f"{dataset} x {backbone} view {view}", progress) if progress else None
     started = time.perf_counter()
     tables = _embed_parts(parts, model, bb_info, transform, device, seed, view, dtype, batch_size, workers, bar)
     elapsed = time.perf_counter() - started
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
-    table = pa.concat_tables(tables).replace_schema_metadata(
-        {
-            "dataset": dataset,
-            "backbone": backbone,
-            "key": key,
-            "view": str(view),
-            "dtype": dtype,
-            "transform": describe(transform),
-            "extract_s": f"{elapsed:.3f}",
-            "images_per_s": f"{total / max(elapsed, 1e-9):.1f}",
-            "device": f"{device.type} {precision}",
-        }
-    )
-    _write_cache_file(table, cache_dir, path)
+    metadata = {
+        "dataset": dataset,
+        "backbone": backbone,
+        "key": key,
+        "view": str(view),
+        "dtype": dtype,
+        "transform": describe(transform),
+        "extract_s": f"{elapsed:.3f}",
+        "images_per_s": f"{total / max(elapsed, 1e-9):.1f}",
+        "device": f"{device.type} {precision}",
+    }
+    metadata.update(pool_size=str(n_pool), test="1" if need_test else "0")
+    if target is not None:
+        metadata["pool_rows"] = encode_rows(missing, n_pool)
+    _write_cache_file(pa.concat_tables(tables).replace_schema_metadata(metadata), cache_dir, path)
     print(f"extracted {dataset} x {backbone} view {view}: {total:,} images in {elapsed:.1f} s "
           f"({total / max(elapsed, 1e-9):,.0f} img/s, {device.type} {precision}, {workers} decode workers)",
           file=sys.stderr, flush=True)
-    return path, True
+    return (tuple(used) if target is not None else ()) + (path,), True
 
 
 def _write_cache_file(table: pa.Table, cache_dir: str, path: str) -> None:
@@ -290,65 +354,99 @@ def _write_cache_file(table: pa.Table, cache_dir: str, path: str) -> None:
 
 def _embed_parts(parts, model, bb_info, transform, device, seed: int, view: int, dtype: str, batch_size: int,
                  workers: int, bar) -> list[pa.Table]:
-    """One table per split (pool, test) of the view's embeddings, in row order."""
+    """One table per (split name, split, rows) of the view's embeddings, in row order."""
     tables = []
     try:
-        for name, part in parts:
+        for name, split, rows in parts:
+            rows = np.asarray(rows, np.int64)
             view_seed = None if view == 0 else (seed * 1_000_003 + view) * 10_000_019
-            features = embed_images(model, bb_info, _ViewImages(part.images, transform, view_seed), device,
+            features = embed_images(model, bb_info, _ViewImages(split.images, rows, transform, view_seed), device,
                                     batch_size, workers, bar)
-            tables.append(_split_table(name, part, features, dtype))
+            tables.append(_split_table(name, split, rows, features, dtype))
     finally:
         if bar is not None:
             bar.close()
     return tables
 
 
-def load_embeddings(path: str) -> dict[str, EmbeddedSplit]:
-    """Memory-map a cache file; features are zero-copy views into the mapped pages (float32 or
-    float16 as stored; trials convert one batch at a time)."""
+def _read_file(path: str) -> tuple[dict, int, type, dict]:
+    """(split -> (rows, features, labels, groups), width, dtype, metadata) of one cache file,
+    features zero-copy."""
     # No context manager: the arrays below keep the mapping alive after this returns.
     table = ipc.open_file(pa.memory_map(path, "r")).read_all()
+    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     field = table.schema.field("embedding").type
-    dim, np_type = field.list_size, field.value_type.to_pandas_dtype()
+    dim = field.list_size
     # Written pool first, then test: each split is one contiguous slice, so no copy is made.
     n_pool = int(pa.compute.sum(pa.compute.equal(table["split"], "pool")).as_py() or 0)
     out = {}
     for name, part in (("pool", table.slice(0, n_pool)), ("test", table.slice(n_pool))):
+        if not part.num_rows:
+            continue
         part = part.combine_chunks()
-        if part.num_rows:
-            features = part["embedding"].chunk(0).flatten().to_numpy(zero_copy_only=True)
-            features = features.reshape(part.num_rows, dim)
+        features = part["embedding"].chunk(0).flatten().to_numpy(zero_copy_only=True).reshape(part.num_rows, dim)
+        out[name] = (part["row"].to_numpy().astype(np.int64), features, part["label"].to_numpy(),
+                     part["group"].to_pylist())
+    return out, dim, field.value_type.to_pandas_dtype(), metadata
+
+
+def load_embeddings(paths: Union[str, Sequence[str]]) -> dict[str, EmbeddedSplit]:
+    """Memory-map a key's cache files (one path, or the parts a sweep handed a trial);
+    features are zero-copy views into the mapped pages when one file holds a split's rows
+    0..N-1, else gathered across the parts row by row (float32 or float16 as stored; trials
+    convert one batch at a time). Files are localized first (a node-local copy of a URI)."""
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    files = [_read_file(storage.localize(p)) for p in paths]
+    dim, np_type = files[0][1], files[0][2]
+    out = {}
+    for name in ("pool", "test"):
+        pieces = [f[0][name] for f in files if name in f[0]]
+        size = max((int(rows[-1]) + 1 for rows, *_ in pieces), default=0)
+        if name == "pool":
+            size = max([size] + [int(f[3]["pool_size"]) for f in files if "pool_size" in f[3]])
+        labels = np.full(size, -1, np.int64)
+        groups = np.full(size, None, object)
+        for rows, _, piece_labels, piece_groups in pieces:
+            labels[rows] = piece_labels
+            groups[rows] = piece_groups
+        held = np.unique(np.concatenate([p[0] for p in pieces])) if pieces else np.zeros(0, np.int64)
+        if len(pieces) == 1 and len(held) == size:  # one file, rows 0..N-1 in order: the matrix itself
+            features = pieces[0][1]
+        elif pieces:
+            features = RowFeatures([(p[0], p[1]) for p in pieces], size, f"{name} of {key_of(paths[0])}")
         else:
             features = np.zeros((0, dim), np_type)
-        groups = part["group"].to_pylist()
         out[name] = EmbeddedSplit(
             features=features,
-            labels=part["label"].to_numpy(),
-            groups=None if all(g is None for g in groups) else np.asarray(groups),
+            labels=labels,
+            groups=None if all(g is None for g in groups) else groups,
+            rows=held,
         )
     return out
 
 
 def list_cache(cache_dir: str) -> list[dict]:
-    """One dict per cache file (a path or URI): its key, dataset, backbone, view, dtype, rows,
-    dim, size; nothing read beyond the schema and footer."""
+    """One dict per cache file (a path or URI): its key, dataset, backbone, view, dtype, rows
+    (pool rows held and test rows), dim, size; read from the footer and message headers only."""
     entries = []
-    for name in storage.listdir(cache_dir):
+    for name in sorted(storage.listdir(cache_dir)):
         if not name.endswith(".arrow"):
             continue
         path = storage.join(cache_dir, name)
-        fs, inner = storage.filesystem(path)
-        reader = ipc.open_file(fs.open_input_file(inner))
-        meta = {k.decode(): v.decode() for k, v in (reader.schema.metadata or {}).items()}
-        rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        meta, reader = _footer(path)
+        rows = reader.count_rows()
+        part = read_part(path, meta)
         entries.append({
-            "key": name[: -len(".arrow")],
+            "key": key_of(name),
+            "part": "whole" if part.pool_rows is None else name.split(".")[1],
             "dataset": meta.get("dataset"),
             "backbone": meta.get("backbone"),
             "view": int(meta.get("view", "0")),
             "dtype": meta.get("dtype", "float32"),
             "rows": rows,
+            # Pool rows held (None: a whole file written before files recorded their pool size).
+            "pool_rows": len(part.pool_rows) if part.pool_rows is not None else (
+                int(meta["pool_size"]) if "pool_size" in meta else None),
             "dim": reader.schema.field("embedding").type.list_size,
             "mib": round(storage.size(path) / 2**20, 2),
             "extract_s": float(meta.get("extract_s", "nan")),

@@ -28,6 +28,7 @@ from trainables.models.backbones import create_backbone, embedding_dim
 from trainables.training.batches import FeatureBatches, balanced_weights
 from trainables.data.datasets import get_dataset_info, load_dataset
 from trainables.cache.embeddings import load_embeddings
+from trainables.cache.parts import MissingRowsError
 from trainables.training.checkpoints import load_checkpoint, save_checkpoint, settle_meta
 from trainables.training.engine import Fit, predict
 from trainables.errors import ERROR_CHARS, error_line
@@ -76,6 +77,15 @@ def class_balanced_sampler(labels: torch.Tensor, generator: torch.Generator) -> 
                                  generator=generator)
 
 
+def _require_rows(split, rows: np.ndarray, backbone: str, view: int) -> None:
+    missing = np.setdiff1d(rows, split.rows)
+    if len(missing):
+        raise MissingRowsError(
+            f"the embedding cache of {backbone} (view {view}) holds no features of {len(missing)} row(s) this "
+            f"study trains or validates on (first: {missing[:5].tolist()}); run the sweep again to extract them"
+        )
+
+
 def build_frozen(context: TrialContext):
     """Model and batches of a frozen-mode trial (linear, DVME), from the embedding cache only.
 
@@ -84,15 +94,23 @@ def build_frozen(context: TrialContext):
     """
     study = context.study
     files = [context.embedding_files[b] for b in study.backbones]
-    evaluation = [load_embeddings(storage.localize(f[0])) for f in files]
+    evaluation = [load_embeddings(f[0]) for f in files]
     pool, test = [c["pool"] for c in evaluation], [c["test"] for c in evaluation]
-    augmented = [[load_embeddings(storage.localize(path))["pool"].features for path in f[1:]] for f in files]
+    augmented = [[load_embeddings(parts)["pool"] for parts in f[1:]] for f in files]
     n_views = len(augmented[0])
     if any(len(a) != n_views for a in augmented):
         raise ValueError(f"every backbone needs the same number of views: {context.embedding_files}")
-    train_views = [[a[v] for a in augmented] for v in range(n_views)] or [[p.features for p in pool]]
-    labels = pool[0].labels
     train_rows, val_rows = study_split(context)
+    # Every row the study reads must be held (a cache pruned by hand, or files from another
+    # sweep): said here, naming the backbone and view, not mid-epoch. View 0 holds the training
+    # rows too, even when they train on augmented views: their labels are read from it.
+    for b, split in zip(study.backbones, pool):
+        _require_rows(split, np.concatenate([train_rows, val_rows]), b, 0)
+    for b, views in zip(study.backbones, augmented):
+        for v, split in enumerate(views, start=1):
+            _require_rows(split, train_rows, b, v)
+    train_views = [[a[v].features for a in augmented] for v in range(n_views)] or [[p.features for p in pool]]
+    labels = pool[0].labels
     balance = get_dataset_info(study.dataset).oversample
     # Evaluation batches can be large (heads have no batch statistics): a few matrix products
     # score the whole validation fold and test set.

@@ -33,13 +33,14 @@ def test_one_file_per_distinct_split_and_trials_read_it(tmp_path):
     data = {"digits": load_dataset("digits")}
     studies = [_spec(), _spec(mode="finetune"), _spec(backbones=("test_vit",)), _spec(fold=1)]
     written = write_manifests(str(tmp_path), studies, data)
-    assert len({d for d, _ in written.values()}) == 2
-    assert sorted(os.listdir(tmp_path)) == sorted(f"{d}.json" for d in {d for d, _ in written.values()})
-    digest, path = written[studies[0].study_id]
+    assert len({w.digest for w in written.values()}) == 2
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{d}.json" for d in {w.digest for w in written.values()})
+    digest, path, train_rows, val_rows = written[studies[0].study_id]
     with open(path) as f:
         assert manifest_digest(json.load(f)) == digest
     train, val = study_split(bare_context(studies[0], manifest_file=path, manifest_digest=digest))
     assert len(train) == 40 and len(val) == 10
+    assert (train.tolist(), val.tolist()) == (list(train_rows), list(val_rows))
 
 
 def test_grouped_manifests_keep_patients_apart(tmp_path):

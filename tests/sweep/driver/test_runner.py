@@ -170,7 +170,46 @@ def test_a_second_sweep_on_a_shared_cache_extracts_nothing(ray_local, tmp_path):
     assert second.extracted == 0 and {f.name: f.stat().st_mtime_ns for f in cache.iterdir()} == before
     assert not (tmp_path / "two" / "cache").exists()
     (row,) = ResultsStore(str(tmp_path / "two")).read_trials().to_pylist()
-    assert __import__("json").loads(row["embedding_keys"])["test_vit"][0] + ".arrow" in before
+    key = __import__("json").loads(row["embedding_keys"])["test_vit"][0]
+    assert [name.split(".")[0] for name in before] == [key]
+
+
+def test_a_sweep_extracts_the_rows_its_studies_draw_and_a_larger_one_only_those_it_lacks(ray_local, tmp_path):
+    import numpy as np
+
+    from trainables.cache.embeddings import ensure_embeddings, list_cache, load_embeddings
+    from trainables.data.datasets import load_dataset
+    from trainables.data.splits import balanced_subset
+
+    cache = str(tmp_path / "cache")
+    common = {**COMMON, "grid": "grow", "n_trials": 1, "max_epochs": 2}
+    small = [StudySpec(backbones=("test_resnet",), mode="linear", fold=f, **common) for f in (0, 1)]
+    first = run_sweep(small, run_options(results=str(tmp_path / "one"), cache=cache, verbose=0))
+    (part,) = list_cache(cache)
+    # digits: 1,257 pool images, 540 test; the two folds of the 60-image subset use all 60.
+    assert first.extracted == 1 and part["pool_rows"] == 60 and part["rows"] == 60 + 540
+
+    larger = [s.replace(n_train=150, subset="M") for s in small]
+    second = run_sweep(larger, run_options(results=str(tmp_path / "two"), cache=cache, verbose=0))
+    new = [e for e in list_cache(cache) if e["part"] != part["part"]]
+    # Nested subsets: only the 90 images the 150-image subset adds, and no second test set.
+    assert second.extracted == 1 and len(new) == 1 and new[0]["rows"] == new[0]["pool_rows"] == 90
+    assert new[0]["key"] == part["key"]
+    rows = ResultsStore(str(tmp_path / "two")).read_trials().to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+
+    # The parts read as one matrix, row for row what a whole-pool extraction gives.
+    pool = load_dataset("digits").pool
+    drawn = balanced_subset(pool.labels, 150, 0)
+    parted = load_embeddings([part["path"], new[0]["path"]])
+    whole = load_embeddings(ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path / "whole"),
+                                              progress=False))
+    assert parted["pool"].rows.tolist() == drawn.tolist()
+    np.testing.assert_allclose(parted["pool"].features[drawn], whole["pool"].features[drawn], atol=1e-5)
+    np.testing.assert_array_equal(parted["pool"].labels[drawn], pool.labels[drawn])
+    np.testing.assert_allclose(parted["test"].features, whole["test"].features, atol=1e-5)
+    with pytest.raises(ValueError, match=r"holds no features of 1 asked row"):
+        parted["pool"].features[np.setdiff1d(np.arange(len(pool)), drawn)[:1]]
 
 
 def test_augmented_views_are_extracted_once_each_and_shared_with_the_single_view_study(ray_local, tmp_path):
@@ -185,6 +224,12 @@ def test_augmented_views_are_extracted_once_each_and_shared_with_the_single_view
                                   verbose=0))
     cache = tmp_path / "r" / "cache"
     assert len([f for f in cache.iterdir() if f.suffix == ".arrow"]) == 3  # view 0, views 1 and 2
+    from trainables.cache.embeddings import list_cache
+
+    # Fold 0 of 2 over 12 images: 6 train, 6 validate. The augmented views hold the training
+    # rows only, view 0 all 12 (validation reads it) and the 2 test images.
+    held = sorted((e["view"], e["pool_rows"], e["rows"]) for e in list_cache(str(cache)))
+    assert held == [(0, 12, 14), (1, 6, 6), (2, 6, 6)]
     rows = {r["views"]: r for r in ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()}
     keys = {v: __import__("json").loads(rows[v]["embedding_keys"])["test_resnet"] for v in (1, 2)}
     assert len(keys[1]) == 1 and len(keys[2]) == 3 and keys[2][0] == keys[1][0]

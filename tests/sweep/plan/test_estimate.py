@@ -26,9 +26,9 @@ def test_the_cost_model_of_each_part():
     linear = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
     finetune = StudySpec(backbones=("test_resnet",), mode="finetune", **COMMON)
     parts = {p["part"]: p for p in estimate([linear, finetune], _costs())["parts"]}
-    # extraction: (1,257 pool + 540 test) images x 0.01 s
+    # extraction: (the 50 drawn of the 1,257 pool images + 540 test) images x 0.01 s
     assert parts["extraction"]["count"] == 1
-    assert parts["extraction"]["seconds"] == pytest.approx(1797 * 0.01, abs=0.1)
+    assert parts["extraction"]["seconds"] == pytest.approx((50 + 540) * 0.01, abs=0.1)
     # finetune: 2 trials x (10 epochs x (40 x 0.03 + 10 x 0.01) + 5 test scorings x 540 x 0.01)
     assert parts["finetune"]["seconds"] == pytest.approx(2 * (10 * (40 * 0.03 + 10 * 0.01) + 5 * 540 * 0.01), abs=0.1)
     # linear: 2 trials x (10 epochs x 50 rows + 5 x 540) x 0.001
@@ -36,25 +36,42 @@ def test_the_cost_model_of_each_part():
     assert parts["linear"]["count"] == 2 and parts["linear"]["source"] == "calibration"
 
 
-def test_augmented_views_are_their_own_extraction_part():
-    """K views cost K passes over the pool (no test set) beside the evaluation pass; the
-    paper grid's 4 views show as their own part of the estimate."""
+def test_augmented_views_are_their_own_extraction_part_and_only_drawn_rows_are_extracted():
+    """K views cost K passes over the drawn training rows (no test set) beside the evaluation
+    pass; the paper grid's 4 views show as their own part of the estimate. PatchCam's
+    subsets are nested: its 500 and 50,000 image subsets draw 50,000 of the 220,025 images."""
     import dataclasses
 
-    pool = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
-    patch = StudySpec(backbones=("test_resnet",), mode="linear", **{**COMMON, "dataset": "patchcam", "views": 4})
-    est = estimate([pool, patch], {**_costs(), "forward_s": {
+    digits = StudySpec(backbones=("test_resnet",), mode="linear", **COMMON)
+    patch = [StudySpec(backbones=("test_resnet",), mode="linear",
+                       **{**COMMON, "dataset": "patchcam", "views": 4, "n_train": n, "fold": f})
+             for n in (500, 50_000) for f in range(5)]
+    est = estimate([digits, *patch], {**_costs(), "forward_s": {
         arch_key("test_resnet", 32): 0.01, arch_key("test_resnet", 96): 0.02}, "head_s": {"linear:96": 0.001,
         "linear:?": 0.001}})
     parts = {p["part"]: p for p in est["parts"]}
-    # Images per (dataset, backbone, view): view 0 the pool and the test set, augmented views the pool.
+    # Images per (dataset, backbone, view): view 0 the drawn rows and the test set, augmented
+    # views the drawn rows; digits' one fold of 5 leaves its 10 validation images out of them.
     assert [(e["dataset"], e["view"], e["images"]) for e in est["extractions"]] == [
-        ("digits", 0, 1797), ("patchcam", 0, 220_025 + 57_458)] + [("patchcam", v, 220_025) for v in (1, 2, 3, 4)]
+        ("digits", 0, 50 + 540), ("patchcam", 0, 50_000 + 57_458)] + [("patchcam", v, 50_000) for v in (1, 2, 3, 4)]
     assert parts["extraction, augmented views"]["count"] == 4
-    # 4 views x 220,025 published PatchCam training images x 0.02 s
-    assert parts["extraction, augmented views"]["seconds"] == pytest.approx(4 * 220_025 * 0.02, rel=1e-6)
+    # 4 views x 50,000 drawn PatchCam training images x 0.02 s
+    assert parts["extraction, augmented views"]["seconds"] == pytest.approx(4 * 50_000 * 0.02, rel=1e-6)
     assert parts["extraction"]["count"] == 2  # digits and patchcam, evaluation view each
-    assert dataclasses.replace(patch, views=1).study_id != patch.study_id
+    assert dataclasses.replace(patch[0], views=1).study_id != patch[0].study_id
+
+
+def test_drawn_rows_of_a_key():
+    from sweep.plan.estimate import drawn_rows
+
+    def study(n, fold, seed=0):
+        return StudySpec(backbones=("test_resnet",), mode="linear", **{**COMMON, "n_train": n, "fold": fold,
+                                                                        "seed": seed})
+
+    assert drawn_rows([study(50, 0), study(200, 0), study(200, 1)], 0, 1257) == 200
+    assert drawn_rows([study(200, 0)], 1, 1257) == 160  # one fold trains on 4/5 of its subset
+    assert drawn_rows([study(200, 0), study(200, 0, seed=1)], 0, 1257) == 400  # two seeds: two draws
+    assert drawn_rows([study(1000, 0), study(1000, 0, seed=1)], 0, 1257) == 1257  # never past the pool
 
 
 def test_measured_costs_replace_the_calibrated_ones_they_cover():
@@ -65,7 +82,7 @@ def test_measured_costs_replace_the_calibrated_ones_they_cover():
     parts = {p["part"]: p for p in estimate([linear], _costs(), measured_costs(rows, cache))["parts"]}
     assert parts["linear"]["source"] == "measured"
     assert parts["linear"]["seconds"] == pytest.approx(2 * 10 * 50 * (10 / 250), abs=0.1)
-    assert parts["extraction"]["seconds"] == pytest.approx(3.594, abs=0.1)
+    assert parts["extraction"]["seconds"] == pytest.approx(3.594 / 1797 * (50 + 540), abs=0.05)
 
 
 def test_a_costs_file_without_a_needed_architecture_names_it():

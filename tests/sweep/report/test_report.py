@@ -128,10 +128,15 @@ def test_tsne_plot_from_the_embedding_cache(tmp_path):
     from sweep.report.plots import tsne
     from trainables.cache.embeddings import ensure_embeddings, list_cache
 
+    from trainables.cache.embeddings import extract_if_missing
+
     cache = str(tmp_path / "cache")
-    for backbone in ("test_resnet", "test_vit"):
-        ensure_embeddings("digits", None, backbone, None, cache, progress=False)
-    (path,) = tsne(list_cache(cache), str(tmp_path / "plots"), max_points=200)
+    ensure_embeddings("digits", None, "test_resnet", None, cache, progress=False)
+    for rows in ([0, 1, 2], [3, 4]):  # a sweep's parts: the test set in the first one only
+        extract_if_missing("digits", None, "test_vit", None, cache, rows=rows, progress=False)
+    entries = list_cache(cache)
+    assert len(entries) == 3
+    (path,) = tsne(entries, str(tmp_path / "plots"), max_points=200)
     image = matplotlib.image.imread(path)
     assert os.path.basename(path) == "tsne_digits.png" and image.shape[1] > 2 * image.shape[0] * 0.9
 

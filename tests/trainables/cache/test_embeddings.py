@@ -109,6 +109,38 @@ def test_an_augmented_view_does_not_depend_on_batch_size_or_workers(patchcam, tm
     np.testing.assert_array_equal(load_embeddings(a)["pool"].features, load_embeddings(b)["pool"].features)
 
 
+def test_rows_extracted_in_parts_equal_the_whole_pools_and_each_row_is_extracted_once(patchcam, tmp_path):
+    from trainables.cache.embeddings import CacheError, extract_if_missing, list_cache
+
+    whole = {v: load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, str(tmp_path / "w"),
+                                                  view=v, progress=False)) for v in (0, 1)}
+    cache = str(tmp_path / "parts")
+    for view in (0, 1):
+        first, fresh = extract_if_missing("patchcam", patchcam, "test_resnet", None, cache, view=view,
+                                          rows=[7, 2, 3], progress=False)
+        assert fresh and len(first) == 1
+        again, fresh = extract_if_missing("patchcam", patchcam, "test_resnet", None, cache, view=view,
+                                          rows=[3, 2], progress=False)
+        assert not fresh and again == first
+        # 2 is held: only 0 and 9 are extracted, into a second part; rows 7 and 3 are not
+        # asked now, but the first part holds 2.
+        both, fresh = extract_if_missing("patchcam", patchcam, "test_resnet", None, cache, view=view,
+                                         rows=[0, 2, 9], progress=False)
+        assert fresh and both[0] == first[0] and len(both) == 2
+        loaded = load_embeddings(both)
+        assert loaded["pool"].rows.tolist() == [0, 2, 3, 7, 9]
+        # An augmented view seeds each image by its pool row: the same draw whichever rows
+        # were extracted with it.
+        np.testing.assert_allclose(loaded["pool"].features[[9, 0, 7]], whole[view]["pool"].features[[9, 0, 7]],
+                                   atol=1e-5)
+        np.testing.assert_array_equal(loaded["pool"].labels[[0, 9]], whole[view]["pool"].labels[[0, 9]])
+        assert len(loaded["test"].labels) == (3 if view == 0 else 0)
+    parts = {(e["view"], e["pool_rows"], e["rows"]) for e in list_cache(cache)}
+    assert parts == {(0, 3, 3 + 3), (0, 2, 2), (1, 3, 3), (1, 2, 2)}  # the test set (3) once, in view 0
+    with pytest.raises(CacheError, match=r"rows of patchcam: expected pool rows in 0\.\.11, got 0\.\.12"):
+        extract_if_missing("patchcam", patchcam, "test_resnet", None, cache, rows=[0, 12], progress=False)
+
+
 def test_float16_cache_is_half_the_size_and_close_to_float32(cached, tmp_path):
     _, full = cached
     half = ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), dtype="float16")

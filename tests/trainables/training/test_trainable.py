@@ -189,3 +189,29 @@ def test_an_image_that_fails_in_a_decoding_worker_is_named_by_its_own_error(tmp_
     assert error_text(caught.value) == f"ImageDecodeError: {broken}: not a readable image (UnidentifiedImageError: " \
                                        f"cannot identify image file '{broken}')"
     assert error_text(ValueError("plain")) == "ValueError: plain"
+
+
+def test_a_trial_on_the_parts_a_sweep_extracted_trains_as_on_the_whole_pool(files, tmp_path):
+    """The driver extracts only the drawn rows, in parts: the trial reads the same features."""
+    from trainables.cache.embeddings import extract_if_missing
+    from trainables.cache.parts import MissingRowsError
+
+    spec = StudySpec(grid="t", dataset="digits", backbones=("test_resnet",), mode="linear", subset="M", n_train=100,
+                     fold=1, max_epochs=3, batch_size=32)
+    whole = list(trial_epochs(make_run(make_context(spec, str(tmp_path / "a"),
+                                                    embedding_files={"test_resnet": files["test_resnet"]}))))
+    train, val = study_split(make_context(spec, str(tmp_path / "b")))
+    cache = str(tmp_path / "cache")
+    first, _ = extract_if_missing("digits", None, "test_resnet", None, cache, rows=train[:30], progress=False)
+    parts, _ = extract_if_missing("digits", None, "test_resnet", None, cache, rows=np.concatenate([train, val]),
+                                  progress=False)
+    assert len(parts) == 2
+    parted = list(trial_epochs(make_run(make_context(spec, str(tmp_path / "c"),
+                                                     embedding_files={"test_resnet": [parts]}))))
+    assert [round(r["val_loss"], 5) for r in parted] == [round(r["val_loss"], 5) for r in whole]
+    assert parted[-1]["test_score"] == pytest.approx(whole[-1]["test_score"], abs=1e-6)
+
+    # A cache that lacks the study's rows is named before the first epoch.
+    lacking = make_run(make_context(spec, str(tmp_path / "d"), embedding_files={"test_resnet": [first]}))
+    with pytest.raises(MissingRowsError, match=r"test_resnet \(view 0\) holds no features of 70 row\(s\)"):
+        next(trial_epochs(lacking))
