@@ -1,7 +1,13 @@
 """Driver cost per trial as a sweep grows: near-zero-work trials (a linear head on cached
 digits features, 50 images, 2 epochs) at 100, 400 and 1,600 trials, 4 trials a study.
 
-    .venv/bin/python benchmarks/driver_scale.py [--counts 100 400 1600] [--concurrent 4]
+    .venv/bin/python benchmarks/driver_scale.py [--counts 100 400 1600] [--concurrent N]
+
+Trials run as many at once as `sweep run` runs them by default (the CPUs over a trial's
+0.25 CPU: 8 on 2 cores); ``--concurrent N`` is `--max-concurrent N`. Below what the CPUs
+hold, Tune starts a new trial's actor on the free CPUs before the finished trial's actor is
+free to be reused, and swaps it for the reused one a moment later: each such start is a
+process that imports torch (about 7 CPU-seconds here) for nothing, which shows as overhead.
 
 The cache is filled once before the timed runs; each count runs in a fresh results store.
 Prints per count: wall time, per trial and per reported epoch, the trials' own summed time
@@ -32,7 +38,8 @@ def studies(count: int, per_study: int = 4) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--counts", type=int, nargs="+", default=[100, 400, 1600])
-    parser.add_argument("--concurrent", type=int, default=4, help="trials at once (--max-concurrent)")
+    parser.add_argument("--concurrent", type=int, default=None,
+                        help="trials at once (--max-concurrent) [default: as sweep run: CPUs / 0.25]")
     args = parser.parse_args()
     os.environ.setdefault("RAY_ADDRESS", "local")
     import ray
@@ -51,14 +58,15 @@ def main() -> None:
             results = os.path.join(work, f"results-{count}")
             options = RunOptions(store=StoreOptions(results=results, cache=cache),
                                  resources=Resources(max_concurrent=args.concurrent), verbose=0)
+            concurrent = args.concurrent or int(ray.cluster_resources().get("CPU", 1) / 0.25)
             start = time.perf_counter()
             run_sweep(studies(count), options)
             wall = time.perf_counter() - start
             rows = ResultsStore(results).read_trials().to_pylist()
             epochs = sum(r["epochs"] or 0 for r in rows)
             inside = sum(r["wall_s"] or 0 for r in rows)
-            overhead = (wall - inside / args.concurrent) / len(rows)
-            line = (f"{len(rows):>5} trials ({epochs:,} epochs): wall {wall:.1f} s, {wall / len(rows):.3f} s a trial, "
+            overhead = (wall - inside / concurrent) / len(rows)
+            line = (f"{len(rows):>5} trials ({epochs:,} epochs, {concurrent} at once): wall {wall:.1f} s, {wall / len(rows):.3f} s a trial, "
                     f"{wall / max(epochs, 1):.3f} s an epoch; trials' own time {inside:.1f} s; "
                     f"per-trial overhead {overhead:.3f} s")
             print(line, flush=True)
