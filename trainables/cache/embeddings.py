@@ -300,7 +300,11 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     # The parts the asked rows are in (and the test set's, for view 0): a trial maps no other.
     used = [p.path for p in held
             if np.intersect1d(p.pool_rows, wanted, assume_unique=True).size or (view == 0 and p.test)]
-    if not len(missing) and not need_test:
+    # A split with no row to extract is left out: its table would have no embedding width.
+    parts = [(name, split, split_rows) for name, split, split_rows in
+             (("pool", data.pool, missing), ("test", data.test, np.arange(len(data.test)) if need_test else []))
+             if len(split_rows)]
+    if not parts:
         return tuple(used), False
     path = whole_path(cache_dir, key) if target is None else part_path(cache_dir, key, missing, need_test)
     ds_info = get_dataset_info(dataset)
@@ -310,10 +314,6 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     transform = view_transform(ds_info, bb_info, view)
-    # A split with no row to extract is left out: its table would have no embedding width.
-    parts = [(name, split, split_rows) for name, split, split_rows in
-             (("pool", data.pool, missing), ("test", data.test, np.arange(len(data.test)) if need_test else []))
-             if len(split_rows)]
     total = sum(len(r) for _, _, r in parts)
     workers = default_workers() if workers is None else workers
     bar = _progress(total, f"{dataset} x {backbone} view {view}", progress) if progress else None
