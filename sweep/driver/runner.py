@@ -527,7 +527,7 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     from sweep.driver.progress import SweepProgress
     from sweep.driver.recorder import StoreCallback
     from sweep.driver.routing import METRIC, MODE, StudyScheduler, StudySearcher
-    from trainables.training.trainable import run_trial
+    from trainables.training.entry import run_trial
 
     done, pending = plan.done, plan.pending
     max_concurrent = options.resources.max_concurrent or max(1, int(cpus / min(c.cpus for c in contexts)))

@@ -14,13 +14,13 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
-
-from torch import nn
+from typing import TYPE_CHECKING, Callable, Optional
 
 from trainables.errors import UserError
-from trainables.models.heads import DVME, LinearProbe
 from trainables.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class ModeError(UserError):
@@ -65,15 +65,30 @@ def mode_names() -> list[str]:
     return _REGISTRY.names()
 
 
+# The heads import torch and timm when a head is built, not with this registry: every trial's
+# config holds a study, and unpickling it should not import them before the trial runs (an
+# actor Tune starts and then swaps for a reused one would import them for nothing).
+def _linear_head(dims, n_classes, study) -> "nn.Module":
+    from trainables.models.heads import LinearProbe
+
+    return LinearProbe(dims[0], n_classes)
+
+
+def _dvme_head(dims, n_classes, study) -> "nn.Module":
+    from trainables.models.heads import DVME
+
+    return DVME(dims, n_classes, proj_dim=study.proj_dim, attention=study.attention,
+                attention_form=study.attention_form)
+
+
 register_mode(ModeInfo(
     name="linear", frozen=True, min_backbones=1, max_backbones=1, run_order=2,
-    head=lambda dims, n_classes, study: LinearProbe(dims[0], n_classes),
+    head=_linear_head,
     description="a linear layer on one frozen backbone's embedding (Table 2)",
 ))
 register_mode(ModeInfo(
     name="dvme", frozen=True, min_backbones=2, max_backbones=None, run_order=1,
-    head=lambda dims, n_classes, study: DVME(dims, n_classes, proj_dim=study.proj_dim, attention=study.attention,
-                                            attention_form=study.attention_form),
+    head=_dvme_head,
     description="the paper's Dynamic Visual Meta-Embedding over 2 or more frozen backbones (Table 4)",
 ))
 register_mode(ModeInfo(
