@@ -17,7 +17,6 @@ def test_unpickling_a_trial_config_and_the_trainable_imports_no_heavy_library():
     blob = pickle.dumps(trial_config(bare_context(study), 1e-3, None))
     probe = ("import pickle, sys; from trainables.training.entry import run_trial; "
              "config = pickle.loads(sys.stdin.buffer.read()); "
-             ""
              "print(sorted(m for m in ('torch', 'timm', 'sklearn', 'scipy', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], input=blob, capture_output=True, check=True).stdout.decode()
     assert out.strip() == "[]", out
