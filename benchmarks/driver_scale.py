@@ -6,8 +6,9 @@ digits features, 50 images, 2 epochs) at 100, 400 and 1,600 trials, 4 trials a s
 Trials run as many at once as `sweep run` runs them by default (the CPUs over a trial's
 0.25 CPU: 8 on 2 cores); ``--concurrent N`` is `--max-concurrent N`. Below what the CPUs
 hold, Tune starts a new trial's actor on the free CPUs before the finished trial's actor is
-free to be reused, and swaps it for the reused one a moment later: each such start is a
-process that imports torch (about 7 CPU-seconds here) for nothing, which shows as overhead.
+free to be reused, and swaps it for the reused one a moment later: cheap since an actor
+imports the trial's code (torch, about 7 CPU-seconds here) only when its trial first runs
+(trainables/training/entry.py).
 
 The cache is filled once before the timed runs; each count runs in a fresh results store.
 Prints per count: wall time, per trial and per reported epoch, the trials' own summed time

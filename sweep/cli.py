@@ -145,7 +145,7 @@ _input_options = _option_group(
 _resource_options = _option_group(
     click.option("--gpus-per-trial", multiple=True, metavar="MODE=FRACTION", help="GPU fraction a trial takes, by MODE or MODE:BACKBONE, e.g. linear=0.1, finetune:dino=1, linear=0 for CPU-only heads (repeatable; overrides the grid's). Ignored without GPUs."),
     click.option("--cpus-per-trial", multiple=True, metavar="MODE=CPUS", help="CPUs a trial takes, by MODE or MODE:BACKBONE, e.g. finetune=4 (repeatable)."),
-    click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share]. Below what the CPUs hold, each trial may start a process of its own (Tune starts a new trial's actor on the free CPUs before the last trial's is free to reuse): slower for short trials."),
+    click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share]."),
     click.option("--extract-cpus", type=click.IntRange(min=1), help="CPUs of one embedding-extraction task; all but one decode images [default: 4 beside a GPU, else 1]."),
     click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts."),
 )
