@@ -131,11 +131,6 @@ def files_index_dir(cache_dir: str) -> str:
     return storage.join(cache_dir, "files")
 
 
-def cache_path(cache_dir: str, key: str) -> str:
-    """The whole-pool file of a key."""
-    return whole_path(cache_dir, key)
-
-
 def cached_parts(cache_dir: str, key: str) -> list[Part]:
     """The files of ``key`` in the cache (its whole file alone when there is one), each with
     the rows it holds, read from the footers."""
@@ -235,7 +230,7 @@ def embed_images(model, info, dataset: Dataset, device, batch_size: int = EXTRAC
 
 
 def _split_table(name: str, split: ImageSet, rows: np.ndarray, features: np.ndarray, dtype: str) -> pa.Table:
-    dim = features.shape[1] if len(rows) else 0
+    dim = features.shape[1]
     np_type, pa_type = DTYPES[dtype]
     flat = pa.array(features.astype(np_type).reshape(-1), type=pa_type)
     groups = None if split.groups is None else [str(split.groups[r]) for r in rows]
@@ -287,16 +282,14 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     held = cached_parts(cache_dir, key)
     if held and held[0].pool_rows is None:  # a whole file
         return (held[0].path,), False
-    if rows is None:
-        wanted, target = np.arange(n_pool), None
-    else:
-        wanted = np.unique(np.asarray(rows, np.int64))
-        if len(wanted) and (wanted[0] < 0 or wanted[-1] >= n_pool):
-            raise CacheError(f"rows of {dataset}: expected pool rows in 0..{n_pool - 1}, got {wanted[0]}..{wanted[-1]}")
-        target = "part"
+    whole = rows is None
+    wanted = np.arange(n_pool) if whole else np.unique(np.asarray(rows, np.int64))
+    if len(wanted) and (wanted[0] < 0 or wanted[-1] >= n_pool):
+        raise CacheError(f"rows of {dataset}: expected pool rows in 0..{n_pool - 1}, got {wanted[0]}..{wanted[-1]}")
     have = np.unique(np.concatenate([p.pool_rows for p in held])) if held else np.zeros(0, np.int64)
-    missing = np.setdiff1d(wanted, have, assume_unique=True) if target else wanted
-    need_test = view == 0 and not any(p.test for p in held) if target else view == 0
+    # The whole pool goes into one file of its own; rows into a part beside the parts held.
+    missing = wanted if whole else np.setdiff1d(wanted, have, assume_unique=True)
+    need_test = view == 0 and (whole or not any(p.test for p in held))
     # The parts the asked rows are in (and the test set's, for view 0): a trial maps no other.
     used = [p.path for p in held
             if np.intersect1d(p.pool_rows, wanted, assume_unique=True).size or (view == 0 and p.test)]
@@ -306,7 +299,7 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
              if len(split_rows)]
     if not parts:
         return tuple(used), False
-    path = whole_path(cache_dir, key) if target is None else part_path(cache_dir, key, missing, need_test)
+    path = whole_path(cache_dir, key) if whole else part_path(cache_dir, key, missing, need_test)
     ds_info = get_dataset_info(dataset)
     model, bb_info = create_backbone(backbone, img_size=ds_info.image_size, weights_path=weights_path, seed=seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -333,13 +326,13 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
         "device": f"{device.type} {precision}",
     }
     metadata.update(pool_size=str(n_pool), test="1" if need_test else "0")
-    if target is not None:
+    if not whole:
         metadata["pool_rows"] = encode_rows(missing, n_pool)
     _write_cache_file(pa.concat_tables(tables).replace_schema_metadata(metadata), cache_dir, path)
     print(f"extracted {dataset} x {backbone} view {view}: {total:,} images in {elapsed:.1f} s "
           f"({total / max(elapsed, 1e-9):,.0f} img/s, {device.type} {precision}, {workers} decode workers)",
           file=sys.stderr, flush=True)
-    return (tuple(used) if target is not None else ()) + (path,), True
+    return (() if whole else tuple(used)) + (path,), True
 
 
 def _write_cache_file(table: pa.Table, cache_dir: str, path: str) -> None:
