@@ -149,7 +149,12 @@ def _footer(path: str):
     """(schema metadata as str -> str, the reader) of a cache file, reading its footer only."""
     fs, inner = storage.filesystem(path)
     reader = ipc.open_file(fs.open_input_file(inner))
-    return {k.decode(): v.decode() for k, v in (reader.schema.metadata or {}).items()}, reader
+    return _metadata(reader.schema), reader
+
+
+def _metadata(schema: pa.Schema) -> dict:
+    """A cache file's schema metadata as str -> str (what it holds: parts.read_part)."""
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
 
 
 class _ViewImages(Dataset):
@@ -367,7 +372,7 @@ def _read_file(path: str) -> tuple[dict, int, type, dict]:
     features zero-copy."""
     # No context manager: the arrays below keep the mapping alive after this returns.
     table = ipc.open_file(pa.memory_map(path, "r")).read_all()
-    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    metadata = _metadata(table.schema)
     field = table.schema.field("embedding").type
     dim = field.list_size
     # Written pool first, then test: each split is one contiguous slice, so no copy is made.
