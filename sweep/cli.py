@@ -17,6 +17,10 @@ from sweep.spec import EMBEDDING_DTYPES, MODES
 from sweep.store.store import ResultsStore
 from trainables.errors import UserError
 
+# trainables/cache/device_decode.py's DECODE_CHOICES, spelled here: importing it loads torch,
+# which every `sweep` command would then wait for (a test keeps the two equal).
+DECODE_CHOICES = ("auto", "workers", "device")
+
 # Input that cannot be used (a file, field or value, named): one line, exit 1. Anything else
 # is a bug and keeps its traceback.
 USER_ERRORS = (UserError,)
@@ -147,6 +151,7 @@ _resource_options = _option_group(
     click.option("--cpus-per-trial", multiple=True, metavar="MODE=CPUS", help="CPUs a trial takes, by MODE or MODE:BACKBONE, e.g. finetune=4 (repeatable)."),
     click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share]."),
     click.option("--extract-cpus", type=click.IntRange(min=1), help="CPUs of one embedding-extraction task; all but one decode images [default: 4 beside a GPU, else 1]."),
+    click.option("--decode", type=click.Choice(DECODE_CHOICES), default="auto", show_default=True, help="Where extraction decodes JPEG files: device (nvJPEG on the GPU, resized there; workers only read them), workers (CPU DataLoader workers, Pillow), auto (device on a GPU, else workers). Other formats are always decoded by the workers."),
     click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts."),
 )
 _policy_options = _option_group(
@@ -165,7 +170,8 @@ def _run_options(given: dict, verbose: int):
         resources=Resources(
             gpus_per_trial=_modes(_pairs(given["gpus_per_trial"], "--gpus-per-trial", float), "--gpus-per-trial"),
             cpus_per_trial=_modes(_pairs(given["cpus_per_trial"], "--cpus-per-trial", float), "--cpus-per-trial"),
-            max_concurrent=given["max_concurrent"], extract_cpus=given["extract_cpus"], address=given["address"]),
+            max_concurrent=given["max_concurrent"], extract_cpus=given["extract_cpus"], decode=given["decode"],
+            address=given["address"]),
         store=StoreOptions(results=given["results"], cache=given["cache"], resume=given["resume"],
                            allow_other_grid=given["allow_other_grid"], mlflow=given["mlflow"]),
         policy=TrialPolicy(max_failures=given["max_failures"], checkpoint_every_s=given["checkpoint_every"]),
@@ -587,8 +593,9 @@ def cache_rm(cache_path, results, dataset, backbone, everything):
 @click.option("--dtype", "dtype", type=click.Choice(EMBEDDING_DTYPES), default="float32", show_default=True, help="Stored dtype.")
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers decoding images [default: CPUs - 1, at most 8].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--decode", type=click.Choice(DECODE_CHOICES), default="auto", show_default=True, help="Where JPEG files are decoded: device (nvJPEG on the GPU), workers (Pillow), auto (device on a GPU).")
 @_cache_options
-def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, cache_path, results):
+def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, decode, cache_path, results):
     """Precompute embeddings into the cache (a sweep then extracts nothing).
 
     \b
@@ -608,7 +615,7 @@ def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, 
     for backbone in backbones:
         for view in cached_views(views):
             path = ensure_embeddings(dataset, root, backbone, resolve_weights(backbone, given), cache_dir, view=view,
-                                     dtype=dtype, workers=workers, batch_size=batch_size)
+                                     dtype=dtype, workers=workers, batch_size=batch_size, decode=decode)
             click.echo(f"{dataset} x {backbone} view {view}: {path}")
 
 

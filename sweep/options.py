@@ -29,6 +29,7 @@ class Resources:
     cpus_per_trial: dict = field(default_factory=dict)  # --cpus-per-trial MODE[:BACKBONE]=N
     max_concurrent: Optional[int] = None  # --max-concurrent
     extract_cpus: Optional[int] = None  # --extract-cpus
+    decode: str = "auto"  # --decode: where JPEG files are decoded during extraction
     address: Optional[str] = None  # --address
 
 

@@ -225,7 +225,7 @@ def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: b
         task.remote(
             d, options.inputs.data_roots.get(d), b, options.inputs.weights.get(b), cache_dir,
             holdout=options.inputs.holdout, skip=skips.get(d), view=v, dtype=t, progress=reporter(names[(d, b, v, t)]),
-            fingerprint=fingerprints[d], rows=rows,
+            fingerprint=fingerprints[d], rows=rows, decode=options.resources.decode,
         ): (d, b, v, t)
         for (d, b, v, t), rows in sorted(requests.items())
     }

@@ -23,8 +23,10 @@ on which sweep extracted it.
 Location: a folder path or a URI (``s3://...``): files are written locally and uploaded;
 trials on another node read a node-local copy (``storage.localize``), memory-mapped.
 
-Extraction: batched, in eval mode, images decoded by DataLoader workers, on a GPU with bf16
-autocast and channels_last, on a CPU in fp32 (bf16 autocast is about 10x slower on CPUs).
+Extraction: batched, in eval mode, on a GPU with bf16 autocast and channels_last, on a CPU in
+fp32 (bf16 autocast is about 10x slower on CPUs). Images are decoded and transformed by
+DataLoader workers; on a GPU, JPEG files are decoded (nvJPEG) and transformed on the GPU, the
+workers only reading them (trainables/cache/device_decode.py).
 A progress bar shows images/s, and the file's metadata keeps the rate and the device.
 
 File columns: ``split`` ("pool" or "test"), ``row`` (index within the split's whole set), ``label``
@@ -64,6 +66,8 @@ from trainables.models.backbones import create_backbone, embed, resolve_info, we
 from trainables.data.datasets import ImageSet, get_dataset_info, load_dataset
 from trainables.data.filedigests import content_fingerprint
 from trainables.data.transforms import build_transform, describe
+from trainables.cache.device_decode import (DeviceBatch, EncodedView, collate, decodes_on_device,
+                                            decoder_missing, describe_decode, resolve_decode)
 from trainables.cache.parts import (Part, RowFeatures, encode_rows, key_of, part_path, read_part,
                                     whole_path)
 
@@ -169,11 +173,15 @@ class _ViewImages(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         row = int(self.rows[i])
+        return self.apply(row, self.images[row])
+
+    def apply(self, row: int, image: torch.Tensor) -> torch.Tensor:
+        """The view's transform of the image at ``row``."""
         if self.view_seed is not None:
             # transforms v2 draw from torch's global generator: seeding it per image makes the
             # view independent of batch size, worker count, order and of the rows extracted with it.
             torch.manual_seed(self.view_seed + row)
-        return self.transform(self.images[row])
+        return self.transform(image)
 
 
 class _Reported:
@@ -217,20 +225,35 @@ def default_workers() -> int:
 
 @torch.no_grad()
 def embed_images(model, info, dataset: Dataset, device, batch_size: int = EXTRACT_BATCH, workers: int = 0,
-                 bar=None) -> np.ndarray:
-    """(N, D) float32 features of a dataset of transformed images, in order."""
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                 bar=None, decode: str = "workers") -> np.ndarray:
+    """(N, D) float32 features of a dataset of transformed images, in order. ``decode="device"``
+    with a view of image files (a ``_ViewImages``): JPEGs decoded and transformed on ``device``
+    (trainables/cache/device_decode.py), the workers only reading them."""
+    if decodes_on_device(decode, getattr(dataset, "images", None)):
+        source, collate_fn = EncodedView(dataset), collate
+        prepare = DeviceBatch(dataset.transform, dataset.view_seed, device)
+    else:
+        source, collate_fn = dataset, None
+        prepare = lambda batch: batch.to(device, non_blocking=True)  # noqa: E731
+    loader = DataLoader(source, batch_size=batch_size, num_workers=workers, collate_fn=collate_fn,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     on_gpu = device.type == "cuda"
-    out = []
+    out, previous = [], None
     for batch in loader:
-        batch = batch.to(device, non_blocking=True)
+        batch = prepare(batch)
         if on_gpu:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-            out.append(embed(model, info, batch).float().cpu().numpy())
+            features = embed(model, info, batch).float()
+        # The previous batch's features come back only now: the copy waits on the GPU while this
+        # batch is already queued on it, so the device is not idle while the next one is read.
+        if previous is not None:
+            out.append(previous.cpu().numpy())
+        previous = features
         if bar is not None:
             bar.update(len(batch))
+    if previous is not None:
+        out.append(previous.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -263,7 +286,7 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
                        view: int = 0, dtype: str = "float32", workers: Optional[int] = None,
                        batch_size: int = EXTRACT_BATCH, progress: Union[bool, Callable[[int, int, float], None]] = True,
                        fingerprint: Optional[str] = None,
-                       rows: Optional[Sequence[int]] = None) -> tuple[tuple[str, ...], bool]:
+                       rows: Optional[Sequence[int]] = None, decode: str = "auto") -> tuple[tuple[str, ...], bool]:
     """Extract what the cache lacks: (the files that hold the asked rows, whether this call
     extracted any).
 
@@ -276,7 +299,12 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     ``fingerprint``: the data's content fingerprint, as the driver computed it for the whole
     sweep (trainables/data/filedigests.py); without it, computed here (reading only the files
     whose stat the cache's file index does not hold).
+
+    ``decode``: ``auto`` (JPEG files decoded on the GPU when there is one), ``workers`` or
+    ``device`` (trainables/cache/device_decode.py).
     """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    decode = resolve_decode(decode, device)
     data = load_dataset(dataset, data_root, holdout=holdout, skip=skip)
     if fingerprint is None:
         data = content_fingerprint(data, files_index_dir(cache_dir), check=False)[0]
@@ -307,7 +335,6 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     path = whole_path(cache_dir, key) if whole else part_path(cache_dir, key, missing, need_test)
     ds_info = get_dataset_info(dataset)
     model, bb_info = create_backbone(backbone, img_size=ds_info.image_size, weights_path=weights_path, seed=seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.eval().to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -316,9 +343,13 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     workers = default_workers() if workers is None else workers
     bar = _progress(total, f"{dataset} x {backbone} view {view}", progress) if progress else None
     started = time.perf_counter()
-    tables = _embed_parts(parts, model, bb_info, transform, device, seed, view, dtype, batch_size, workers, bar)
+    tables = _embed_parts(parts, model, bb_info, transform, device, seed, view, dtype, batch_size, workers, bar,
+                          decode)
     elapsed = time.perf_counter() - started
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
+    decoded_by = describe_decode(decode, device, data.pool.images)
+    if decoder_missing(decode):
+        print(f"JPEG files decoded by the workers: {decoder_missing(decode)}", file=sys.stderr, flush=True)
     metadata = {
         "dataset": dataset,
         "backbone": backbone,
@@ -329,13 +360,14 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
         "extract_s": f"{elapsed:.3f}",
         "images_per_s": f"{total / max(elapsed, 1e-9):.1f}",
         "device": f"{device.type} {precision}",
+        "decode": decoded_by,
     }
     metadata.update(pool_size=str(n_pool), test="1" if need_test else "0")
     if not whole:
         metadata["pool_rows"] = encode_rows(missing, n_pool)
     _write_cache_file(pa.concat_tables(tables).replace_schema_metadata(metadata), cache_dir, path)
     print(f"extracted {dataset} x {backbone} view {view}: {total:,} images in {elapsed:.1f} s "
-          f"({total / max(elapsed, 1e-9):,.0f} img/s, {device.type} {precision}, {workers} decode workers)",
+          f"({total / max(elapsed, 1e-9):,.0f} img/s, {device.type} {precision}, {workers} workers, decoded by {decoded_by})",
           file=sys.stderr, flush=True)
     return (() if whole else tuple(used)) + (path,), True
 
@@ -351,7 +383,7 @@ def _write_cache_file(table: pa.Table, cache_dir: str, path: str) -> None:
 
 
 def _embed_parts(parts, model, bb_info, transform, device, seed: int, view: int, dtype: str, batch_size: int,
-                 workers: int, bar) -> list[pa.Table]:
+                 workers: int, bar, decode: str) -> list[pa.Table]:
     """One table per (split name, split, rows) of the view's embeddings, in row order."""
     tables = []
     try:
@@ -359,7 +391,7 @@ def _embed_parts(parts, model, bb_info, transform, device, seed: int, view: int,
             rows = np.asarray(rows, np.int64)
             view_seed = None if view == 0 else (seed * 1_000_003 + view) * 10_000_019
             features = embed_images(model, bb_info, _ViewImages(split.images, rows, transform, view_seed), device,
-                                    batch_size, workers, bar)
+                                    batch_size, workers, bar, decode)
             tables.append(_split_table(name, split, rows, features, dtype))
     finally:
         if bar is not None:

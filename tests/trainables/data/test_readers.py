@@ -31,8 +31,37 @@ def test_pneumonia_pool_is_train_only_with_patients_and_no_debris(tmp_path):
     assert len(data.pool) == 9 and np.bincount(data.pool.labels).tolist() == [4, 5]  # no val, no duplicates
     assert len(data.test) == 3 and (data.test.labels >= 0).all()
     assert not any("__MACOSX" in p or "chest_xray/chest_xray" in p for p in data.pool.images.paths)
-    assert data.pool.images[0].shape[0] == 3  # greyscale -> 3 channels
+    assert data.pool.images[0].shape[0] == 1  # greyscale stays one channel until the transform
     assert sorted(set(data.pool.groups)) == ["im-0115", "im-0117", "normal2-im-0115", "person1", "person3", "person59", "person7"]
+
+
+@pytest.mark.parametrize("dataset", ["pneumonia", "nih", "aptos", "patchcam"])
+@pytest.mark.parametrize("train", [False, True])
+def test_a_greyscale_image_transforms_to_the_values_of_its_three_channel_copy(tmp_path, dataset, train):
+    """Greyscale files decode to one channel and the pipeline makes them RGB after resizing,
+    cropping and rotating: the very floats the RGB conversion before them gave (and the cache
+    key's transform text is unchanged, so caches written before serve still)."""
+    import torch
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from trainables.data.datasets import get_dataset_info
+    from trainables.data.images import decode_file
+    from trainables.data.transforms import build_transform, describe
+    from trainables.models.backbones import get_backbone_info
+
+    path = str(tmp_path / "x.jpeg")
+    layouts.image(path, size=(300, 260), mode="L")
+    grey = decode_file(path)
+    with Image.open(path) as img:
+        rgb = torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
+    transform = build_transform(get_dataset_info(dataset), get_backbone_info("random"), train)
+    before = v2.Compose([t for t in transform.transforms if not isinstance(t, v2.RGB)])  # the pipeline before RGB()
+    torch.manual_seed(3)
+    out = transform(grey)
+    torch.manual_seed(3)
+    assert grey.shape[0] == 1 and out.shape[0] == 3 and torch.equal(out, before(rgb))
+    assert describe(transform) == describe(before)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,181 @@
+"""JPEG files decoded and transformed on the extraction device, so that CPU workers only read them.
+
+Why: beside a GPU an extraction task has 4 CPUs (3 decoding workers). A worker spends about 6 ms
+decoding and resizing one 1400 x 1100 greyscale X-ray JPEG (the pneumonia set), so three feed
+about 500 images/s to a GPU that embeds 5,000 a second with a ResNet-50: the loop waits on the
+CPUs (``benchmarks/gpu_extract.py`` and ``device_check.py`` measure both rates and name the
+bottleneck). nvJPEG decodes a batch of JPEGs on the GPU itself.
+
+``decode="device"``: workers read a JPEG file's bytes and nothing else; the batch is decoded in
+one call by TorchCodec's ``decode_jpeg`` on the extraction device (nvJPEG on a GPU, libjpeg-turbo
+on a CPU) and the view's transform (resize, crop, augmentation, normalisation) runs there too.
+Every other image (PNG, TIFF, HDF5 rows, arrays in memory: no GPU decoder is at hand for them,
+and their decoded pixels, up to 20 MB an APTOS photograph, would crowd host memory in flight) is
+decoded and transformed by the workers as in ``decode="workers"``, today's path. A JPEG the
+device decoder rejects (CMYK, arithmetic coding) is decoded by Pillow instead, on its own.
+Without TorchCodec (not installed, or built for another torch) every image takes the workers'
+path.
+
+``decode="auto"`` (the default): ``device`` on a GPU, ``workers`` on a CPU.
+
+The features differ from the workers' path within decoder rounding (nvJPEG's IDCT and chroma
+upsampling are not libjpeg-turbo's; a GPU resize is not a CPU one to the last bit): the cache
+key does not change with the decoder, as it does not with bf16 autocast, and the file's
+metadata records which decoded it (``decode``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from typing import Callable, Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from trainables.data.images import FileImages, decode_bytes
+from trainables.errors import UserError
+
+DECODE_CHOICES = ("auto", "workers", "device")
+JPEG_MAGIC = b"\xff\xd8\xff"  # SOI marker and the first marker's 0xFF: every JPEG file starts so
+
+
+class DecodeChoiceError(UserError):
+    """A decode choice that is not one of DECODE_CHOICES."""
+
+
+@functools.lru_cache(maxsize=None)
+def jpeg_decoder() -> tuple[Optional[Callable], str]:
+    """(TorchCodec's ``decode_jpeg`` or None, why not). Loaded once per process, on first use:
+    its native ops load with it, and a build for another torch fails here, not at import."""
+    try:
+        from torchcodec.decoders import decode_jpeg
+    except Exception as exc:  # ImportError, or OSError/RuntimeError from its native library
+        return None, f"TorchCodec not loaded ({type(exc).__name__}: {exc})"
+    return decode_jpeg, ""
+
+
+def decoder_missing(decode: str) -> Optional[str]:
+    """Why ``device`` decoding falls back to the workers (TorchCodec did not load), else None."""
+    decoder, why = jpeg_decoder()
+    return why if decode == "device" and decoder is None else None
+
+
+def resolve_decode(decode: str, device: torch.device) -> str:
+    """``auto`` -> ``device`` on a GPU, ``workers`` elsewhere; the others as given."""
+    if decode not in DECODE_CHOICES:
+        raise DecodeChoiceError(f"decode {decode!r}: expected one of {', '.join(DECODE_CHOICES)}")
+    if decode == "auto":
+        return "device" if device.type == "cuda" else "workers"
+    return decode
+
+
+def describe_decode(decode: str, device: torch.device, images) -> str:
+    """What decoded ``images``, for the cache file's metadata and the extraction's line."""
+    if not decodes_on_device(decode, images):
+        return "workers (Pillow)"
+    library = "nvJPEG" if device.type == "cuda" else "libjpeg-turbo"
+    return f"device: JPEG by {library} (TorchCodec), other formats by Pillow in workers"
+
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == JPEG_MAGIC
+
+
+def decodes_on_device(decode: str, images) -> bool:
+    """Whether a view of ``images`` takes the device path: ``decode`` resolved to ``device``,
+    TorchCodec loaded, and images that are files (arrays in memory have nothing to decode)."""
+    return decode == "device" and isinstance(images, FileImages) and jpeg_decoder()[0] is not None
+
+
+class EncodedView(Dataset):
+    """The workers' side of ``decode="device"``: item ``i`` is ``(row, tensor, path)``, the tensor
+    a JPEG file's bytes (uint8, 1-D; ``path`` names the file) or, for any other file, the image
+    decoded and transformed as ``view`` (a ``_ViewImages`` over ``FileImages``) does it (``path``
+    None). Each file is read once."""
+
+    def __init__(self, view):
+        self.view = view
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def __getitem__(self, i: int):
+        row = int(self.view.rows[i])
+        path = self.view.images.paths[row]
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return row, self.view[i], None  # the workers' path names the missing file
+        if is_jpeg(data):
+            return row, torch.frombuffer(bytearray(data), dtype=torch.uint8), path
+        return row, self.view.apply(row, decode_bytes(data, path)), None
+
+
+def collate(items: list) -> list:
+    """A batch as the list of its items: JPEG bytes differ in length, nothing to stack."""
+    return items
+
+
+class DeviceBatch:
+    """The device's side: a batch of ``EncodedView`` items -> (B, 3, H, W) float32 on ``device``,
+    in item order. JPEGs are decoded in one call and transformed here; an augmented view seeds
+    each image's draw by its row exactly as the workers do (``view_seed + row``), so the same
+    crop, flip and angle are drawn on either path."""
+
+    def __init__(self, transform, view_seed: Optional[int], device: torch.device):
+        self.transform, self.view_seed, self.device = transform, view_seed, device
+        self.decode_jpeg = jpeg_decoder()[0]
+
+    def __call__(self, items: list) -> torch.Tensor:
+        out: list = [None] * len(items)
+        jpegs = [i for i, (_, _, path) in enumerate(items) if path is not None]
+        for i, (_, tensor, path) in enumerate(items):
+            if path is None:
+                out[i] = tensor.to(self.device, non_blocking=True)
+        decoded = self._decode([items[i] for i in jpegs])
+        rows = [items[i][0] for i in jpegs]
+        for i, image in zip(jpegs, self._transform(decoded, rows)):
+            out[i] = image
+        return torch.stack(out)
+
+    def _decode(self, items: list) -> list[torch.Tensor]:
+        """uint8 (1 or 3, H, W) images on the device, one per JPEG item; the batch in one call,
+        an image the decoder rejects by Pillow (named error if Pillow cannot either)."""
+        if not items:
+            return []
+        try:
+            images = self.decode_jpeg([t for _, t, _ in items], mode="UNCHANGED", device=self.device)
+        except (RuntimeError, ValueError):  # one bad image fails the whole batch: one by one
+            images = [self._one(t, path) for _, t, path in items]
+        # A channel count other than grey or RGB (CMYK): Pillow converts it as the workers do.
+        return [image if image.shape[0] in (1, 3) else self._pillow(t, path)
+                for image, (_, t, path) in zip(images, items)]
+
+    def _one(self, data: torch.Tensor, path: str) -> torch.Tensor:
+        try:
+            return self.decode_jpeg(data, mode="UNCHANGED", device=self.device)
+        except (RuntimeError, ValueError):  # truncated, arithmetic-coded, lossless: Pillow's to judge
+            return self._pillow(data, path)
+
+    def _pillow(self, data: torch.Tensor, path: str) -> torch.Tensor:
+        return decode_bytes(data.numpy().tobytes(), path).to(self.device)
+
+    def _transform(self, images: list[torch.Tensor], rows: list[int]) -> list[torch.Tensor]:
+        if self.view_seed is None:
+            # The evaluation transform draws nothing: images of one size go through it together.
+            by_shape: dict = defaultdict(list)
+            for i, image in enumerate(images):
+                by_shape[tuple(image.shape)].append(i)
+            out: list = [None] * len(images)
+            for members in by_shape.values():
+                done = self.transform(torch.stack([images[i] for i in members]))
+                for j, i in enumerate(members):
+                    out[i] = done[j]
+            return out
+        out = []
+        for image, row in zip(images, rows):
+            torch.manual_seed(self.view_seed + row)  # transforms v2 draw on torch's CPU generator
+            out.append(self.transform(image))
+        return out
