@@ -14,9 +14,12 @@ its own share of the time and records its own error; a failed step never stops t
                  outcome (passed, failed, skipped) and message. On a CPU they skip.
 ``extraction``   images/s of the embedding forward alone (uint8 batches already on the device;
                  ResNet-50 and ViT-S/8 at 224 px and at PatchCam's 96 px), and of the cache's
-                 whole extraction loop with JPEG decoding in DataLoader workers at 224 px; the
-                 bottleneck named: ``decode`` when decoding holds the loop below 80% of the
-                 forward rate, else ``forward``.
+                 whole extraction loop on 2,048 greyscale 1400 x 1100 JPEGs (pneumonia X-rays'
+                 format and size) resized to 224, with 3 workers as ``sweep run`` gives an
+                 extraction task beside a GPU: decoded by the workers (Pillow) and on the device
+                 (nvJPEG), each path's bottleneck named (``decode`` when it holds the loop below
+                 80% of the forward rate, else ``forward``); what the workers deliver alone; a
+                 worker's CPU milliseconds per image (one channel kept, against RGB first).
 ``packed_sweep`` a frozen sweep of the paper's shape: the five backbones (the paper's
                  architectures, random weights saved in the published files' layouts, so the
                  weight loading runs too), linear heads and the paper's listing-form DVME
@@ -89,18 +92,18 @@ def extraction(work: str, smoke: bool) -> dict:
             rates = {b: gpu_extract.forward_rate(backbone, b, device, seconds, size) for b in batches}
             forward[f"{arch}@{size}"] = {"images_per_s": round(max(rates.values()), 1),
                                          "by_batch": {str(b): round(r, 1) for b, r in rates.items()}}
-    root = os.path.join(work, "jpegs")
-    per_class, n_test = (4, 1) if smoke else (2048, 64)
-    gpu_extract.write_images(root, per_class, n_test, size=320)
+    # Decoding at the paper's image sizes: greyscale X-ray JPEGs (the pneumonia set's format).
+    root = os.path.join(work, "xrays")
+    per_class, n_test = (4, 1) if smoke else (1024, 32)
+    size = (gpu_extract.XRAY[0] // 4, gpu_extract.XRAY[1] // 4) if smoke else gpu_extract.XRAY
+    gpu_extract.write_images(root, per_class, n_test, size=size, grey=True)
     data = load_dataset("folder", root)
-    decode = {}
-    for backbone, arch in (("random", "resnet50"), ("dino", "vit_small_patch8")):
-        rate = gpu_extract.decode_rate(backbone, data, device)
-        ratio = rate / forward[f"{arch}@224"]["images_per_s"]
-        decode[f"{arch}@224"] = {"images_per_s": round(rate, 1), "share_of_forward": round(ratio, 3),
-                                 "bottleneck": "decode" if ratio < 0.8 else "forward"}
+    workers = 1 if smoke else gpu_extract.EXTRACT_WORKERS
+    at_224 = {"random": forward["resnet50@224"]["images_per_s"], "dino": forward["vit_small_patch8@224"]["images_per_s"]}
+    decode = gpu_extract.decode_figures(data, device, at_224, workers)
+    decode["image_size"] = f"{size[0]}x{size[1]} greyscale JPEG"
     return {"device": str(device), "forward_only": forward, "decode_included": decode,
-            "decode_images": len(data.pool)}
+            "worker_ms_per_image": gpu_extract.worker_cost_ms(work, 4 if smoke else 20)}
 
 
 def published_weight_files(folder: str) -> dict:

@@ -1,5 +1,5 @@
 """Embedding extraction on a GPU, and a packed fractional-GPU linear sweep: every figure of
-issue 5 in one short run (about 5 minutes on one H100).
+issue 5 and of issue 17's decoding part in one short run (about 5 minutes on one H100).
 
     .venv/bin/python benchmarks/gpu_extract.py              # on a GPU machine
     .venv/bin/python benchmarks/gpu_extract.py --quick      # a CPU smoke run at tiny sizes
@@ -9,12 +9,19 @@ Prints, each with the device and settings:
    supervised, SwAV and SimCLR backbones; 2048-d pooled) and vit_small_patch8_224 (DINO's;
    1536-d, the CLS of the last 4 blocks) at batch sizes 64..512, on uint8 images already in
    GPU memory; bf16 autocast and channels_last on a GPU, fp32 on a CPU (as the cache does).
-2. decode included: the cache's extraction loop (``embed_images``): JPEG files decoded by
-   DataLoader workers, resized to 256, centre-cropped to 224, normalised, embedded; images/s
-   per backbone.
-3. the wall time of a packed linear sweep on those images: 10 studies x 4 trials, each
+2. decode included, at the paper's image sizes: greyscale 1400 x 1100 JPEGs (the pneumonia
+   X-rays' format and size), resized to 256, centre-cropped to 224, by the cache's extraction
+   loop (``embed_images``) with the CPUs ``sweep run`` gives an extraction task beside a GPU
+   (4: 3 DataLoader workers). Per backbone: images/s with decoding in the workers (Pillow) and
+   on the device (nvJPEG through TorchCodec, resized there), and what the workers deliver with
+   no model at all; the bottleneck of each path named: ``decode`` when it runs below 80% of the
+   forward rate, else ``forward``.
+3. the CPU cost of one such image in a worker (decode, resize, crop): kept one channel until
+   the transform makes it RGB, against the RGB conversion before resizing (as until now).
+4. the wall time of a packed linear sweep on those images: 10 studies x 4 trials, each
    trial 0.1 GPU, every trial from the cache (its one extraction printed apart).
-Last, the goals on one H100: resnet50 >= 5,000 img/s, ViT-S/8 >= 1,000 img/s.
+Last, the goals on one H100: resnet50 >= 5,000 img/s, ViT-S/8 >= 1,000 img/s, and decoding
+not the bottleneck on the device path.
 """
 
 from __future__ import annotations
@@ -30,11 +37,14 @@ from PIL import Image
 
 from trainables.models.backbones import build_architecture, embed, get_backbone_info
 from trainables.data.datasets import get_dataset_info, load_dataset
-from trainables.cache.embeddings import _ViewImages, default_workers, embed_images
+from trainables.cache.embeddings import _ViewImages, embed_images
 from trainables.data.transforms import build_transform
 
 GOALS = {"random": 5000, "dino": 1000}  # img/s on one H100
 NAMES = {"random": "resnet50", "dino": "vit_small_patch8_224"}
+XRAY = (1400, 1100)  # width, height of a typical pneumonia chest X-ray (greyscale JPEG)
+EXTRACT_WORKERS = 3  # sweep run's extraction task beside a GPU: 4 CPUs, one for the model
+BOTTLENECK_SHARE = 0.8  # below this share of the forward rate, decoding holds the loop back
 
 
 def _sync(device) -> None:
@@ -70,30 +80,97 @@ def forward_rate(backbone: str, batch: int, device, seconds: float, size: int = 
     return done / (time.perf_counter() - start)
 
 
-def decode_rate(backbone: str, data, device) -> float:
-    """Images/s of the cache's extraction loop (decode in DataLoader workers, transform, embed)
-    over the training pool; DINO's random-init architecture, as its weights are not needed here."""
+def _view(data, train: bool = False) -> _ViewImages:
+    transform = build_transform(get_dataset_info("folder"), get_backbone_info("random"), train=train)
+    return _ViewImages(data.pool.images, np.arange(len(data.pool)), transform, None)
+
+
+def decode_rate(backbone: str, data, device, decode: str = "workers", workers: int = EXTRACT_WORKERS) -> float:
+    """Images/s of the cache's extraction loop over the training pool: decoding in DataLoader
+    workers (``workers``) or JPEGs on the device (``device``), transform, embed. Random-init
+    architectures: the weights do not change the rate."""
     info = get_backbone_info(backbone)
     model = build_architecture(info, 224, 0).eval().to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    transform = build_transform(get_dataset_info("folder"), info, train=False)
+    view = _view(data)
+    view.transform = build_transform(get_dataset_info("folder"), info, train=False)
     start = time.perf_counter()
-    embed_images(model, info, _ViewImages(data.pool.images, np.arange(len(data.pool)), transform, None), device, 256, default_workers())
+    embed_images(model, info, view, device, 256, workers, decode=decode)
     _sync(device)
     return len(data.pool) / (time.perf_counter() - start)
 
 
-def write_images(root: str, per_class: int, n_test: int, size: int) -> None:
-    """A folder dataset (train/<class>/*.jpg, test/<class>/*.jpg) of textured JPEGs."""
+def workers_rate(data, workers: int = EXTRACT_WORKERS) -> float:
+    """Images/s the DataLoader workers deliver (decode, resize, crop, normalise) with no model:
+    the most the workers' path can feed any device."""
+    from torch.utils.data import DataLoader
+
+    start = time.perf_counter()
+    for _ in DataLoader(_view(data), batch_size=256, num_workers=workers):
+        pass
+    return len(data.pool) / (time.perf_counter() - start)
+
+
+def bottleneck(rate: float, forward: float) -> str:
+    return "decode" if rate < BOTTLENECK_SHARE * forward else "forward"
+
+
+def worker_cost_ms(work: str, n: int = 20) -> dict:
+    """Milliseconds of one CPU per image of the workers' path (decode + resize + crop) on ``n``
+    greyscale X-ray-sized JPEGs written under ``work``: kept one channel until the transform, and
+    converted to RGB before it (as until now); the same floats come out of both."""
+    from PIL import Image
+
+    root = os.path.join(work, "cost")
+    write_images(root, n // 2, 1, size=XRAY, grey=True)
+    data = load_dataset("folder", root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    view = _view(data)
+    paths = data.pool.images.paths
+    def as_rgb(path):
+        with Image.open(path) as img:
+            return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+
+    out = {}
+    for name, decode in (("one channel", lambda i: view[i]), ("rgb first", lambda i: view.transform(as_rgb(paths[i])))):
+        decode(0)
+        start = time.perf_counter()
+        for i in range(len(paths)):
+            decode(i)
+        out[name] = 1000 * (time.perf_counter() - start) / max(len(paths), 1)
+    torch.set_num_threads(threads)
+    return out
+
+
+def write_images(root: str, per_class: int, n_test: int, size=320, grey: bool = False) -> None:
+    """A folder dataset (train/<class>/*.jpg, test/<class>/*.jpg) of textured JPEGs, ``size``
+    square or (width, height); greyscale (as X-rays are) or colour."""
     rng = np.random.default_rng(0)
+    width, height = (size, size) if isinstance(size, int) else size
     for split, n in (("train", per_class), ("test", n_test)):
         for cls in ("a", "b"):
             os.makedirs(os.path.join(root, split, cls), exist_ok=True)
             for i in range(n):
-                noise = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
-                img = Image.fromarray(noise).resize((size, size), Image.BILINEAR)
+                noise = rng.integers(0, 256, (height // 8, width // 8) + (() if grey else (3,)), dtype=np.uint8)
+                img = Image.fromarray(noise).resize((width, height), Image.BILINEAR)
                 img.save(os.path.join(root, split, cls, f"{i}.jpg"), quality=90)
+
+
+def decode_figures(data, device, forward: dict, workers: int = EXTRACT_WORKERS) -> dict:
+    """``paths``: per "<architecture>/<decode>" (forward: backbone -> forward-only images/s) the
+    extraction loop's images/s, its share of the forward rate and the bottleneck named; and
+    what the workers deliver alone."""
+    paths = {}
+    for backbone, forward_rate_ in forward.items():
+        for decode in ("workers", "device"):
+            rate = decode_rate(backbone, data, device, decode, workers)
+            paths[f"{NAMES[backbone]}/{decode}"] = {
+                "images_per_s": round(rate, 1), "share_of_forward": round(rate / forward_rate_, 3),
+                "bottleneck": bottleneck(rate, forward_rate_)}
+    return {"paths": paths, "workers_alone_images_per_s": round(workers_rate(data, workers), 1), "workers": workers,
+            "images": len(data.pool)}
 
 
 def packed_sweep(root: str, results: str, sizes: tuple[int, ...], trials: int, epochs: int, gpus: float) -> dict:
@@ -138,23 +215,31 @@ def main() -> None:
         best[backbone] = max(rates.values())
         print(f"  {NAMES[backbone]:22s} " + "  ".join(f"batch {b}: {r:,.0f}" for b, r in rates.items()))
 
-    per_class, n_test = (16, 4) if quick else (2048, 256)
+    per_class, n_test = (8, 2) if quick else (1024, 64)
+    size = (XRAY[0] // 4, XRAY[1] // 4) if quick else XRAY
+    workers = min(EXTRACT_WORKERS, max(0, (os.cpu_count() or 1) - 1))
     with tempfile.TemporaryDirectory() as work:
         root = os.path.join(work, "images")
         start = time.perf_counter()
-        write_images(root, per_class, n_test, size=320)
-        n_images = 2 * (per_class + n_test)
-        print(f"\n2. decode included: {n_images:,} JPEGs of 320x320 (written in {time.perf_counter() - start:.0f} s), "
-              f"resize 256, crop 224, batch 256")
+        write_images(root, per_class, n_test, size=size, grey=True)
         data = load_dataset("folder", root)
-        for backbone in ("random", "dino"):
-            rate = decode_rate(backbone, data, device)
-            print(f"  {NAMES[backbone]:22s} {rate:,.0f} img/s ({len(data.pool):,} images, {default_workers()} decode workers)")
+        print(f"\n2. decode included: {len(data.pool):,} greyscale JPEGs of {size[0]}x{size[1]} (written in "
+              f"{time.perf_counter() - start:.0f} s), resize 256, crop 224, batch 256, {workers} workers")
+        figures = decode_figures(data, device, best, workers)
+        print(f"  the workers alone (no model): {figures['workers_alone_images_per_s']:,.0f} img/s")
+        for backbone in best:
+            for decode in ("workers", "device"):
+                f = figures["paths"][f"{NAMES[backbone]}/{decode}"]
+                print(f"  {NAMES[backbone]:22s} decoded by {decode:8s} {f['images_per_s']:,.0f} img/s "
+                      f"({100 * f['share_of_forward']:.0f}% of forward): bottleneck {f['bottleneck']}")
+        cost = worker_cost_ms(work)
+        print(f"\n3. one CPU per {XRAY[0]}x{XRAY[1]} greyscale JPEG in a worker: {cost['one channel']:.1f} ms kept one channel, "
+              f"{cost['rgb first']:.1f} ms converted to RGB first ({cost['rgb first'] / cost['one channel']:.1f}x)")
 
         sizes, trials, epochs = ((10,), 2, 3) if quick else ((100, 500), 4, 30)
         gpus = 0.1 if device.type == "cuda" else 0.0
         sweep = packed_sweep(root, os.path.join(work, "results"), sizes, trials, epochs, gpus)
-        print(f"\n3. packed linear sweep: {sweep['studies']} studies, {sweep['trials']} trials ({sweep['ok']} ok), "
+        print(f"\n4. packed linear sweep: {sweep['studies']} studies, {sweep['trials']} trials ({sweep['ok']} ok), "
               f"{gpus} GPU per trial, {epochs} epochs: {sweep['wall_s']:.1f} s wall, of which extraction "
               f"{sweep['extract_s']:.1f} s; peak GPU memory of a trial {sweep['peak_gpu_mib']:.0f} MiB")
 
@@ -163,6 +248,8 @@ def main() -> None:
         verdict = "met" if best[backbone] >= goal else "not met"
         print(f"goal {NAMES[backbone]} >= {goal:,} img/s (forward, best batch) on one H100: "
               f"{best[backbone]:,.0f} on {name}: {verdict}")
+        held = figures["paths"][f"{NAMES[backbone]}/device"]["bottleneck"] == "decode"
+        print(f"goal {NAMES[backbone]}: decoding on the device keeps up with the forward: {'not met' if held else 'met'}")
 
 
 if __name__ == "__main__":

@@ -142,3 +142,19 @@ def pcam_h5(root, counts=(("train", 6), ("valid", 2), ("test", 3))):
             f.create_dataset("x", data=RNG.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8))
         with h5py.File(os.path.join(root, f"camelyonpatch_level_2_split_{split}_y.h5"), "w") as f:
             f.create_dataset("y", data=(np.arange(n) % 2).astype(np.uint8).reshape(n, 1, 1, 1))
+
+
+def mixed_jpegs(root):
+    """A folder data set of grey and colour JPEGs of several sizes, PNGs and a CMYK JPEG."""
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 7), ("test", 2)):
+        for cls in ("a", "b"):
+            os.makedirs(os.path.join(root, split, cls))
+            for i in range(n):
+                grey = i % 2 == 0
+                small = rng.integers(0, 256, (12 + 3 * (i % 3), 16) + (() if grey else (3,)), dtype=np.uint8)
+                img = Image.fromarray(small).resize((120 + 10 * (i % 3), 100))
+                if i == 5:
+                    img.convert("CMYK").save(os.path.join(root, split, cls, f"{i}.jpg"))
+                else:
+                    img.save(os.path.join(root, split, cls, f"{i}.{'png' if i % 3 == 2 else 'jpg'}"))

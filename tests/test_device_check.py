@@ -23,8 +23,14 @@ def test_device_check_smoke_writes_every_figure(tmp_path):
     forward = figures["extraction"]["forward_only"]
     assert set(forward) == {"resnet50@224", "resnet50@96", "vit_small_patch8@224", "vit_small_patch8@96"}
     assert all(f["images_per_s"] > 0 for f in forward.values())
-    for decode in figures["extraction"]["decode_included"].values():
-        assert decode["images_per_s"] > 0 and decode["bottleneck"] in ("decode", "forward")
+    decode = figures["extraction"]["decode_included"]
+    assert set(decode["paths"]) == {f"{arch}/{path}" for arch in ("resnet50", "vit_small_patch8_224")
+                                    for path in ("workers", "device")}
+    for figure in decode["paths"].values():
+        assert figure["images_per_s"] > 0 and figure["bottleneck"] in ("decode", "forward")
+    assert decode["workers_alone_images_per_s"] > 0
+    cost = figures["extraction"]["worker_ms_per_image"]
+    assert cost["one channel"] > 0 and cost["rgb first"] > 0  # figures, not compared: no timed assertions
     sweep = figures["packed_sweep"]
     # 3 linear studies + 1 DVME, 2 trials each; one cache file per backbone.
     assert sweep["trials"] == sweep["ok"] == 8 and sweep["cache_files"] == 3 and sweep["packing"] > 0

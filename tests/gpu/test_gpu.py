@@ -3,7 +3,8 @@
 
 Tolerance of bf16: autocast keeps bf16's 8-bit mantissa (about 3 significant digits) through
 50 layers; the cache's embeddings must point the same way as fp32's (cosine >= 0.999 per
-image) and differ by at most 3% in norm (relative L2 error per image <= 0.03)."""
+image) and differ by at most 3% in norm (relative L2 error per image <= 0.03). The same
+tolerance holds JPEGs decoded by nvJPEG on the GPU to those Pillow decodes in the workers."""
 
 import json
 import subprocess
@@ -44,6 +45,36 @@ def test_bf16_channels_last_embeddings_equal_fp32_ones_within_tolerance():
         relative = (cached - reference).norm(dim=1) / reference.norm(dim=1)
         assert cosine.min() >= TOLERANCE["cosine"], (name, cosine.min())
         assert relative.max() <= TOLERANCE["relative_l2"], (name, relative.max())
+
+
+@pytest.mark.parametrize("dataset, view", [("pneumonia", 0), ("pneumonia", 1), ("folder", 0)])
+def test_nvjpeg_decoded_embeddings_equal_the_workers_ones_within_tolerance(tmp_path, dataset, view):
+    """JPEGs decoded by nvJPEG and resized on the GPU (trainables/cache/device_decode.py) against
+    Pillow in the workers, both in bf16: grey X-ray JPEGs (the evaluation view and an augmented
+    one, each image's draw seeded by its row on both paths) and a mix of grey and colour JPEGs,
+    PNGs and a CMYK JPEG. nvJPEG's IDCT and upsampling round otherwise than libjpeg-turbo's:
+    the bf16 tolerance covers them."""
+    import numpy as np
+
+    from tests import layouts
+    from trainables.cache.embeddings import _footer, extract_if_missing, load_embeddings
+
+    root = str(tmp_path / "data")
+    (layouts.pneumonia if dataset == "pneumonia" else layouts.mixed_jpegs)(root)
+    out = {}
+    for decode in ("device", "workers"):
+        paths, _ = extract_if_missing(dataset, root, "test_resnet", None, str(tmp_path / decode), view=view,
+                                      decode=decode, progress=False, workers=0)
+        out[decode] = load_embeddings(paths)
+        if decode == "device":
+            assert _footer(paths[0])[0]["decode"].startswith("device: JPEG by nvJPEG (TorchCodec)")
+    for split in ("pool",) + (("test",) if view == 0 else ()):
+        device = torch.from_numpy(np.asarray(out["device"][split].features, np.float32))
+        workers = torch.from_numpy(np.asarray(out["workers"][split].features, np.float32))
+        cosine = torch.nn.functional.cosine_similarity(device, workers, dim=1)
+        relative = (device - workers).norm(dim=1) / workers.norm(dim=1)
+        assert cosine.min() >= TOLERANCE["cosine"], (split, cosine.min())
+        assert relative.max() <= TOLERANCE["relative_l2"], (split, relative.max())
 
 
 def test_a_trial_cannot_allocate_past_its_gpu_fraction():

@@ -125,6 +125,8 @@ class DeviceBatch:
     crop, flip and angle are drawn on either path."""
 
     def __init__(self, transform, view_seed: Optional[int], device: torch.device):
+        if device.type == "cuda" and device.index is None:  # nvJPEG is handed one device, by index
+            device = torch.device("cuda", torch.cuda.current_device())
         self.transform, self.view_seed, self.device = transform, view_seed, device
         self.decode_jpeg = jpeg_decoder()[0]
 

@@ -229,14 +229,16 @@ def embed_images(model, info, dataset: Dataset, device, batch_size: int = EXTRAC
     """(N, D) float32 features of a dataset of transformed images, in order. ``decode="device"``
     with a view of image files (a ``_ViewImages``): JPEGs decoded and transformed on ``device``
     (trainables/cache/device_decode.py), the workers only reading them."""
-    if decodes_on_device(decode, getattr(dataset, "images", None)):
+    on_device = decodes_on_device(decode, getattr(dataset, "images", None))
+    if on_device:
         source, collate_fn = EncodedView(dataset), collate
         prepare = DeviceBatch(dataset.transform, dataset.view_seed, device)
     else:
         source, collate_fn = dataset, None
         prepare = lambda batch: batch.to(device, non_blocking=True)  # noqa: E731
+    # Pinned batches copy to the GPU asynchronously; JPEG bytes go to nvJPEG as they are.
     loader = DataLoader(source, batch_size=batch_size, num_workers=workers, collate_fn=collate_fn,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+                        pin_memory=device.type == "cuda" and not on_device, persistent_workers=False)
     on_gpu = device.type == "cuda"
     out, previous = [], None
     for batch in loader:

@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from tests import layouts
 from trainables.cache import device_decode
@@ -17,22 +16,6 @@ from trainables.data.images import ImageDecodeError
 # Same decoder family, same transform: only libjpeg-turbo builds may differ (Pillow's and
 # TorchCodec's wheels each bundle one), by a level in a few pixels at most.
 RELATIVE_L2 = 1e-3
-
-
-def _write_mixed(root):
-    """A folder data set of grey and colour JPEGs of several sizes, PNGs and a CMYK JPEG."""
-    rng = np.random.default_rng(1)
-    for split, n in (("train", 7), ("test", 2)):
-        for cls in ("a", "b"):
-            os.makedirs(os.path.join(root, split, cls))
-            for i in range(n):
-                grey = i % 2 == 0
-                small = rng.integers(0, 256, (12 + 3 * (i % 3), 16) + (() if grey else (3,)), dtype=np.uint8)
-                img = Image.fromarray(small).resize((120 + 10 * (i % 3), 100))
-                if i == 5:
-                    img.convert("CMYK").save(os.path.join(root, split, cls, f"{i}.jpg"))
-                else:
-                    img.save(os.path.join(root, split, cls, f"{i}.{'png' if i % 3 == 2 else 'jpg'}"))
 
 
 def _extract(dataset, root, cache, decode, view=0):
@@ -48,7 +31,7 @@ def _relative_l2(a, b):
 
 
 @pytest.mark.parametrize("dataset, write, view", [("pneumonia", layouts.pneumonia, 0), ("pneumonia", layouts.pneumonia, 1),
-                                                   ("folder", _write_mixed, 0)])
+                                                   ("folder", layouts.mixed_jpegs, 0)])
 def test_device_decoding_gives_the_workers_features(tmp_path, dataset, write, view):
     """Grey X-ray JPEGs (pneumonia's layout), and a mix of grey and colour JPEGs of several sizes,
     PNGs and a CMYK JPEG (which the device path hands to Pillow); the evaluation view and an
