@@ -41,3 +41,21 @@ def test_plan_with_views_on_a_grid_without_augmentation_names_the_problem():
     assert result.exit_code == 1 and "views 3" in result.output and "digits has no training augmentation" in result.output
     ok = CliRunner().invoke(main, ["plan", "--grid", "demo", "--embedding-dtype", "float16", "--format", "json"])
     assert ok.exit_code == 0 and json.loads(ok.output)["studies"] == 40
+
+
+def test_embed_decodes_jpegs_where_asked_and_cache_ls_says_which(tmp_path):
+    from tests import layouts
+
+    layouts.pneumonia(str(tmp_path / "px"))
+    run = lambda *a: CliRunner().invoke(main, list(a))  # noqa: E731
+    for decode in ("device", "workers"):
+        cache = str(tmp_path / decode)
+        result = run("embed", "--dataset", "pneumonia", "--data", f"pneumonia={tmp_path / 'px'}", "--backbone",
+                     "test_resnet", "--decode", decode, "--workers", "0", "--cache", cache)
+        assert result.exit_code == 0, result.output
+        [entry] = json.loads(run("cache", "ls", "--cache", cache, "--json").output)
+        assert entry["decode"] == {"device": "device: JPEG by libjpeg-turbo (TorchCodec), other formats by Pillow in workers",
+                                   "workers": "workers (Pillow)"}[decode]
+        assert entry["device"] == "cpu fp32"
+    refused = run("embed", "--dataset", "digits", "--backbone", "test_resnet", "--decode", "gpu")
+    assert refused.exit_code == 2 and "'gpu' is not one of 'auto', 'workers', 'device'" in refused.output

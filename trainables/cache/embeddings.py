@@ -459,7 +459,8 @@ def load_embeddings(paths: Union[str, Sequence[str]]) -> dict[str, EmbeddedSplit
 
 def list_cache(cache_dir: str) -> list[dict]:
     """One dict per cache file (a path or URI): its key, dataset, backbone, view, dtype, rows
-    (pool rows held and test rows), dim, size; read from the footer and message headers only."""
+    (pool rows held and test rows), dim, size, extraction time and rate, the device and what
+    decoded the images; read from the footer and message headers only."""
     entries = []
     for name in sorted(storage.listdir(cache_dir)):
         if not name.endswith(".arrow"):
@@ -483,6 +484,8 @@ def list_cache(cache_dir: str) -> list[dict]:
             "mib": round(storage.size(path) / 2**20, 2),
             "extract_s": float(meta.get("extract_s", "nan")),
             "images_per_s": float(meta.get("images_per_s", "nan")),
+            "device": meta.get("device"),
+            "decode": meta.get("decode", "workers (Pillow)"),  # files written before it was recorded
             "path": path,
         })
     return entries

@@ -236,6 +236,23 @@ def test_augmented_views_are_extracted_once_each_and_shared_with_the_single_view
     assert all(rows[v]["status"] == "ok" for v in (1, 2))
 
 
+@pytest.mark.parametrize("decode, decoded_by", [("device", "device: JPEG by libjpeg-turbo"), ("auto", "workers (Pillow)")])
+def test_the_decode_option_reaches_every_extraction(ray_local, tmp_path, decode, decoded_by):
+    """--decode goes with each extraction task; auto on a CPU keeps the workers' path."""
+    from tests import layouts
+    from trainables.cache.embeddings import list_cache
+
+    layouts.pneumonia(str(tmp_path / "px"))
+    studies = [StudySpec(backbones=("test_resnet",), mode="linear", fold=0, n_trials=1,
+                         **{**COMMON, "grid": "decode", "dataset": "pneumonia", "n_train": 8, "n_folds": 2,
+                            "max_epochs": 2})]
+    run_sweep(studies, run_options(results=str(tmp_path / "r"), data_roots={"pneumonia": str(tmp_path / "px")},
+                                  decode=decode, verbose=0))
+    (entry,) = list_cache(str(tmp_path / "r" / "cache"))
+    assert entry["decode"].startswith(decoded_by)
+    assert ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()[0]["status"] == "ok"
+
+
 def test_a_nan_loss_is_recorded_once_as_an_error_and_listed_by_where_status(ray_local, tmp_path):
     from click.testing import CliRunner
 
