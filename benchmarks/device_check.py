@@ -15,8 +15,8 @@ its own share of the time and records its own error; a failed step never stops t
 ``extraction``   images/s of the embedding forward alone (uint8 batches already on the device;
                  ResNet-50 and ViT-S/8 at 224 px and at PatchCam's 96 px), and of the cache's
                  whole extraction loop on 2,048 greyscale 1400 x 1100 JPEGs (pneumonia X-rays'
-                 format and size) resized to 224, with 3 workers as ``sweep run`` gives an
-                 extraction task beside a GPU: decoded by the workers (Pillow) and on the device
+                 format and size) resized to 224, with the workers ``sweep run`` gives an
+                 extraction task there: decoded by the workers (Pillow) and on the device
                  (nvJPEG), each path's bottleneck named (``decode`` when it holds the loop below
                  80% of the forward rate, else ``forward``); what the workers deliver alone; a
                  worker's CPU milliseconds per image (one channel kept, against RGB first).
@@ -98,7 +98,7 @@ def extraction(work: str, smoke: bool) -> dict:
     size = (gpu_extract.XRAY[0] // 4, gpu_extract.XRAY[1] // 4) if smoke else gpu_extract.XRAY
     gpu_extract.write_images(root, per_class, n_test, size=size, grey=True)
     data = load_dataset("folder", root)
-    workers = 1 if smoke else gpu_extract.EXTRACT_WORKERS
+    workers = 1 if smoke else gpu_extract.sweep_workers()
     at_224 = {"random": forward["resnet50@224"]["images_per_s"], "dino": forward["vit_small_patch8@224"]["images_per_s"]}
     decode = gpu_extract.decode_figures(data, device, at_224, workers)
     decode["image_size"] = f"{size[0]}x{size[1]} greyscale JPEG"

@@ -11,8 +11,8 @@ Prints, each with the device and settings:
    GPU memory; bf16 autocast and channels_last on a GPU, fp32 on a CPU (as the cache does).
 2. decode included, at the paper's image sizes: greyscale 1400 x 1100 JPEGs (the pneumonia
    X-rays' format and size), resized to 256, centre-cropped to 224, by the cache's extraction
-   loop (``embed_images``) with the CPUs ``sweep run`` gives an extraction task beside a GPU
-   (4: 3 DataLoader workers). Per backbone: images/s with decoding in the workers (Pillow) and
+   loop (``embed_images``) with the DataLoader workers ``sweep run`` gives an extraction task
+   on this machine (8 on a 16-CPU one-GPU node). Per backbone: images/s with decoding in the workers (Pillow) and
    on the device (nvJPEG through TorchCodec, resized there), and what the workers deliver with
    no model at all; the bottleneck of each path named: ``decode`` when it runs below 80% of the
    forward rate, else ``forward``.
@@ -43,7 +43,6 @@ from trainables.data.transforms import build_transform
 GOALS = {"random": 5000, "dino": 1000}  # img/s on one H100
 NAMES = {"random": "resnet50", "dino": "vit_small_patch8_224"}
 XRAY = (1400, 1100)  # width, height of a typical pneumonia chest X-ray (greyscale JPEG)
-EXTRACT_WORKERS = 3  # sweep run's extraction task beside a GPU: 4 CPUs, one for the model
 BOTTLENECK_SHARE = 0.8  # below this share of the forward rate, decoding holds the loop back
 
 
@@ -80,12 +79,21 @@ def forward_rate(backbone: str, batch: int, device, seconds: float, size: int = 
     return done / (time.perf_counter() - start)
 
 
+def sweep_workers() -> int:
+    """The decoding workers ``sweep run``'s extraction task has on this machine: the GPU's share
+    of the CPUs (runner.default_extract_cpus), one of them for the model, at most 8."""
+    from sweep.driver.runner import default_extract_cpus
+
+    cpus = default_extract_cpus(os.cpu_count() or 1, max(1, torch.cuda.device_count()))
+    return max(0, min(8, cpus - 1))
+
+
 def _view(data, train: bool = False) -> _ViewImages:
     transform = build_transform(get_dataset_info("folder"), get_backbone_info("random"), train=train)
     return _ViewImages(data.pool.images, np.arange(len(data.pool)), transform, None)
 
 
-def decode_rate(backbone: str, data, device, decode: str = "workers", workers: int = EXTRACT_WORKERS) -> float:
+def decode_rate(backbone: str, data, device, decode: str, workers: int) -> float:
     """Images/s of the cache's extraction loop over the training pool: decoding in DataLoader
     workers (``workers``) or JPEGs on the device (``device``), transform, embed. Random-init
     architectures: the weights do not change the rate."""
@@ -101,7 +109,7 @@ def decode_rate(backbone: str, data, device, decode: str = "workers", workers: i
     return len(data.pool) / (time.perf_counter() - start)
 
 
-def workers_rate(data, workers: int = EXTRACT_WORKERS) -> float:
+def workers_rate(data, workers: int) -> float:
     """Images/s the DataLoader workers deliver (decode, resize, crop, normalise) with no model:
     the most the workers' path can feed any device."""
     from torch.utils.data import DataLoader
@@ -158,7 +166,7 @@ def write_images(root: str, per_class: int, n_test: int, size=320, grey: bool = 
                 img.save(os.path.join(root, split, cls, f"{i}.jpg"), quality=90)
 
 
-def decode_figures(data, device, forward: dict, workers: int = EXTRACT_WORKERS) -> dict:
+def decode_figures(data, device, forward: dict, workers: int) -> dict:
     """``paths``: per "<architecture>/<decode>" (forward: backbone -> forward-only images/s) the
     extraction loop's images/s, its share of the forward rate and the bottleneck named; and
     what the workers deliver alone."""
@@ -217,7 +225,7 @@ def main() -> None:
 
     per_class, n_test = (8, 2) if quick else (1024, 64)
     size = (XRAY[0] // 4, XRAY[1] // 4) if quick else XRAY
-    workers = min(EXTRACT_WORKERS, max(0, (os.cpu_count() or 1) - 1))
+    workers = sweep_workers()
     with tempfile.TemporaryDirectory() as work:
         root = os.path.join(work, "images")
         start = time.perf_counter()

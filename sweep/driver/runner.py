@@ -129,18 +129,30 @@ def resource_override(overrides: dict, study: StudySpec, default: float) -> floa
     return overrides.get(f"{study.mode}:{study.backbone}", overrides.get(study.mode, default))
 
 
+MAX_EXTRACT_CPUS = 9  # 8 decoding workers (trainables' default_workers cap) and the model's own
+
+
+def default_extract_cpus(node_cpus: float, node_gpus: float) -> int:
+    """CPUs of one extraction task beside a GPU on a node of ``node_cpus`` and ``node_gpus``: its
+    share of the node's CPUs, up to 9. Extraction runs before any trial, one task per GPU, so
+    the share is idle otherwise, and decoding is what holds a GPU back (PNG and TIFF have no
+    GPU decoder): a 16-CPU one-GPU node gives 8 workers, not 3."""
+    return max(1, min(MAX_EXTRACT_CPUS, int(node_cpus // max(node_gpus, 1))))
+
+
 def extraction_cpus(resources: Resources, has_gpu: bool) -> int:
-    """CPUs of one extraction task: the option, else 4 beside a GPU (decoding workers), but
-    never more than the largest node can give (a larger request would wait forever)."""
+    """CPUs of one extraction task: the option, else 1 without GPUs, else each GPU's share of
+    its node's CPUs, the smallest over the GPU nodes: every GPU can take an extraction task (a
+    larger request would never be placed on the smaller nodes, or anywhere)."""
     import ray
 
     if resources.extract_cpus:
         return resources.extract_cpus
     if not has_gpu:
         return 1
-    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")),
-                  default=1)
-    return max(1, min(4, int(largest)))
+    shares = [default_extract_cpus(n["Resources"].get("CPU", 0), n["Resources"]["GPU"])
+              for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
+    return min(shares, default=1)
 
 
 def extraction_requests(studies: list[StudySpec]) -> dict:

@@ -1,9 +1,9 @@
 """JPEG files decoded and transformed on the extraction device, so that CPU workers only read them.
 
-Why: beside a GPU an extraction task has 4 CPUs (3 decoding workers). A worker spends about 6 ms
-decoding and resizing one 1400 x 1100 greyscale X-ray JPEG (the pneumonia set), so three feed
-about 500 images/s to a GPU that embeds 5,000 a second with a ResNet-50: the loop waits on the
-CPUs (``benchmarks/gpu_extract.py`` and ``device_check.py`` measure both rates and name the
+Why: a DataLoader worker spends about 7 ms of CPU decoding and resizing one 1400 x 1100
+greyscale X-ray JPEG (the pneumonia set), so even the 8 workers of a 16-CPU node feed about
+1,100 images/s to a GPU that embeds 5,000 a second with a ResNet-50: the loop waits on the CPUs
+(``benchmarks/gpu_extract.py`` and ``device_check.py`` measure both rates and name the
 bottleneck). nvJPEG decodes a batch of JPEGs on the GPU itself.
 
 ``decode="device"``: workers read a JPEG file's bytes and nothing else; the batch is decoded in

@@ -236,6 +236,14 @@ def test_augmented_views_are_extracted_once_each_and_shared_with_the_single_view
     assert all(rows[v]["status"] == "ok" for v in (1, 2))
 
 
+@pytest.mark.parametrize("node, cpus", [((16, 1), 9), ((8, 1), 8), ((48, 4), 9), ((16, 4), 4), ((2, 4), 1)])
+def test_an_extraction_task_takes_its_gpus_share_of_the_node_up_to_nine_cpus(node, cpus):
+    """Extraction runs before any trial: a GPU's share of its node's CPUs is free to decode."""
+    from sweep.driver.runner import default_extract_cpus
+
+    assert default_extract_cpus(*node) == cpus
+
+
 @pytest.mark.parametrize("decode, decoded_by", [("device", "device: JPEG by libjpeg-turbo"), ("auto", "workers (Pillow)")])
 def test_the_decode_option_reaches_every_extraction(ray_local, tmp_path, decode, decoded_by):
     """--decode goes with each extraction task; auto on a CPU keeps the workers' path."""
