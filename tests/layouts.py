@@ -145,7 +145,8 @@ def pcam_h5(root, counts=(("train", 6), ("valid", 2), ("test", 3))):
 
 
 def mixed_jpegs(root):
-    """A folder data set of grey and colour JPEGs of several sizes, PNGs and a CMYK JPEG."""
+    """A folder data set of grey and colour JPEGs of several sizes, PNGs, a CMYK JPEG and a JPEG
+    with an EXIF orientation."""
     rng = np.random.default_rng(1)
     for split, n in (("train", 7), ("test", 2)):
         for cls in ("a", "b"):
@@ -156,5 +157,9 @@ def mixed_jpegs(root):
                 img = Image.fromarray(small).resize((120 + 10 * (i % 3), 100))
                 if i == 5:
                     img.convert("CMYK").save(os.path.join(root, split, cls, f"{i}.jpg"))
+                elif i == 3:  # turned by its EXIF orientation by some decoders, not by Pillow
+                    exif = Image.Exif()
+                    exif[0x0112] = 6
+                    img.save(os.path.join(root, split, cls, f"{i}.jpg"), exif=exif.tobytes())
                 else:
                     img.save(os.path.join(root, split, cls, f"{i}.{'png' if i % 3 == 2 else 'jpg'}"))

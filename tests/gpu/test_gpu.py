@@ -52,8 +52,8 @@ def test_nvjpeg_decoded_embeddings_equal_the_workers_ones_within_tolerance(tmp_p
     """JPEGs decoded by nvJPEG and resized on the GPU (trainables/cache/device_decode.py) against
     Pillow in the workers, both in bf16: grey X-ray JPEGs (the evaluation view and an augmented
     one, each image's draw seeded by its row on both paths) and a mix of grey and colour JPEGs,
-    PNGs and a CMYK JPEG. nvJPEG's IDCT and upsampling round otherwise than libjpeg-turbo's:
-    the bf16 tolerance covers them."""
+    PNGs, a CMYK JPEG and one with an EXIF orientation. nvJPEG's IDCT and upsampling round
+    otherwise than libjpeg-turbo's: the bf16 tolerance covers them."""
     import numpy as np
 
     from tests import layouts

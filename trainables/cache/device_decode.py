@@ -27,10 +27,12 @@ metadata records which decoded it (``decode``).
 from __future__ import annotations
 
 import functools
+import io
 from collections import defaultdict
 from typing import Callable, Optional
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from trainables.data.images import FileImages, decode_bytes
@@ -38,6 +40,7 @@ from trainables.errors import UserError
 
 DECODE_CHOICES = ("auto", "workers", "device")
 JPEG_MAGIC = b"\xff\xd8\xff"  # SOI marker and the first marker's 0xFF: every JPEG file starts so
+EXIF_ORIENTATION = 0x0112
 
 
 class DecodeChoiceError(UserError):
@@ -82,6 +85,19 @@ def is_jpeg(data: bytes) -> bool:
     return data[:3] == JPEG_MAGIC
 
 
+def device_decodable(data: bytes) -> bool:
+    """A JPEG whose pixels the device decoder gives as Pillow does: TorchCodec turns an image by
+    its EXIF orientation, the workers' Pillow does not (nor did any cache before), so a JPEG
+    with one stays with the workers. Reads the headers only."""
+    if not is_jpeg(data):
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.getexif().get(EXIF_ORIENTATION, 1) == 1
+    except Exception:
+        return True  # unreadable headers: the device decoder or Pillow will name the file
+
+
 def decodes_on_device(decode: str, images) -> bool:
     """Whether a view of ``images`` takes the device path: ``decode`` resolved to ``device``,
     TorchCodec loaded, and images that are files (arrays in memory have nothing to decode)."""
@@ -90,7 +106,8 @@ def decodes_on_device(decode: str, images) -> bool:
 
 class EncodedView(Dataset):
     """The workers' side of ``decode="device"``: item ``i`` is ``(row, tensor, path)``, the tensor
-    a JPEG file's bytes (uint8, 1-D; ``path`` names the file) or, for any other file, the image
+    a JPEG file's bytes (uint8, 1-D; ``path`` names the file) or, for any other file (and a JPEG
+    with an EXIF orientation), the image
     decoded and transformed as ``view`` (a ``_ViewImages`` over ``FileImages``) does it (``path``
     None). Each file is read once."""
 
@@ -108,7 +125,7 @@ class EncodedView(Dataset):
                 data = f.read()
         except OSError:
             return row, self.view[i], None  # the workers' path names the missing file
-        if is_jpeg(data):
+        if device_decodable(data):
             return row, torch.frombuffer(bytearray(data), dtype=torch.uint8), path
         return row, self.view.apply(row, decode_bytes(data, path)), None
 

@@ -34,7 +34,8 @@ def _relative_l2(a, b):
                                                    ("folder", layouts.mixed_jpegs, 0)])
 def test_device_decoding_gives_the_workers_features(tmp_path, dataset, write, view):
     """Grey X-ray JPEGs (pneumonia's layout), and a mix of grey and colour JPEGs of several sizes,
-    PNGs and a CMYK JPEG (which the device path hands to Pillow); the evaluation view and an
+    PNGs, a CMYK JPEG and one with an EXIF orientation (both of which the device path hands to
+    Pillow: the first has four channels, the second TorchCodec would turn); the evaluation view and an
     augmented one (each image's crop, flip and angle drawn from its row's seed on either path)."""
     root = str(tmp_path / "data")
     write(root)
