@@ -48,9 +48,7 @@ class DecodeChoiceError(UserError):
 
 
 @functools.lru_cache(maxsize=None)
-def jpeg_decoder() -> tuple[Optional[Callable], str]:
-    """(TorchCodec's ``decode_jpeg`` or None, why not). Loaded once per process, on first use:
-    its native ops load with it, and a build for another torch fails here, not at import."""
+def _load_decode_jpeg() -> tuple[Optional[Callable], str]:
     try:
         from torchcodec.decoders import decode_jpeg
     except Exception as exc:  # ImportError, or OSError/RuntimeError from its native library
@@ -58,9 +56,31 @@ def jpeg_decoder() -> tuple[Optional[Callable], str]:
     return decode_jpeg, ""
 
 
-def decoder_missing(decode: str) -> Optional[str]:
-    """Why ``device`` decoding falls back to the workers (TorchCodec did not load), else None."""
-    decoder, why = jpeg_decoder()
+@functools.lru_cache(maxsize=None)
+def jpeg_decoder(device: str = "cpu") -> tuple[Optional[Callable], str]:
+    """(TorchCodec's ``decode_jpeg``, working on ``device``, or None and why not). Loaded once
+    per process and tried on one small JPEG there: a build for another torch fails to load, and
+    nvJPEG may fail to start (an old driver, no memory left); either sends the whole extraction
+    to the workers at once rather than every image to Pillow one by one."""
+    decode, why = _load_decode_jpeg()
+    if decode is None:
+        return None, why
+    probe = io.BytesIO()
+    Image.new("L", (16, 16), 128).save(probe, "JPEG")
+    try:
+        image = decode(torch.frombuffer(bytearray(probe.getvalue()), dtype=torch.uint8), mode="UNCHANGED",
+                       device=device)
+        if tuple(image.shape) != (1, 16, 16):
+            raise RuntimeError(f"a 16 x 16 greyscale JPEG came out {tuple(image.shape)}")
+    except Exception as exc:
+        return None, f"TorchCodec's decode_jpeg failed on {device} ({type(exc).__name__}: {exc})"
+    return decode, ""
+
+
+def decoder_missing(decode: str, device: torch.device) -> Optional[str]:
+    """Why ``device`` decoding falls back to the workers (TorchCodec did not load or does not
+    decode on ``device``), else None."""
+    decoder, why = jpeg_decoder(str(device))
     return why if decode == "device" and decoder is None else None
 
 
@@ -75,7 +95,7 @@ def resolve_decode(decode: str, device: torch.device) -> str:
 
 def describe_decode(decode: str, device: torch.device, images) -> str:
     """What decoded ``images``, for the cache file's metadata and the extraction's line."""
-    if not decodes_on_device(decode, images):
+    if not decodes_on_device(decode, images, device):
         return "workers (Pillow)"
     library = "nvJPEG" if device.type == "cuda" else "libjpeg-turbo"
     return f"device: JPEG by {library} (TorchCodec), other formats by Pillow in workers"
@@ -98,10 +118,10 @@ def device_decodable(data: bytes) -> bool:
         return True  # unreadable headers: the device decoder or Pillow will name the file
 
 
-def decodes_on_device(decode: str, images) -> bool:
+def decodes_on_device(decode: str, images, device: torch.device) -> bool:
     """Whether a view of ``images`` takes the device path: ``decode`` resolved to ``device``,
-    TorchCodec loaded, and images that are files (arrays in memory have nothing to decode)."""
-    return decode == "device" and isinstance(images, FileImages) and jpeg_decoder()[0] is not None
+    TorchCodec working there, and images that are files (arrays in memory have nothing to decode)."""
+    return decode == "device" and isinstance(images, FileImages) and jpeg_decoder(str(device))[0] is not None
 
 
 class EncodedView(Dataset):
@@ -145,7 +165,7 @@ class DeviceBatch:
         if device.type == "cuda" and device.index is None:  # nvJPEG is handed one device, by index
             device = torch.device("cuda", torch.cuda.current_device())
         self.transform, self.view_seed, self.device = transform, view_seed, device
-        self.decode_jpeg = jpeg_decoder()[0]
+        self.decode_jpeg = jpeg_decoder(str(device))[0]
 
     def __call__(self, items: list) -> torch.Tensor:
         out: list = [None] * len(items)

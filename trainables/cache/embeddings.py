@@ -229,7 +229,7 @@ def embed_images(model, info, dataset: Dataset, device, batch_size: int = EXTRAC
     """(N, D) float32 features of a dataset of transformed images, in order. ``decode="device"``
     with a view of image files (a ``_ViewImages``): JPEGs decoded and transformed on ``device``
     (trainables/cache/device_decode.py), the workers only reading them."""
-    on_device = decodes_on_device(decode, getattr(dataset, "images", None))
+    on_device = decodes_on_device(decode, getattr(dataset, "images", None), device)
     if on_device:
         source, collate_fn = EncodedView(dataset), collate
         prepare = DeviceBatch(dataset.transform, dataset.view_seed, device)
@@ -350,8 +350,8 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     elapsed = time.perf_counter() - started
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
     decoded_by = describe_decode(decode, device, data.pool.images)
-    if decoder_missing(decode):
-        print(f"JPEG files decoded by the workers: {decoder_missing(decode)}", file=sys.stderr, flush=True)
+    if decoder_missing(decode, device):
+        print(f"JPEG files decoded by the workers: {decoder_missing(decode, device)}", file=sys.stderr, flush=True)
     metadata = {
         "dataset": dataset,
         "backbone": backbone,

@@ -63,11 +63,38 @@ def test_without_torchcodec_the_device_choice_decodes_in_the_workers_and_says_so
     root = str(tmp_path / "data")
     layouts.pneumonia(root)
     _, workers = _extract("pneumonia", root, tmp_path / "workers", "workers")
-    monkeypatch.setattr(device_decode, "jpeg_decoder", lambda: (None, "TorchCodec not loaded (ImportError: gone)"))
+    monkeypatch.setattr(device_decode, "jpeg_decoder", lambda device: (None, "TorchCodec not loaded (ImportError: gone)"))
     paths, device = _extract("pneumonia", root, tmp_path / "device", "device")
     assert np.array_equal(np.asarray(device["pool"].features), np.asarray(workers["pool"].features))
     assert _footer(paths[0])[0]["decode"] == "workers (Pillow)"
     assert "JPEG files decoded by the workers: TorchCodec not loaded (ImportError: gone)" in capsys.readouterr().err
+
+
+@pytest.fixture
+def fresh_decoder():
+    """jpeg_decoder's probe result cleared before and after: a test swaps what it loads."""
+    device_decode.jpeg_decoder.cache_clear()
+    yield
+    device_decode.jpeg_decoder.cache_clear()
+
+
+def test_a_decoder_that_fails_its_probe_sends_the_whole_extraction_to_the_workers(tmp_path, monkeypatch, capsys,
+                                                                                   fresh_decoder):
+    """nvJPEG failing to start (an old driver) is found on one small JPEG before the first
+    batch: every image then takes the workers' path, not Pillow one by one in the main process."""
+    root = str(tmp_path / "data")
+    layouts.pneumonia(root)
+
+    def broken(source, **kwargs):
+        raise RuntimeError("nvjpegCreate failed: NVJPEG_STATUS_ARCH_MISMATCH")
+
+    monkeypatch.setattr(device_decode, "_load_decode_jpeg", lambda: (broken, ""))
+    paths, device = _extract("pneumonia", root, tmp_path / "device", "device")
+    _, workers = _extract("pneumonia", root, tmp_path / "workers", "workers")
+    assert np.array_equal(np.asarray(device["pool"].features), np.asarray(workers["pool"].features))
+    assert _footer(paths[0])[0]["decode"] == "workers (Pillow)"
+    assert ("JPEG files decoded by the workers: TorchCodec's decode_jpeg failed on cpu "
+            "(RuntimeError: nvjpegCreate failed: NVJPEG_STATUS_ARCH_MISMATCH)") in capsys.readouterr().err
 
 
 def test_a_jpeg_the_device_decoder_rejects_is_decoded_by_pillow_alone(tmp_path, monkeypatch):
@@ -79,7 +106,7 @@ def test_a_jpeg_the_device_decoder_rejects_is_decoded_by_pillow_alone(tmp_path, 
     assert os.path.exists(rejected)
     with open(rejected, "rb") as f:
         bad = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
-    real, _ = device_decode.jpeg_decoder()
+    real, _ = device_decode.jpeg_decoder("cpu")
     calls = {"batch": 0, "one": 0}
 
     def picky(source, **kwargs):
@@ -89,7 +116,7 @@ def test_a_jpeg_the_device_decoder_rejects_is_decoded_by_pillow_alone(tmp_path, 
             raise RuntimeError("Unsupported JPEG process")
         return real(source, **kwargs)
 
-    monkeypatch.setattr(device_decode, "jpeg_decoder", lambda: (picky, ""))
+    monkeypatch.setattr(device_decode, "jpeg_decoder", lambda device: (picky, ""))
     _, device = _extract("pneumonia", root, tmp_path / "device", "device")
     _, workers = _extract("pneumonia", root, tmp_path / "workers", "workers")
     assert calls["batch"] >= 1 and calls["one"] >= 2
