@@ -344,14 +344,14 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     total = sum(len(r) for _, _, r in parts)
     workers = default_workers() if workers is None else workers
     bar = _progress(total, f"{dataset} x {backbone} view {view}", progress) if progress else None
+    if decoder_missing(decode, device):  # said before the extraction, which it slows
+        print(f"JPEG files decoded by the workers: {decoder_missing(decode, device)}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     tables = _embed_parts(parts, model, bb_info, transform, device, seed, view, dtype, batch_size, workers, bar,
                           decode)
     elapsed = time.perf_counter() - started
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
     decoded_by = describe_decode(decode, device, data.pool.images)
-    if decoder_missing(decode, device):
-        print(f"JPEG files decoded by the workers: {decoder_missing(decode, device)}", file=sys.stderr, flush=True)
     metadata = {
         "dataset": dataset,
         "backbone": backbone,
