@@ -11,7 +11,7 @@ Prints, each with the device and settings:
    GPU memory; bf16 autocast and channels_last on a GPU, fp32 on a CPU (as the cache does).
 2. decode included, at the paper's image sizes: greyscale 1400 x 1100 JPEGs (the pneumonia
    X-rays' format and size), resized to 256, centre-cropped to 224, by the cache's extraction
-   loop (``embed_images``) with the DataLoader workers ``sweep run`` gives an extraction task
+   loop (``embed_views``) with the DataLoader workers ``sweep run`` gives an extraction task
    on this machine (8 on a 16-CPU one-GPU node). Per backbone: images/s with decoding in the workers (Pillow) and
    on the device (nvJPEG through TorchCodec, resized there), and what the workers deliver with
    no model at all; the bottleneck of each path named: ``decode`` when it runs below 80% of the
@@ -37,7 +37,7 @@ from PIL import Image
 
 from trainables.models.backbones import build_architecture, embed, get_backbone_info
 from trainables.data.datasets import get_dataset_info, load_dataset
-from trainables.cache.embeddings import _ViewImages, embed_images
+from trainables.cache.views import View, collate_views, embed_views, view_set
 from trainables.data.transforms import build_transform
 
 GOALS = {"random": 5000, "dino": 1000}  # img/s on one H100
@@ -88,9 +88,10 @@ def sweep_workers() -> int:
     return max(0, min(8, cpus - 1))
 
 
-def _view(data, train: bool = False) -> _ViewImages:
-    transform = build_transform(get_dataset_info("folder"), get_backbone_info("random"), train=train)
-    return _ViewImages(data.pool.images, np.arange(len(data.pool)), transform, None)
+def _plan(data, transform=None) -> dict:
+    """The evaluation view of the whole training pool, as the cache's extraction plans it."""
+    transform = transform or build_transform(get_dataset_info("folder"), get_backbone_info("random"), train=False)
+    return {View(0, transform, None): np.arange(len(data.pool))}
 
 
 def decode_rate(backbone: str, data, device, decode: str, workers: int) -> float:
@@ -101,10 +102,9 @@ def decode_rate(backbone: str, data, device, decode: str, workers: int) -> float
     model = build_architecture(info, 224, 0).eval().to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    view = _view(data)
-    view.transform = build_transform(get_dataset_info("folder"), info, train=False)
+    plan = _plan(data, build_transform(get_dataset_info("folder"), info, train=False))
     start = time.perf_counter()
-    embed_images(model, info, view, device, 256, workers, decode=decode)
+    embed_views(model, info, data.pool.images, plan, device, 256, workers, decode=decode)
     _sync(device)
     return len(data.pool) / (time.perf_counter() - start)
 
@@ -115,7 +115,8 @@ def workers_rate(data, workers: int) -> float:
     from torch.utils.data import DataLoader
 
     start = time.perf_counter()
-    for _ in DataLoader(_view(data), batch_size=256, num_workers=workers):
+    for _ in DataLoader(view_set(data.pool.images, _plan(data)), batch_size=256, num_workers=workers,
+                        collate_fn=collate_views):
         pass
     return len(data.pool) / (time.perf_counter() - start)
 
@@ -135,14 +136,15 @@ def worker_cost_ms(work: str, n: int = 20) -> dict:
     data = load_dataset("folder", root)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker
-    view = _view(data)
+    (view, _), = _plan(data).items()
     paths = data.pool.images.paths
     def as_rgb(path):
         with Image.open(path) as img:
             return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
 
     out = {}
-    for name, decode in (("one channel", lambda i: view[i]), ("rgb first", lambda i: view.transform(as_rgb(paths[i])))):
+    for name, decode in (("one channel", lambda i: view.apply(i, data.pool.images[i])),
+                         ("rgb first", lambda i: view.transform(as_rgb(paths[i])))):
         decode(0)
         start = time.perf_counter()
         for i in range(len(paths)):

@@ -604,7 +604,7 @@ def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, 
     """
     from trainables.models.backbones import resolve_weights
     from trainables.data.datasets import get_dataset_info, resolve_root
-    from trainables.cache.embeddings import cached_views, ensure_embeddings, views_problem
+    from trainables.cache.embeddings import cached_views, extract_views_if_missing, views_problem
 
     problem = views_problem(get_dataset_info(dataset), views)
     if problem:
@@ -613,10 +613,12 @@ def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, 
     given = _pairs(weights, "--weights")
     cache_dir = _cache_dir(cache_path, results)
     for backbone in backbones:
-        for view in cached_views(views):
-            path = ensure_embeddings(dataset, root, backbone, resolve_weights(backbone, given), cache_dir, view=view,
-                                     dtype=dtype, workers=workers, batch_size=batch_size, decode=decode)
-            click.echo(f"{dataset} x {backbone} view {view}: {path}")
+        # Every view of a backbone in one pass: each image decoded once for them all.
+        done = extract_views_if_missing(dataset, root, backbone, resolve_weights(backbone, given), cache_dir,
+                                        views={view: None for view in cached_views(views)}, dtype=dtype,
+                                        workers=workers, batch_size=batch_size, decode=decode)
+        for view, (paths, _) in sorted(done.items()):
+            click.echo(f"{dataset} x {backbone} view {view}: {paths[0]}")
 
 
 @main.command("kaggle-score")

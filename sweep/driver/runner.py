@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Optional
@@ -217,18 +218,23 @@ def extraction_rows(requests: dict, manifests: dict[str, StudySplit]) -> dict:
 def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: bool, skips: dict,
                  fingerprints: dict) -> dict:
     """(dataset, backbone, view, dtype) -> the cache files holding the rows asked of it
-    (``requests``: request -> pool rows), as Ray tasks, each key once: one GPU each where the
-    cluster has GPUs, with CPUs for decoding workers beside it. Only rows no file of the key
-    holds yet are extracted."""
+    (``requests``: request -> pool rows), as Ray tasks, one per (dataset, backbone, dtype) for
+    all its views, so that each image is decoded once for them: one GPU each where the cluster
+    has GPUs, with CPUs for decoding workers beside it. Only rows no file of a key holds yet are
+    extracted."""
     import ray
 
     from sweep.driver.progress import ProgressBoard, extraction_status
-    from trainables.cache.embeddings import extract_if_missing
+    from trainables.cache.embeddings import extract_views_if_missing
 
     cpus = extraction_cpus(options.resources, has_gpu)
-    task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(extract_if_missing)
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(extract_views_if_missing)
     board = ray.remote(num_cpus=0)(ProgressBoard).remote() if options.verbose > 0 else None
-    names = {r: f"{r[0]} x {r[1]} view {r[2]}" for r in requests}
+    groups: dict = defaultdict(dict)  # (dataset, backbone, dtype) -> view -> rows
+    for (d, b, v, t), rows in sorted(requests.items()):
+        groups[(d, b, t)][v] = rows
+    names = {g: f"{g[0]} x {g[1]} view{'s' if len(views) > 1 else ''} {', '.join(map(str, views))}"
+             for g, views in groups.items()}
 
     def reporter(name: str):
         return (lambda *state: board.update.remote(name, *state)) if board is not None else False
@@ -236,10 +242,10 @@ def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: b
     refs = {
         task.remote(
             d, options.inputs.data_roots.get(d), b, options.inputs.weights.get(b), cache_dir,
-            holdout=options.inputs.holdout, skip=skips.get(d), view=v, dtype=t, progress=reporter(names[(d, b, v, t)]),
-            fingerprint=fingerprints[d], rows=rows, decode=options.resources.decode,
-        ): (d, b, v, t)
-        for (d, b, v, t), rows in sorted(requests.items())
+            holdout=options.inputs.holdout, skip=skips.get(d), views=views, dtype=t, progress=reporter(names[(d, b, t)]),
+            fingerprint=fingerprints[d], decode=options.resources.decode,
+        ): (d, b, t)
+        for (d, b, t), views in groups.items()
     }
     files, extracted = {}, 0
     pending = list(refs)
@@ -247,24 +253,27 @@ def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: b
         ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
         state = ray.get(board.snapshot.remote()) if board is not None else {}
         for ref in ready:
-            key = refs[ref]
-            files[key], fresh = _extraction_result(ref, key)
-            extracted += fresh
-            if fresh and names[key] in state:
-                _, images, seconds = state[names[key]]
-                echo(f"extracted {names[key]}: {images:,} images in {seconds:.1f} s "
+            d, b, t = group = refs[ref]
+            result = _extraction_result(ref, group, sorted(groups[group]))
+            for v, (held, fresh) in result.items():
+                files[(d, b, v, t)] = held
+                extracted += fresh
+            if any(fresh for _, fresh in result.values()) and names[group] in state:
+                _, images, seconds = state[names[group]]
+                echo(f"extracted {names[group]}: {images:,} images in {seconds:.1f} s "
                      f"({images / max(seconds, 1e-9):,.0f} img/s)")
         running = {names[refs[r]]: state[names[refs[r]]] for r in pending if names[refs[r]] in state}
         if running:
-            status(extraction_status(running, len(requests) - len(pending), len(requests)))
+            status(extraction_status(running, len(groups) - len(pending), len(groups)))
     end_status(keep=False)
     return files, extracted
 
 
-def _extraction_result(ref, key: tuple) -> tuple[tuple[str, ...], bool]:
+def _extraction_result(ref, group: tuple, views: list) -> dict:
+    """View -> (files, whether extracted) of one extraction task, or its named error."""
     import ray
 
-    d, b, v, _ = key
+    d, b, _ = group
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
@@ -277,7 +286,8 @@ def _extraction_result(ref, key: tuple) -> tuple[tuple[str, ...], bool]:
         hint = ""
         if isinstance(cause, ImageDecodeError):
             hint = f"; `sweep data check {d}` lists every such file, --skip-unreadable leaves them out"
-        raise ExtractionError(f"embeddings of {d} x {b} (view {v}): {cause}{hint}") from None
+        which = f"view {views[0]}" if len(views) == 1 else f"views {', '.join(map(str, views))}"
+        raise ExtractionError(f"embeddings of {d} x {b} ({which}): {cause}{hint}") from None
 
 
 def trial_context(study: StudySpec, options: RunOptions, store: ResultsStore, n_classes: int,

@@ -124,30 +124,31 @@ def decodes_on_device(decode: str, images, device: torch.device) -> bool:
     return decode == "device" and isinstance(images, FileImages) and jpeg_decoder(str(device))[0] is not None
 
 
-class EncodedView(Dataset):
-    """The workers' side of ``decode="device"``: item ``i`` is ``(row, tensor, path)``, the tensor
-    a JPEG file's bytes (uint8, 1-D; ``path`` names the file) or, for any other file (and a JPEG
-    with an EXIF orientation), the image
-    decoded and transformed as ``view`` (a ``_ViewImages`` over ``FileImages``) does it (``path``
-    None). Each file is read once."""
+class EncodedViews(Dataset):
+    """The workers' side of ``decode="device"`` over a ``views.ViewSet`` of image files: item ``i``
+    is ``(row, jpeg, transformed, path, wanted)``: a JPEG file's bytes (uint8, 1-D), its path and
+    the indices of the views that want it; or, for any other file (and a JPEG with an EXIF
+    orientation), ``jpeg`` and ``path`` None and the image decoded once and transformed for
+    each view as the ``ViewSet`` does it. Each file is read once."""
 
-    def __init__(self, view):
-        self.view = view
+    def __init__(self, view_set):
+        self.view_set = view_set
 
     def __len__(self) -> int:
-        return len(self.view)
+        return len(self.view_set)
 
     def __getitem__(self, i: int):
-        row = int(self.view.rows[i])
-        path = self.view.images.paths[row]
+        row = int(self.view_set.rows[i])
+        path = self.view_set.images.paths[row]
+        wanted = tuple(view.index for view in self.view_set.wants[i])
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError:
-            return row, self.view[i], None  # the workers' path names the missing file
+            return row, None, self.view_set[i][1], None, wanted  # the workers' path names the missing file
         if device_decodable(data):
-            return row, torch.frombuffer(bytearray(data), dtype=torch.uint8), path
-        return row, self.view.apply(row, decode_bytes(data, path)), None
+            return row, torch.frombuffer(bytearray(data), dtype=torch.uint8), {}, path, wanted
+        return row, None, self.view_set.transformed(i, decode_bytes(data, path)), None, wanted
 
 
 def collate(items: list) -> list:
@@ -156,28 +157,32 @@ def collate(items: list) -> list:
 
 
 class DeviceBatch:
-    """The device's side: a batch of ``EncodedView`` items -> (B, 3, H, W) float32 on ``device``,
-    in item order. JPEGs are decoded in one call and transformed here; an augmented view seeds
-    each image's draw by its row exactly as the workers do (``view_seed + row``), so the same
-    crop, flip and angle are drawn on either path."""
+    """The device's side: a batch of ``EncodedViews`` items -> {view index: (n, 3, H, W) float32
+    on ``device``}, each view's images in item order. JPEGs are decoded in one call, once for
+    all their views, and transformed here; an augmented view seeds each image's draw by its row
+    exactly as the workers do (``View.apply``), so the same crop, flip and angle are drawn on
+    either path."""
 
-    def __init__(self, transform, view_seed: Optional[int], device: torch.device):
+    def __init__(self, views: dict, device: torch.device):
         if device.type == "cuda" and device.index is None:  # nvJPEG is handed one device, by index
             device = torch.device("cuda", torch.cuda.current_device())
-        self.transform, self.view_seed, self.device = transform, view_seed, device
+        self.views, self.device = views, device
         self.decode_jpeg = jpeg_decoder(str(device))[0]
 
-    def __call__(self, items: list) -> torch.Tensor:
-        out: list = [None] * len(items)
-        jpegs = [i for i, (_, _, path) in enumerate(items) if path is not None]
-        for i, (_, tensor, path) in enumerate(items):
-            if path is None:
-                out[i] = tensor.to(self.device, non_blocking=True)
-        decoded = self._decode([items[i] for i in jpegs])
-        rows = [items[i][0] for i in jpegs]
-        for i, image in zip(jpegs, self._transform(decoded, rows)):
-            out[i] = image
-        return torch.stack(out)
+    def __call__(self, items: list) -> dict:
+        by_view: dict = defaultdict(list)  # view index -> [(position in the batch, image)]
+        for k, (_, _, transformed, _, _) in enumerate(items):
+            for index, image in transformed.items():
+                by_view[index].append((k, image.to(self.device, non_blocking=True)))
+        jpegs = [k for k, item in enumerate(items) if item[3] is not None]
+        decoded = dict(zip(jpegs, self._decode([items[k] for k in jpegs])))
+        for index, view in self.views.items():
+            members = [k for k in jpegs if index in items[k][4]]
+            if members:
+                images = self._transform(view, [decoded[k] for k in members], [items[k][0] for k in members])
+                by_view[index] += zip(members, images)
+        return {index: torch.stack([image for _, image in sorted(pairs, key=lambda p: p[0])])
+                for index, pairs in by_view.items()}
 
     def _decode(self, items: list) -> list[torch.Tensor]:
         """uint8 (1 or 3, H, W) images on the device, one per JPEG item; the batch in one call,
@@ -185,12 +190,12 @@ class DeviceBatch:
         if not items:
             return []
         try:
-            images = self.decode_jpeg([t for _, t, _ in items], mode="UNCHANGED", device=self.device)
+            images = self.decode_jpeg([item[1] for item in items], mode="UNCHANGED", device=self.device)
         except (RuntimeError, ValueError):  # one bad image fails the whole batch: one by one
-            images = [self._one(t, path) for _, t, path in items]
+            images = [self._one(item[1], item[3]) for item in items]
         # A channel count other than grey or RGB (CMYK): Pillow converts it as the workers do.
-        return [image if image.shape[0] in (1, 3) else self._pillow(t, path)
-                for image, (_, t, path) in zip(images, items)]
+        return [image if image.shape[0] in (1, 3) else self._pillow(item[1], item[3])
+                for image, item in zip(images, items)]
 
     def _one(self, data: torch.Tensor, path: str) -> torch.Tensor:
         try:
@@ -201,20 +206,17 @@ class DeviceBatch:
     def _pillow(self, data: torch.Tensor, path: str) -> torch.Tensor:
         return decode_bytes(data.numpy().tobytes(), path).to(self.device)
 
-    def _transform(self, images: list[torch.Tensor], rows: list[int]) -> list[torch.Tensor]:
-        if self.view_seed is None:
+    @staticmethod
+    def _transform(view, images: list[torch.Tensor], rows: list[int]) -> list[torch.Tensor]:
+        if view.seed is None:
             # The evaluation transform draws nothing: images of one size go through it together.
             by_shape: dict = defaultdict(list)
             for i, image in enumerate(images):
                 by_shape[tuple(image.shape)].append(i)
             out: list = [None] * len(images)
             for members in by_shape.values():
-                done = self.transform(torch.stack([images[i] for i in members]))
+                done = view.transform(torch.stack([images[i] for i in members]))
                 for j, i in enumerate(members):
                     out[i] = done[j]
             return out
-        out = []
-        for image, row in zip(images, rows):
-            torch.manual_seed(self.view_seed + row)  # transforms v2 draw on torch's CPU generator
-            out.append(self.transform(image))
-        return out
+        return [view.apply(row, image) for image, row in zip(images, rows)]

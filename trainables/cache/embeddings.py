@@ -12,7 +12,9 @@ Views: view 0 is the evaluation transform over pool and test, the only view by d
 View v >= 1 is an augmented copy of the pool under the training transform (random crop, flip,
 rotation as the dataset's modality allows), each image's draw seeded by (seed, view, row) so
 it does not depend on batch size or worker count. ``--views K`` trains frozen heads on K such
-views (epoch e reads view 1 + e mod K); validation and test always read view 0.
+views (epoch e reads view 1 + e mod K); validation and test always read view 0. The views a
+backbone lacks are extracted in one pass, each image decoded once for all of them
+(trainables/cache/views.py: ``extract_views_if_missing``).
 
 Rows: a sweep asks for the pool rows its studies draw (``rows=``), and only those no part of the
 key holds yet are extracted, into a new part file (trainables/cache/parts.py); ``sweep embed``
@@ -51,6 +53,7 @@ import json
 import os
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
@@ -62,12 +65,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from trainables.errors import UserError
 from trainables import storage
-from trainables.models.backbones import create_backbone, embed, resolve_info, weights_digest
+from trainables.models.backbones import create_backbone, resolve_info, weights_digest
 from trainables.data.datasets import ImageSet, get_dataset_info, load_dataset
 from trainables.data.filedigests import content_fingerprint
 from trainables.data.transforms import build_transform, describe
-from trainables.cache.device_decode import (DeviceBatch, EncodedView, collate, decodes_on_device,
-                                            decoder_missing, describe_decode, resolve_decode)
+from trainables.cache.device_decode import decoder_missing, describe_decode, resolve_decode
+from trainables.cache.views import Embedder, View, embed_views
 from trainables.cache.parts import (Part, RowFeatures, encode_rows, key_of, part_path, read_part,
                                     whole_path)
 
@@ -161,29 +164,6 @@ def _metadata(schema: pa.Schema) -> dict:
     return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
 
 
-class _ViewImages(Dataset):
-    """Transformed images of one split's ``rows``; an augmented view seeds each image's draw
-    by its row in the split."""
-
-    def __init__(self, images, rows: np.ndarray, transform, view_seed: Optional[int]):
-        self.images, self.rows, self.transform, self.view_seed = images, rows, transform, view_seed
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        row = int(self.rows[i])
-        return self.apply(row, self.images[row])
-
-    def apply(self, row: int, image: torch.Tensor) -> torch.Tensor:
-        """The view's transform of the image at ``row``."""
-        if self.view_seed is not None:
-            # transforms v2 draw from torch's global generator: seeding it per image makes the
-            # view independent of batch size, worker count, order and of the rows extracted with it.
-            torch.manual_seed(self.view_seed + row)
-        return self.transform(image)
-
-
 class _Reported:
     """A bar that hands its count to ``report(done, total, seconds)`` (the driver draws it: every
     extraction in one status line on its terminal, none interleaved), at most twice a second."""
@@ -223,40 +203,18 @@ def default_workers() -> int:
     return min(8, max(0, cpus - 1))
 
 
-@torch.no_grad()
 def embed_images(model, info, dataset: Dataset, device, batch_size: int = EXTRACT_BATCH, workers: int = 0,
-                 bar=None, decode: str = "workers") -> np.ndarray:
-    """(N, D) float32 features of a dataset of transformed images, in order. ``decode="device"``
-    with a view of image files (a ``_ViewImages``): JPEGs decoded and transformed on ``device``
-    (trainables/cache/device_decode.py), the workers only reading them."""
-    on_device = decodes_on_device(decode, getattr(dataset, "images", None), device)
-    if on_device:
-        source, collate_fn = EncodedView(dataset), collate
-        prepare = DeviceBatch(dataset.transform, dataset.view_seed, device)
-    else:
-        source, collate_fn = dataset, None
-        prepare = lambda batch: batch.to(device, non_blocking=True)  # noqa: E731
-    # Pinned batches copy to the GPU asynchronously; JPEG bytes go to nvJPEG as they are.
-    loader = DataLoader(source, batch_size=batch_size, num_workers=workers, collate_fn=collate_fn,
-                        pin_memory=device.type == "cuda" and not on_device, persistent_workers=False)
-    on_gpu = device.type == "cuda"
-    out, previous = [], None
+                 bar=None) -> np.ndarray:
+    """(N, D) float32 features of a dataset of transformed image tensors, in order (the cache's
+    own extraction goes through ``views.embed_views``: each image decoded once for its views)."""
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    embedder = Embedder(model, info, device)
     for batch in loader:
-        batch = prepare(batch)
-        if on_gpu:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-            features = embed(model, info, batch).float()
-        # The previous batch's features come back only now: the copy waits on the GPU while this
-        # batch is already queued on it, so the device is not idle while the next one is read.
-        if previous is not None:
-            out.append(previous.cpu().numpy())
-        previous = features
+        embedder(0, batch.to(device, non_blocking=True))
+        embedder.collect(keep=1)
         if bar is not None:
             bar.update(len(batch))
-    if previous is not None:
-        out.append(previous.cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    return embedder.result(0)
 
 
 def _split_table(name: str, split: ImageSet, rows: np.ndarray, features: np.ndarray, dtype: str) -> pa.Table:
@@ -285,18 +243,41 @@ def ensure_embeddings(*args, **kwargs) -> str:
 
 def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, weights_path: Optional[str],
                        cache_dir: str, seed: int = 0, holdout: Optional[float] = None, skip: Optional[list] = None,
-                       view: int = 0, dtype: str = "float32", workers: Optional[int] = None,
-                       batch_size: int = EXTRACT_BATCH, progress: Union[bool, Callable[[int, int, float], None]] = True,
-                       fingerprint: Optional[str] = None,
-                       rows: Optional[Sequence[int]] = None, decode: str = "auto") -> tuple[tuple[str, ...], bool]:
-    """Extract what the cache lacks: (the files that hold the asked rows, whether this call
-    extracted any).
+                       view: int = 0, dtype: str = "float32", rows: Optional[Sequence[int]] = None,
+                       **options) -> tuple[tuple[str, ...], bool]:
+    """One view of :func:`extract_views_if_missing`: (the files that hold the asked rows,
+    whether this call extracted any)."""
+    return extract_views_if_missing(dataset, data_root, backbone, weights_path, cache_dir, seed=seed,
+                                    holdout=holdout, skip=skip, views={view: rows}, dtype=dtype, **options)[view]
 
-    ``rows``: the pool rows wanted (a sweep's studies' draws); only those no part of the key
-    holds are extracted, into a new part. None: the whole pool, into one file. View 0 adds
-    the test set (once per key); an augmented view (>= 1) holds pool rows only, which is all
-    that trains. Written to a temporary file and renamed, so a crash never leaves a half file
-    under a key.
+
+@dataclass
+class _ViewPlan:
+    """What one view of a key lacks, and where it goes."""
+    view: int
+    key: str
+    whole: bool  # the whole pool, into <key>.arrow
+    missing: np.ndarray  # pool rows to extract
+    need_test: bool
+    used: list  # the files already held that hold asked rows
+    path: Optional[str] = None  # the file this call writes (None: nothing lacking)
+
+
+def extract_views_if_missing(dataset: str, data_root: Optional[str], backbone: str, weights_path: Optional[str],
+                             cache_dir: str, seed: int = 0, holdout: Optional[float] = None,
+                             skip: Optional[list] = None, views: Optional[dict] = None, dtype: str = "float32",
+                             workers: Optional[int] = None, batch_size: int = EXTRACT_BATCH,
+                             progress: Union[bool, Callable[[int, int, float], None]] = True,
+                             fingerprint: Optional[str] = None, decode: str = "auto") -> dict:
+    """Extract what the cache lacks of a backbone's ``views`` (view -> the pool rows wanted, or
+    None for the whole pool; default ``{0: None}``): view -> (the files that hold its asked
+    rows, whether this call extracted any). Each image is decoded once for all the views that
+    lack it (trainables/cache/views.py).
+
+    Rows: only those no part of a view's key holds are extracted, into a new part; None: the
+    whole pool, into one file. View 0 adds the test set (once per key); an augmented view
+    (>= 1) holds pool rows only, which is all that trains. Each file is written to a temporary
+    file and renamed, so a crash never leaves a half file under a key.
 
     ``fingerprint``: the data's content fingerprint, as the driver computed it for the whole
     sweep (trainables/data/filedigests.py); without it, computed here (reading only the files
@@ -305,6 +286,7 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
     ``decode``: ``auto`` (JPEG files decoded on the GPU when there is one), ``workers`` or
     ``device`` (trainables/cache/device_decode.py).
     """
+    views = {0: None} if views is None else views
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     decode = resolve_decode(decode, device)
     data = load_dataset(dataset, data_root, holdout=holdout, skip=skip)
@@ -312,66 +294,98 @@ def extract_if_missing(dataset: str, data_root: Optional[str], backbone: str, we
         data = content_fingerprint(data, files_index_dir(cache_dir), check=False)[0]
     else:
         data = dataclasses.replace(data, fingerprint=fingerprint)
+    plans = [_plan_view(dataset, data, backbone, weights_path, cache_dir, seed, view, dtype, rows)
+             for view, rows in sorted(views.items())]
+    lacking = [p for p in plans if p.path is not None]
+    if lacking:
+        _extract_views(dataset, data, backbone, weights_path, cache_dir, seed, lacking, dtype, workers, batch_size,
+                       progress, decode, device)
+    return {p.view: ((() if p.whole and p.path else tuple(p.used)) + ((p.path,) if p.path else ()), p.path is not None)
+            for p in plans}
+
+
+def _plan_view(dataset: str, data, backbone: str, weights_path: Optional[str], cache_dir: str, seed: int, view: int,
+               dtype: str, rows: Optional[Sequence[int]]) -> _ViewPlan:
     key = embedding_key(dataset, data, backbone, weights_path, seed, view, dtype)
     n_pool = len(data.pool)
     held = cached_parts(cache_dir, key)
+    nothing = np.zeros(0, np.int64)
     if held and held[0].pool_rows is None:  # a whole file
-        return (held[0].path,), False
+        return _ViewPlan(view, key, False, nothing, False, [held[0].path])
     whole = rows is None
     wanted = np.arange(n_pool) if whole else np.unique(np.asarray(rows, np.int64))
     if len(wanted) and (wanted[0] < 0 or wanted[-1] >= n_pool):
         raise CacheError(f"rows of {dataset}: expected pool rows in 0..{n_pool - 1}, got {wanted[0]}..{wanted[-1]}")
-    have = np.unique(np.concatenate([p.pool_rows for p in held])) if held else np.zeros(0, np.int64)
+    have = np.unique(np.concatenate([p.pool_rows for p in held])) if held else nothing
     # The whole pool goes into one file of its own; rows into a part beside the parts held.
     missing = wanted if whole else np.setdiff1d(wanted, have, assume_unique=True)
-    need_test = view == 0 and (whole or not any(p.test for p in held))
+    need_test = view == 0 and len(data.test) > 0 and (whole or not any(p.test for p in held))
     # The parts the asked rows are in (and the test set's, for view 0): a trial maps no other.
     used = [p.path for p in held
             if np.intersect1d(p.pool_rows, wanted, assume_unique=True).size or (view == 0 and p.test)]
-    # A split with no row to extract is left out: its table would have no embedding width.
-    parts = [(name, split, split_rows) for name, split, split_rows in
-             (("pool", data.pool, missing), ("test", data.test, np.arange(len(data.test)) if need_test else []))
-             if len(split_rows)]
-    if not parts:
-        return tuple(used), False
-    path = whole_path(cache_dir, key) if whole else part_path(cache_dir, key, missing, need_test)
+    plan = _ViewPlan(view, key, whole, missing, need_test, used)
+    if len(missing) or need_test:
+        plan.path = whole_path(cache_dir, key) if whole else part_path(cache_dir, key, missing, need_test)
+    return plan
+
+
+def _extract_views(dataset: str, data, backbone: str, weights_path: Optional[str], cache_dir: str, seed: int,
+                   plans: list, dtype: str, workers: Optional[int], batch_size: int, progress, decode: str,
+                   device: torch.device) -> None:
+    """One pass per split over the images the views of ``plans`` lack, one file written per view."""
     ds_info = get_dataset_info(dataset)
     model, bb_info = create_backbone(backbone, img_size=ds_info.image_size, weights_path=weights_path, seed=seed)
     model.eval().to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    transform = view_transform(ds_info, bb_info, view)
-    total = sum(len(r) for _, _, r in parts)
+    views = {p.view: View(p.view, view_transform(ds_info, bb_info, p.view),
+                          None if p.view == 0 else (seed * 1_000_003 + p.view) * 10_000_019) for p in plans}
+    splits = {"pool": (data.pool, {views[p.view]: p.missing for p in plans if len(p.missing)}),
+              "test": (data.test, {views[p.view]: np.arange(len(data.test)) for p in plans if p.need_test})}
+    counts = {p.view: len(p.missing) + (len(data.test) if p.need_test else 0) for p in plans}
+    total = sum(counts.values())
     workers = default_workers() if workers is None else workers
-    bar = _progress(total, f"{dataset} x {backbone} view {view}", progress) if progress else None
+    name = f"{dataset} x {backbone} view{'s' if len(plans) > 1 else ''} {', '.join(str(p.view) for p in plans)}"
+    bar = _progress(total, name, progress) if progress else None
     if decoder_missing(decode, device):  # said before the extraction, which it slows
         print(f"JPEG files decoded by the workers: {decoder_missing(decode, device)}", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    tables = _embed_parts(parts, model, bb_info, transform, device, seed, view, dtype, batch_size, workers, bar,
-                          decode)
+    tables: dict = defaultdict(list)
+    try:
+        for split_name, (split, plan) in splits.items():
+            if not plan:
+                continue
+            features = embed_views(model, bb_info, split.images, plan, device, batch_size, workers, bar, decode)
+            for view, rows in plan.items():
+                tables[view.index].append(_split_table(split_name, split, rows, features[view.index], dtype))
+    finally:
+        if bar is not None:
+            bar.close()
     elapsed = time.perf_counter() - started
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
     decoded_by = describe_decode(decode, device, data.pool.images)
-    metadata = {
-        "dataset": dataset,
-        "backbone": backbone,
-        "key": key,
-        "view": str(view),
-        "dtype": dtype,
-        "transform": describe(transform),
-        "extract_s": f"{elapsed:.3f}",
-        "images_per_s": f"{total / max(elapsed, 1e-9):.1f}",
-        "device": f"{device.type} {precision}",
-        "decode": decoded_by,
-    }
-    metadata.update(pool_size=str(n_pool), test="1" if need_test else "0")
-    if not whole:
-        metadata["pool_rows"] = encode_rows(missing, n_pool)
-    _write_cache_file(pa.concat_tables(tables).replace_schema_metadata(metadata), cache_dir, path)
-    print(f"extracted {dataset} x {backbone} view {view}: {total:,} images in {elapsed:.1f} s "
-          f"({total / max(elapsed, 1e-9):,.0f} img/s, {device.type} {precision}, {workers} workers, decoded by {decoded_by})",
-          file=sys.stderr, flush=True)
-    return (() if whole else tuple(used)) + (path,), True
+    for p in plans:
+        # The pass is shared: each view is charged its share of it, by the images it got.
+        seconds = elapsed * counts[p.view] / max(total, 1)
+        metadata = {
+            "dataset": dataset,
+            "backbone": backbone,
+            "key": p.key,
+            "view": str(p.view),
+            "dtype": dtype,
+            "transform": describe(views[p.view].transform),
+            "extract_s": f"{seconds:.3f}",
+            "images_per_s": f"{total / max(elapsed, 1e-9):.1f}",  # the pass's rate
+            "device": f"{device.type} {precision}",
+            "decode": decoded_by,
+            "pool_size": str(len(data.pool)),
+            "test": "1" if p.need_test else "0",
+        }
+        if not p.whole:
+            metadata["pool_rows"] = encode_rows(p.missing, len(data.pool))
+        _write_cache_file(pa.concat_tables(tables[p.view]).replace_schema_metadata(metadata), cache_dir, p.path)
+    print(f"extracted {name}: {total:,} images in {elapsed:.1f} s ({total / max(elapsed, 1e-9):,.0f} img/s, "
+          f"{device.type} {precision}, {workers} workers, decoded by {decoded_by})", file=sys.stderr, flush=True)
 
 
 def _write_cache_file(table: pa.Table, cache_dir: str, path: str) -> None:
@@ -382,23 +396,6 @@ def _write_cache_file(table: pa.Table, cache_dir: str, path: str) -> None:
         with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=len(table) or None)
         storage.upload(tmp, path)
-
-
-def _embed_parts(parts, model, bb_info, transform, device, seed: int, view: int, dtype: str, batch_size: int,
-                 workers: int, bar, decode: str) -> list[pa.Table]:
-    """One table per (split name, split, rows) of the view's embeddings, in row order."""
-    tables = []
-    try:
-        for name, split, rows in parts:
-            rows = np.asarray(rows, np.int64)
-            view_seed = None if view == 0 else (seed * 1_000_003 + view) * 10_000_019
-            features = embed_images(model, bb_info, _ViewImages(split.images, rows, transform, view_seed), device,
-                                    batch_size, workers, bar, decode)
-            tables.append(_split_table(name, split, rows, features, dtype))
-    finally:
-        if bar is not None:
-            bar.close()
-    return tables
 
 
 def _read_file(path: str) -> tuple[dict, int, type, dict]:

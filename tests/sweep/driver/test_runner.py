@@ -230,6 +230,8 @@ def test_augmented_views_are_extracted_once_each_and_shared_with_the_single_view
     # rows only, view 0 all 12 (validation reads it) and the 2 test images.
     held = sorted((e["view"], e["pool_rows"], e["rows"]) for e in list_cache(str(cache)))
     assert held == [(0, 12, 14), (1, 6, 6), (2, 6, 6)]
+    # One extraction task for the three views (each image decoded once): one pass, one rate.
+    assert len({e["images_per_s"] for e in list_cache(str(cache))}) == 1
     rows = {r["views"]: r for r in ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()}
     keys = {v: __import__("json").loads(rows[v]["embedding_keys"])["test_resnet"] for v in (1, 2)}
     assert len(keys[1]) == 1 and len(keys[2]) == 3 and keys[2][0] == keys[1][0]

@@ -50,6 +50,28 @@ def test_device_decoding_gives_the_workers_features(tmp_path, dataset, write, vi
     assert _footer(paths[0])[0]["decode"].startswith("device: JPEG by libjpeg-turbo (TorchCodec)")
 
 
+def test_views_extracted_together_on_the_device_decode_each_jpeg_once(tmp_path, monkeypatch, fresh_decoder):
+    from trainables.cache.embeddings import extract_views_if_missing
+
+    root = str(tmp_path / "data")
+    layouts.pneumonia(root)
+    real, _ = device_decode._load_decode_jpeg()
+    decoded = []
+
+    def counting(source, **kwargs):
+        decoded.extend(source if isinstance(source, list) else [source])
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(device_decode, "_load_decode_jpeg", lambda: (counting, ""))
+    out = extract_views_if_missing("pneumonia", root, "test_resnet", None, str(tmp_path / "device"), decode="device",
+                                   views={0: None, 1: None, 2: None}, progress=False, workers=0)
+    assert len(decoded) == 1 + 9 + 3  # the probe, then the 9 pool and 3 test X-rays once each
+    for view in (0, 1, 2):
+        _, alone = _extract("pneumonia", root, tmp_path / f"workers{view}", "workers", view)
+        together = load_embeddings(out[view][0])
+        assert _relative_l2(together["pool"].features, alone["pool"].features) <= RELATIVE_L2
+
+
 def test_augmented_view_on_the_device_differs_from_the_evaluation_view(tmp_path):
     """The tolerance above is tight enough to tell views apart: the seeded draws do matter."""
     root = str(tmp_path / "data")

@@ -141,6 +141,38 @@ def test_rows_extracted_in_parts_equal_the_whole_pools_and_each_row_is_extracted
         extract_if_missing("patchcam", patchcam, "test_resnet", None, cache, rows=[0, 12], progress=False)
 
 
+def test_views_extracted_together_decode_each_image_once_and_equal_each_view_extracted_alone(patchcam, tmp_path,
+                                                                                              monkeypatch):
+    """The paper's 4 augmented views and the evaluation one in one pass: each image decoded
+    once (not once per view), each view's file what extracting it alone writes, rows and all."""
+    import trainables.data.images as images
+    from trainables.cache.embeddings import extract_views_if_missing, list_cache
+
+    alone = {v: load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, str(tmp_path / "alone"),
+                                                  view=v, progress=False, workers=0)) for v in (0, 1, 2)}
+    decoded = []
+    real = images.decode_file
+    monkeypatch.setattr(images, "decode_file", lambda path: decoded.append(path) or real(path))
+    cache = str(tmp_path / "together")
+    # View 0 wants rows 0..7 (train and validation), the augmented views 0..5 (train), as a sweep asks.
+    out = extract_views_if_missing("patchcam", patchcam, "test_resnet", None, cache, progress=False, workers=0,
+                                   views={0: range(8), 1: range(6), 2: range(6)})
+    assert len(decoded) == len(set(decoded)) == 8 + 3  # the 8 pool images and 3 test images, once each
+    assert all(fresh and len(files) == 1 for files, fresh in out.values())
+    for view in (0, 1, 2):
+        together = load_embeddings(out[view][0])
+        rows = list(range(8 if view == 0 else 6))
+        assert together["pool"].rows.tolist() == rows
+        np.testing.assert_array_equal(together["pool"].features[rows], alone[view]["pool"].features[rows])
+    np.testing.assert_array_equal(load_embeddings(out[0][0])["test"].features, alone[0]["test"].features)
+    held = sorted((e["view"], e["pool_rows"], e["rows"]) for e in list_cache(cache))
+    assert held == [(0, 8, 8 + 3), (1, 6, 6), (2, 6, 6)]
+    assert sum(e["extract_s"] for e in list_cache(cache)) > 0  # the shared pass, shared out
+    again = extract_views_if_missing("patchcam", patchcam, "test_resnet", None, cache, progress=False,
+                                     views={0: range(8), 1: range(6), 2: range(6)})
+    assert not any(fresh for _, fresh in again.values()) and len(decoded) == 11
+
+
 def test_float16_cache_is_half_the_size_and_close_to_float32(cached, tmp_path):
     _, full = cached
     half = ensure_embeddings("digits", None, "test_resnet", None, str(tmp_path), dtype="float16")

@@ -1,0 +1,141 @@
+"""One pass over a split's images for every cached view a backbone lacks: each image read and
+decoded once, transformed once per view that wants it, and each view's batch embedded.
+
+Why: the paper grid caches the evaluation view and 4 augmented views of every training image.
+Extracted view by view, each image is decoded 5 times per backbone; decoding, not the GPU, is
+what bounds extraction (PNG and TIFF have no GPU decoder), so here it happens once for all.
+A view's features are those a pass of its own gives: an augmented view seeds each image's draw
+by its row (``View.apply``), whatever else the pass extracts.
+
+Example::
+
+    >>> views = {View(0, evaluation, None): np.arange(100), View(1, train, 77): np.arange(80)}  # doctest: +SKIP
+    >>> features = embed_views(model, info, images, views, device)                              # doctest: +SKIP
+    >>> features[0].shape, features[1].shape                                                   # doctest: +SKIP
+    ((100, 2048), (80, 2048))
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from trainables.models.backbones import embed
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    index: int  # 0: the evaluation transform; >= 1: an augmented copy
+    transform: Callable
+    seed: Optional[int]  # None: the evaluation view, which draws nothing
+
+    def apply(self, row: int, image: torch.Tensor) -> torch.Tensor:
+        """The view's transform of the image at ``row``."""
+        if self.seed is not None:
+            # transforms v2 draw from torch's global generator: seeding it per image makes the
+            # view independent of batch size, worker count, order and of the rows extracted with it.
+            torch.manual_seed(self.seed + row)
+        return self.transform(image)
+
+
+class ViewSet(Dataset):
+    """Item ``i``: ``(row, {view index: transformed image})`` for the views that want ``rows[i]``;
+    the image decoded once for them all."""
+
+    def __init__(self, images, rows: np.ndarray, wants: list[tuple[View, ...]]):
+        self.images, self.rows, self.wants = images, rows, wants
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        row = int(self.rows[i])
+        return row, self.transformed(i, self.images[row])
+
+    def transformed(self, i: int, image: torch.Tensor) -> dict:
+        row = int(self.rows[i])
+        return {view.index: view.apply(row, image) for view in self.wants[i]}
+
+
+def collate_views(items: list) -> dict:
+    """A batch of ``ViewSet`` items -> {view index: (n, C, H, W)}, each view's images in item order."""
+    grouped: dict = defaultdict(list)
+    for _, images in items:
+        for index, image in images.items():
+            grouped[index].append(image)
+    return {index: torch.stack(images) for index, images in grouped.items()}
+
+
+def view_set(images, plan: dict) -> ViewSet:
+    """The ``ViewSet`` over the union of the rows ``plan`` (View -> sorted pool rows) asks for."""
+    union = np.unique(np.concatenate([np.asarray(r, np.int64) for r in plan.values()])) if plan else np.zeros(0, np.int64)
+    member = {view: np.isin(union, rows) for view, rows in plan.items()}
+    wants = [tuple(view for view in plan if member[view][i]) for i in range(len(union))]
+    return ViewSet(images, union, wants)
+
+
+class Embedder:
+    """Batches of one view -> features, on a GPU in bf16 autocast and channels_last. A batch's
+    features come back to host memory only after the next batch is queued, so the GPU is not
+    idle while the loop reads and decodes."""
+
+    def __init__(self, model, info, device: torch.device):
+        self.model, self.info, self.device = model, info, device
+        self.on_gpu = device.type == "cuda"
+        self.out: dict = defaultdict(list)
+        self.pending: list = []
+
+    @torch.no_grad()
+    def __call__(self, index: int, batch: torch.Tensor) -> None:
+        if self.on_gpu:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
+            features = embed(self.model, self.info, batch).float()
+        self.pending.append((index, features))
+
+    def collect(self, keep: int = 0) -> None:
+        """Bring back all but the last ``keep`` batches' features."""
+        while len(self.pending) > keep:
+            index, features = self.pending.pop(0)
+            self.out[index].append(features.cpu().numpy())
+
+    def result(self, index: int) -> np.ndarray:
+        self.collect()
+        parts = self.out.get(index)
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def embed_views(model, info, images, plan: dict, device: torch.device, batch_size: int = 256, workers: int = 0,
+                bar=None, decode: str = "workers") -> dict:
+    """{view index: (N, D) float32 features of its rows, in row order} for ``plan`` (View ->
+    sorted pool rows of ``images``). ``decode="device"`` with image files: JPEGs decoded and
+    transformed on ``device`` (trainables/cache/device_decode.py), the workers only reading them."""
+    from trainables.cache.device_decode import DeviceBatch, EncodedViews, collate, decodes_on_device
+
+    dataset = view_set(images, plan)
+    on_device = decodes_on_device(decode, images, device)
+    if on_device:
+        source, collate_fn = EncodedViews(dataset), collate
+        prepare = DeviceBatch({view.index: view for view in plan}, device)
+    else:
+        source, collate_fn = dataset, collate_views
+        prepare = lambda batch: {i: x.to(device, non_blocking=True) for i, x in batch.items()}  # noqa: E731
+    # Pinned batches copy to the GPU asynchronously; JPEG bytes go to nvJPEG as they are.
+    loader = DataLoader(source, batch_size=batch_size, num_workers=workers, collate_fn=collate_fn,
+                        pin_memory=device.type == "cuda" and not on_device, persistent_workers=False)
+    embedder = Embedder(model, info, device)
+    for batch in loader:
+        batch = prepare(batch)
+        queued = 0
+        for index, images_of_view in batch.items():
+            embedder(index, images_of_view)
+            queued += 1
+            if bar is not None:
+                bar.update(len(images_of_view))
+        embedder.collect(keep=queued)  # the previous batch's, now that this one is queued
+    return {view.index: embedder.result(view.index) for view in plan}
