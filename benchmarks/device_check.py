@@ -19,7 +19,8 @@ its own share of the time and records its own error; a failed step never stops t
                  extraction task there: decoded by the workers (Pillow) and on the device
                  (nvJPEG), each path's bottleneck named (``decode`` when it holds the loop below
                  80% of the forward rate, else ``forward``); what the workers deliver alone; a
-                 worker's CPU milliseconds per image (one channel kept, against RGB first).
+                 worker's CPU milliseconds per image (one channel kept, against RGB first); the
+                 workers' CPU seconds for 5 views of 20 images in one pass and view by view.
 ``packed_sweep`` a frozen sweep of the paper's shape: the five backbones (the paper's
                  architectures, random weights saved in the published files' layouts, so the
                  weight loading runs too), linear heads and the paper's listing-form DVME
@@ -103,7 +104,8 @@ def extraction(work: str, smoke: bool) -> dict:
     decode = gpu_extract.decode_figures(data, device, at_224, workers)
     decode["image_size"] = f"{size[0]}x{size[1]} greyscale JPEG"
     return {"device": str(device), "forward_only": forward, "decode_included": decode,
-            "worker_ms_per_image": gpu_extract.worker_cost_ms(work, 4 if smoke else 20)}
+            "worker_ms_per_image": gpu_extract.worker_cost_ms(work, 4 if smoke else 20),
+            "views_workers_side": gpu_extract.views_pass_seconds(work, 4 if smoke else 20)}
 
 
 def published_weight_files(folder: str) -> dict:

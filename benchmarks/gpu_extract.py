@@ -16,6 +16,9 @@ Prints, each with the device and settings:
    on the device (nvJPEG through TorchCodec, resized there), and what the workers deliver with
    no model at all; the bottleneck of each path named: ``decode`` when it runs below 80% of the
    forward rate, else ``forward``.
+   Then the workers' side (read, decode, resize, crop) of 5 views of 20 such images (the
+   evaluation one and 4 augmented, as the paper grid caches) in one pass, each image decoded
+   and resized once, against view by view.
 3. the CPU cost of one such image in a worker (decode, resize, crop): kept one channel until
    the transform makes it RGB, against the RGB conversion before resizing (as until now).
 4. the wall time of a packed linear sweep on those images: 10 studies x 4 trials, each
@@ -154,6 +157,35 @@ def worker_cost_ms(work: str, n: int = 20) -> dict:
     return out
 
 
+def views_pass_seconds(work: str, n: int = 20, views: int = 5) -> dict:
+    """CPU seconds of the workers' side (read, decode, resize, crop, normalise: what the GPU
+    waits on) for ``views`` views (the evaluation one and augmented copies, as the paper grid
+    caches 5) of ``n`` X-ray-sized greyscale JPEGs: in one pass (each image decoded and resized
+    once), and view by view (as every view was extracted before)."""
+    from torch.utils.data import DataLoader
+
+    root = os.path.join(work, "views")
+    write_images(root, n // 2, 1, size=XRAY, grey=True)
+    data = load_dataset("folder", root)
+    info, rows = get_backbone_info("random"), np.arange(len(data.pool))
+    plan = {View(v, build_transform(get_dataset_info("folder"), info, train=v > 0), None if v == 0 else 1000 * v): rows
+            for v in range(views)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+
+    def seconds(plans: list) -> float:
+        start = time.perf_counter()
+        for one in plans:
+            for _ in DataLoader(view_set(data.pool.images, one), batch_size=64, collate_fn=collate_views):
+                pass
+        return time.perf_counter() - start
+
+    seconds([plan])  # warm-up: files in the page cache, kernels chosen
+    together, apart = seconds([plan]), seconds([{view: rows} for view, rows in plan.items()])
+    torch.set_num_threads(threads)
+    return {"views": views, "images": len(rows), "one_pass_s": together, "view_by_view_s": apart}
+
+
 def write_images(root: str, per_class: int, n_test: int, size=320, grey: bool = False) -> None:
     """A folder dataset (train/<class>/*.jpg, test/<class>/*.jpg) of textured JPEGs, ``size``
     square or (width, height); greyscale (as X-rays are) or colour."""
@@ -242,6 +274,10 @@ def main() -> None:
                 f = figures["paths"][f"{NAMES[backbone]}/{decode}"]
                 print(f"  {NAMES[backbone]:22s} decoded by {decode:8s} {f['images_per_s']:,.0f} img/s "
                       f"({100 * f['share_of_forward']:.0f}% of forward): bottleneck {f['bottleneck']}")
+        passes = views_pass_seconds(work)
+        print(f"\n   the workers' side of {passes['views']} views of {passes['images']} such images, one CPU: "
+              f"{passes['one_pass_s']:.1f} s in one pass (each image decoded once), {passes['view_by_view_s']:.1f} s "
+              f"view by view ({passes['view_by_view_s'] / passes['one_pass_s']:.1f}x)")
         cost = worker_cost_ms(work)
         print(f"\n3. one CPU per {XRAY[0]}x{XRAY[1]} greyscale JPEG in a worker: {cost['one channel']:.1f} ms kept one channel, "
               f"{cost['rgb first']:.1f} ms converted to RGB first ({cost['rgb first'] / cost['one channel']:.1f}x)")

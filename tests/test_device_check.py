@@ -31,6 +31,8 @@ def test_device_check_smoke_writes_every_figure(tmp_path):
     assert decode["workers_alone_images_per_s"] > 0
     cost = figures["extraction"]["worker_ms_per_image"]
     assert cost["one channel"] > 0 and cost["rgb first"] > 0  # figures, not compared: no timed assertions
+    views = figures["extraction"]["views_workers_side"]
+    assert views["views"] == 5 and views["one_pass_s"] > 0 and views["view_by_view_s"] > 0
     sweep = figures["packed_sweep"]
     # 3 linear studies + 1 DVME, 2 trials each; one cache file per backbone.
     assert sweep["trials"] == sweep["ok"] == 8 and sweep["cache_files"] == 3 and sweep["packing"] > 0

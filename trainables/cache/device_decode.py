@@ -1,8 +1,8 @@
 """JPEG files decoded and transformed on the extraction device, so that CPU workers only read them.
 
-Why: a DataLoader worker spends about 7 ms of CPU decoding and resizing one 1400 x 1100
+Why: a DataLoader worker spends about 6 ms of CPU decoding and resizing one 1400 x 1100
 greyscale X-ray JPEG (the pneumonia set), so even the 8 workers of a 16-CPU node feed about
-1,100 images/s to a GPU that embeds 5,000 a second with a ResNet-50: the loop waits on the CPUs
+1,300 images/s to a GPU that embeds 5,000 a second with a ResNet-50: the loop waits on the CPUs
 (``benchmarks/gpu_extract.py`` and ``device_check.py`` measure both rates and name the
 bottleneck). nvJPEG decodes a batch of JPEGs on the GPU itself.
 
@@ -158,15 +158,15 @@ def collate(items: list) -> list:
 
 class DeviceBatch:
     """The device's side: a batch of ``EncodedViews`` items -> {view index: (n, 3, H, W) float32
-    on ``device``}, each view's images in item order. JPEGs are decoded in one call, once for
-    all their views, and transformed here; an augmented view seeds each image's draw by its row
-    exactly as the workers do (``View.apply``), so the same crop, flip and angle are drawn on
-    either path."""
+    on ``device``}, each view's images in item order. JPEGs are decoded in one call, the steps
+    the views share (to float, resize) run once, and each view's own steps follow, all here; an
+    augmented view seeds each image's draw by its row exactly as the workers do, so the same
+    crop, flip and angle are drawn on either path."""
 
-    def __init__(self, views: dict, device: torch.device):
+    def __init__(self, view_set, device: torch.device):
         if device.type == "cuda" and device.index is None:  # nvJPEG is handed one device, by index
             device = torch.device("cuda", torch.cuda.current_device())
-        self.views, self.device = views, device
+        self.view_set, self.device = view_set, device
         self.decode_jpeg = jpeg_decoder(str(device))[0]
 
     def __call__(self, items: list) -> dict:
@@ -175,11 +175,15 @@ class DeviceBatch:
             for index, image in transformed.items():
                 by_view[index].append((k, image.to(self.device, non_blocking=True)))
         jpegs = [k for k, item in enumerate(items) if item[3] is not None]
-        decoded = dict(zip(jpegs, self._decode([items[k] for k in jpegs])))
-        for index, view in self.views.items():
-            members = [k for k in jpegs if index in items[k][4]]
-            if members:
-                images = self._transform(view, [decoded[k] for k in members], [items[k][0] for k in members])
+        if jpegs:
+            shared = dict(zip(jpegs, _batched(self.view_set.prefix, self._decode([items[k] for k in jpegs]))))
+            for index in sorted({index for k in jpegs for index in items[k][4]}):
+                view = self.view_set.views[index]
+                members = [k for k in jpegs if index in items[k][4]]
+                if view.seed is None:  # draws nothing: images of one size go on together
+                    images = _batched(self.view_set.rest[index], [shared[k] for k in members])
+                else:
+                    images = [self.view_set.finish(view, items[k][0], shared[k]) for k in members]
                 by_view[index] += zip(members, images)
         return {index: torch.stack([image for _, image in sorted(pairs, key=lambda p: p[0])])
                 for index, pairs in by_view.items()}
@@ -206,17 +210,16 @@ class DeviceBatch:
     def _pillow(self, data: torch.Tensor, path: str) -> torch.Tensor:
         return decode_bytes(data.numpy().tobytes(), path).to(self.device)
 
-    @staticmethod
-    def _transform(view, images: list[torch.Tensor], rows: list[int]) -> list[torch.Tensor]:
-        if view.seed is None:
-            # The evaluation transform draws nothing: images of one size go through it together.
-            by_shape: dict = defaultdict(list)
-            for i, image in enumerate(images):
-                by_shape[tuple(image.shape)].append(i)
-            out: list = [None] * len(images)
-            for members in by_shape.values():
-                done = view.transform(torch.stack([images[i] for i in members]))
-                for j, i in enumerate(members):
-                    out[i] = done[j]
-            return out
-        return [view.apply(row, image) for image, row in zip(images, rows)]
+
+
+def _batched(transform, images: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``transform`` (one that draws nothing) of each image, images of one size in one call."""
+    by_shape: dict = defaultdict(list)
+    for i, image in enumerate(images):
+        by_shape[tuple(image.shape)].append(i)
+    out: list = [None] * len(images)
+    for members in by_shape.values():
+        done = transform(torch.stack([images[i] for i in members]))
+        for j, i in enumerate(members):
+            out[i] = done[j]
+    return out

@@ -2,8 +2,9 @@
 decoded once, transformed once per view that wants it, and each view's batch embedded.
 
 Why: the paper grid caches the evaluation view and 4 augmented views of every training image.
-Extracted view by view, each image is decoded 5 times per backbone; decoding, not the GPU, is
-what bounds extraction (PNG and TIFF have no GPU decoder), so here it happens once for all.
+Extracted view by view, each image is decoded and resized 5 times per backbone; decoding and
+resizing, not the GPU, are what bound extraction (PNG and TIFF have no GPU decoder), so here
+they happen once for all the views (the resize to 256 precedes every view's crop).
 A view's features are those a pass of its own gives: an augmented view seeds each image's draw
 by its row (``View.apply``), whatever else the pass extracts.
 
@@ -24,6 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
 from trainables.models.backbones import embed
 
@@ -43,12 +45,35 @@ class View:
         return self.transform(image)
 
 
+# Steps that draw nothing: where the views' pipelines begin alike with them (to float, resize to
+# 256), that beginning is computed once per image and each view goes on from it.
+DRAW_NOTHING = (v2.ToDtype, v2.Resize)
+
+
+def shared_prefix(transforms: list) -> tuple[Callable, list[Callable]]:
+    """(the steps every transform begins with and none of which draws, what is left of each):
+    running the first and then one of the rest is running that transform, value for value."""
+    steps = [list(t.transforms) if isinstance(t, v2.Compose) else None for t in transforms]
+    n = 0
+    if steps and all(s is not None for s in steps):
+        while (all(len(s) > n for s in steps) and isinstance(steps[0][n], DRAW_NOTHING)
+               and all(repr(s[n]) == repr(steps[0][n]) for s in steps)):
+            n += 1
+    if n == 0:
+        return v2.Identity(), list(transforms)
+    return v2.Compose(steps[0][:n]), [v2.Compose(s[n:]) for s in steps]
+
+
 class ViewSet(Dataset):
     """Item ``i``: ``(row, {view index: transformed image})`` for the views that want ``rows[i]``;
-    the image decoded once for them all."""
+    the image decoded once for them all, and the steps their transforms share (to float, the
+    resize) run once too."""
 
-    def __init__(self, images, rows: np.ndarray, wants: list[tuple[View, ...]]):
+    def __init__(self, images, rows: np.ndarray, wants: list[tuple[View, ...]], views: list[View]):
         self.images, self.rows, self.wants = images, rows, wants
+        self.views = {view.index: view for view in views}
+        self.prefix, rests = shared_prefix([view.transform for view in views])
+        self.rest = {view.index: rest for view, rest in zip(views, rests)}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -58,8 +83,17 @@ class ViewSet(Dataset):
         return row, self.transformed(i, self.images[row])
 
     def transformed(self, i: int, image: torch.Tensor) -> dict:
-        row = int(self.rows[i])
-        return {view.index: view.apply(row, image) for view in self.wants[i]}
+        row, wanted = int(self.rows[i]), self.wants[i]
+        if len(wanted) == 1:
+            return {wanted[0].index: wanted[0].apply(row, image)}
+        shared = self.prefix(image)
+        return {view.index: self.finish(view, row, shared) for view in wanted}
+
+    def finish(self, view: View, row: int, shared: torch.Tensor) -> torch.Tensor:
+        """``view``'s transform of an image the shared steps have already run on."""
+        if view.seed is not None:
+            torch.manual_seed(view.seed + row)  # as View.apply: the shared steps draw nothing
+        return self.rest[view.index](shared)
 
 
 def collate_views(items: list) -> dict:
@@ -76,7 +110,7 @@ def view_set(images, plan: dict) -> ViewSet:
     union = np.unique(np.concatenate([np.asarray(r, np.int64) for r in plan.values()])) if plan else np.zeros(0, np.int64)
     member = {view: np.isin(union, rows) for view, rows in plan.items()}
     wants = [tuple(view for view in plan if member[view][i]) for i in range(len(union))]
-    return ViewSet(images, union, wants)
+    return ViewSet(images, union, wants, list(plan))
 
 
 class Embedder:
@@ -121,7 +155,7 @@ def embed_views(model, info, images, plan: dict, device: torch.device, batch_siz
     on_device = decodes_on_device(decode, images, device)
     if on_device:
         source, collate_fn = EncodedViews(dataset), collate
-        prepare = DeviceBatch({view.index: view for view in plan}, device)
+        prepare = DeviceBatch(dataset, device)
     else:
         source, collate_fn = dataset, collate_views
         prepare = lambda batch: {i: x.to(device, non_blocking=True) for i, x in batch.items()}  # noqa: E731
