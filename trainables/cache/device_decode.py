@@ -8,13 +8,14 @@ bottleneck). nvJPEG decodes a batch of JPEGs on the GPU itself.
 
 ``decode="device"``: workers read a JPEG file's bytes and nothing else; the batch is decoded in
 one call by TorchCodec's ``decode_jpeg`` on the extraction device (nvJPEG on a GPU, libjpeg-turbo
-on a CPU) and the view's transform (resize, crop, augmentation, normalisation) runs there too.
-Every other image (PNG, TIFF, HDF5 rows, arrays in memory: no GPU decoder is at hand for them,
-and their decoded pixels, up to 20 MB an APTOS photograph, would crowd host memory in flight) is
-decoded and transformed by the workers as in ``decode="workers"``, today's path. A JPEG the
-device decoder rejects (CMYK, arithmetic coding) is decoded by Pillow instead, on its own.
-Without TorchCodec (not installed, or built for another torch) every image takes the workers'
-path.
+on a CPU), once for all the views that want each image, and the views' transforms (resize,
+crop, augmentation, normalisation) run there too (trainables/cache/views.py). Every other image
+(PNG, TIFF, HDF5 rows, arrays in memory: no GPU decoder is at hand for them, and their decoded
+pixels, up to 20 MB an APTOS photograph, would crowd host memory in flight) is decoded and
+transformed by the workers as with ``decode="workers"``. A JPEG the device decoder rejects
+(CMYK, arithmetic coding) is decoded by Pillow instead, on its own; one with an EXIF
+orientation stays with the workers. Without a working TorchCodec (not installed, built for
+another torch, nvJPEG failing to start) every image takes the workers' path, and it is said.
 
 ``decode="auto"`` (the default): ``device`` on a GPU, ``workers`` on a CPU.
 
@@ -119,7 +120,7 @@ def device_decodable(data: bytes) -> bool:
 
 
 def decodes_on_device(decode: str, images, device: torch.device) -> bool:
-    """Whether a view of ``images`` takes the device path: ``decode`` resolved to ``device``,
+    """Whether an extraction of ``images`` takes the device path: ``decode`` resolved to ``device``,
     TorchCodec working there, and images that are files (arrays in memory have nothing to decode)."""
     return decode == "device" and isinstance(images, FileImages) and jpeg_decoder(str(device))[0] is not None
 

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from trainables.cache.device_decode import DeviceBatch, EncodedViews, collate, decodes_on_device
 from trainables.models.backbones import embed
 
 
@@ -149,8 +150,6 @@ def embed_views(model, info, images, plan: dict, device: torch.device, batch_siz
     """{view index: (N, D) float32 features of its rows, in row order} for ``plan`` (View ->
     sorted pool rows of ``images``). ``decode="device"`` with image files: JPEGs decoded and
     transformed on ``device`` (trainables/cache/device_decode.py), the workers only reading them."""
-    from trainables.cache.device_decode import DeviceBatch, EncodedViews, collate, decodes_on_device
-
     dataset = view_set(images, plan)
     on_device = decodes_on_device(decode, images, device)
     if on_device:
