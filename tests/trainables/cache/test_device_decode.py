@@ -64,8 +64,10 @@ def test_views_extracted_together_on_the_device_decode_each_jpeg_once(tmp_path, 
 
     monkeypatch.setattr(device_decode, "_load_decode_jpeg", lambda: (counting, ""))
     out = extract_views_if_missing("pneumonia", root, "test_resnet", None, str(tmp_path / "device"), decode="device",
-                                   views={0: None, 1: None, 2: None}, progress=False, workers=0)
-    assert len(decoded) == 1 + 9 + 3  # the probe, then the 9 pool and 3 test X-rays once each
+                                   views={0: None, 1: None, 2: None}, progress=False, workers=2)
+    # The probe, then the 9 pool and 3 test X-rays once each, in the main process: the two
+    # DataLoader workers only read the files.
+    assert len(decoded) == 1 + 9 + 3
     for view in (0, 1, 2):
         _, alone = _extract("pneumonia", root, tmp_path / f"workers{view}", "workers", view)
         together = load_embeddings(out[view][0])

@@ -171,6 +171,13 @@ def test_views_extracted_together_decode_each_image_once_and_equal_each_view_ext
     again = extract_views_if_missing("patchcam", patchcam, "test_resnet", None, cache, progress=False,
                                      views={0: range(8), 1: range(6), 2: range(6)})
     assert not any(fresh for _, fresh in again.values()) and len(decoded) == 11
+    # Two DataLoader worker processes give the same features, view for view.
+    workers = extract_views_if_missing("patchcam", patchcam, "test_resnet", None, str(tmp_path / "w2"), progress=False,
+                                       workers=2, views={0: range(8), 1: range(6), 2: range(6)})
+    for view in (0, 1, 2):
+        rows = list(range(8 if view == 0 else 6))
+        np.testing.assert_array_equal(load_embeddings(workers[view][0])["pool"].features[rows],
+                                      load_embeddings(out[view][0])["pool"].features[rows])
 
 
 def test_float16_cache_is_half_the_size_and_close_to_float32(cached, tmp_path):
