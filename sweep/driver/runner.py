@@ -225,7 +225,7 @@ def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: b
     import ray
 
     from sweep.driver.progress import ProgressBoard, extraction_status
-    from trainables.cache.embeddings import extract_views_if_missing
+    from trainables.cache.embeddings import extract_views_if_missing, extraction_name
 
     cpus = extraction_cpus(options.resources, has_gpu)
     task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(extract_views_if_missing)
@@ -233,8 +233,7 @@ def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: b
     groups: dict = defaultdict(dict)  # (dataset, backbone, dtype) -> view -> rows
     for (d, b, v, t), rows in sorted(requests.items()):
         groups[(d, b, t)][v] = rows
-    names = {g: f"{g[0]} x {g[1]} view{'s' if len(views) > 1 else ''} {', '.join(map(str, views))}"
-             for g, views in groups.items()}
+    names = {g: extraction_name(g[0], g[1], views) for g, views in groups.items()}
 
     def reporter(name: str):
         return (lambda *state: board.update.remote(name, *state)) if board is not None else False
@@ -273,6 +272,8 @@ def _extraction_result(ref, group: tuple, views: list) -> dict:
     """View -> (files, whether extracted) of one extraction task, or its named error."""
     import ray
 
+    from trainables.cache.embeddings import extraction_name
+
     d, b, _ = group
     try:
         return ray.get(ref)
@@ -286,8 +287,7 @@ def _extraction_result(ref, group: tuple, views: list) -> dict:
         hint = ""
         if isinstance(cause, ImageDecodeError):
             hint = f"; `sweep data check {d}` lists every such file, --skip-unreadable leaves them out"
-        which = f"view {views[0]}" if len(views) == 1 else f"views {', '.join(map(str, views))}"
-        raise ExtractionError(f"embeddings of {d} x {b} ({which}): {cause}{hint}") from None
+        raise ExtractionError(f"embeddings of {extraction_name(d, b, views)}: {cause}{hint}") from None
 
 
 def trial_context(study: StudySpec, options: RunOptions, store: ResultsStore, n_classes: int,

@@ -329,6 +329,12 @@ def _plan_view(dataset: str, data, backbone: str, weights_path: Optional[str], c
     return plan
 
 
+def extraction_name(dataset: str, backbone: str, views) -> str:
+    """How an extraction is named in progress bars and log lines: ``pneumonia x dino views 0, 1``."""
+    views = sorted(views)
+    return f"{dataset} x {backbone} view{'s' if len(views) > 1 else ''} {', '.join(map(str, views))}"
+
+
 def _extract_views(dataset: str, data, backbone: str, weights_path: Optional[str], cache_dir: str, seed: int,
                    plans: list, dtype: str, workers: Optional[int], batch_size: int, progress, decode: str,
                    device: torch.device) -> None:
@@ -345,7 +351,7 @@ def _extract_views(dataset: str, data, backbone: str, weights_path: Optional[str
     counts = {p.view: len(p.missing) + (len(data.test) if p.need_test else 0) for p in plans}
     total = sum(counts.values())
     workers = default_workers() if workers is None else workers
-    name = f"{dataset} x {backbone} view{'s' if len(plans) > 1 else ''} {', '.join(str(p.view) for p in plans)}"
+    name = extraction_name(dataset, backbone, [p.view for p in plans])
     bar = _progress(total, name, progress) if progress else None
     if decoder_missing(decode, device):  # said before the extraction, which it slows
         print(f"JPEG files decoded by the workers: {decoder_missing(decode, device)}", file=sys.stderr, flush=True)

@@ -136,6 +136,17 @@ def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(ray_lo
     assert sum(r["status"] == "ok" for r in rows) == 2
 
 
+def test_a_weight_file_that_does_not_fit_stops_the_extraction_with_one_line_naming_it(ray_local, tmp_path):
+    from sweep.driver.runner import ExtractionError
+
+    bad = tmp_path / "test_vit.pth"
+    torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), bad)
+    studies = [StudySpec(backbones=("test_vit",), mode="linear", fold=0, n_trials=1, **{**COMMON, "grid": "bad"})]
+    with pytest.raises(ExtractionError, match=f"^embeddings of digits x test_vit view 0: {bad}: does not fit 'test_vit'"):
+        run_sweep(studies, run_options(results=str(tmp_path / "r"), weights={"test_vit": str(bad)}, verbose=0))
+    assert ResultsStore(str(tmp_path / "r")).read_trials().num_rows == 0
+
+
 @pytest.mark.parametrize("mode", ["linear", "finetune"])
 def test_an_image_that_does_not_decode_is_refused_before_any_trial_or_extraction_starts(ray_local, tmp_path, mode):
     from tests import layouts
