@@ -30,6 +30,7 @@ not the bottleneck on the device path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -128,6 +129,17 @@ def bottleneck(rate: float, forward: float) -> str:
     return "decode" if rate < BOTTLENECK_SHARE * forward else "forward"
 
 
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread, as in a DataLoader worker, for a measurement of a worker's CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def worker_cost_ms(work: str, n: int = 20) -> dict:
     """Milliseconds of one CPU per image of the workers' path (decode + resize + crop) on ``n``
     greyscale X-ray-sized JPEGs written under ``work``: kept one channel until the transform, and
@@ -137,23 +149,22 @@ def worker_cost_ms(work: str, n: int = 20) -> dict:
     root = os.path.join(work, "cost")
     write_images(root, n // 2, 1, size=XRAY, grey=True)
     data = load_dataset("folder", root)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in a DataLoader worker
     (view, _), = _plan(data).items()
     paths = data.pool.images.paths
+
     def as_rgb(path):
         with Image.open(path) as img:
             return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
 
     out = {}
-    for name, decode in (("one channel", lambda i: view.apply(i, data.pool.images[i])),
-                         ("rgb first", lambda i: view.transform(as_rgb(paths[i])))):
-        decode(0)
-        start = time.perf_counter()
-        for i in range(len(paths)):
-            decode(i)
-        out[name] = 1000 * (time.perf_counter() - start) / max(len(paths), 1)
-    torch.set_num_threads(threads)
+    with one_thread():
+        for name, decode in (("one channel", lambda i: view.apply(i, data.pool.images[i])),
+                             ("rgb first", lambda i: view.transform(as_rgb(paths[i])))):
+            decode(0)
+            start = time.perf_counter()
+            for i in range(len(paths)):
+                decode(i)
+            out[name] = 1000 * (time.perf_counter() - start) / max(len(paths), 1)
     return out
 
 
@@ -170,9 +181,6 @@ def views_pass_seconds(work: str, n: int = 20, views: int = 5) -> dict:
     info, rows = get_backbone_info("random"), np.arange(len(data.pool))
     plan = {View(v, build_transform(get_dataset_info("folder"), info, train=v > 0), None if v == 0 else 1000 * v): rows
             for v in range(views)}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in a DataLoader worker
-
     def seconds(plans: list) -> float:
         start = time.perf_counter()
         for one in plans:
@@ -180,9 +188,9 @@ def views_pass_seconds(work: str, n: int = 20, views: int = 5) -> dict:
                 pass
         return time.perf_counter() - start
 
-    seconds([plan])  # warm-up: files in the page cache, kernels chosen
-    together, apart = seconds([plan]), seconds([{view: rows} for view, rows in plan.items()])
-    torch.set_num_threads(threads)
+    with one_thread():
+        seconds([plan])  # warm-up: files in the page cache, kernels chosen
+        together, apart = seconds([plan]), seconds([{view: rows} for view, rows in plan.items()])
     return {"views": views, "images": len(rows), "one_pass_s": together, "view_by_view_s": apart}
 
 
