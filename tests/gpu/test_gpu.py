@@ -21,9 +21,9 @@ TOLERANCE = {"cosine": 0.999, "relative_l2": 0.03}
 
 
 def test_bf16_channels_last_embeddings_equal_fp32_ones_within_tolerance():
-    from torch.utils.data import TensorDataset
+    from torchvision.transforms import v2
 
-    from trainables.cache.embeddings import embed_images
+    from trainables.cache.views import View, embed_views
     from trainables.models.backbones import build_architecture, embed, get_backbone_info
 
     device = torch.device("cuda")
@@ -34,13 +34,10 @@ def test_bf16_channels_last_embeddings_equal_fp32_ones_within_tolerance():
         model = build_architecture(info, 224, 0).eval().to(device)
         with torch.no_grad():
             reference = embed(model, info, images.to(device)).float().cpu()
-
-        class Images(TensorDataset):
-            def __getitem__(self, i):
-                return self.tensors[0][i]
-
         model = model.to(memory_format=torch.channels_last)
-        cached = torch.from_numpy(embed_images(model, info, Images(images), device, batch_size=16, workers=0))
+        # The cache's own extraction loop, on images already transformed.
+        plan = {View(0, v2.Identity(), None): list(range(len(images)))}
+        cached = torch.from_numpy(embed_views(model, info, images, plan, device, batch_size=16)[0])
         cosine = torch.nn.functional.cosine_similarity(cached, reference, dim=1)
         relative = (cached - reference).norm(dim=1) / reference.norm(dim=1)
         assert cosine.min() >= TOLERANCE["cosine"], (name, cosine.min())

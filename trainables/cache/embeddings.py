@@ -61,7 +61,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from trainables.errors import UserError
 from trainables import storage
@@ -70,7 +69,7 @@ from trainables.data.datasets import ImageSet, get_dataset_info, load_dataset
 from trainables.data.filedigests import content_fingerprint
 from trainables.data.transforms import build_transform, describe
 from trainables.cache.device_decode import decoder_missing, describe_decode, resolve_decode
-from trainables.cache.views import Embedder, View, embed_views
+from trainables.cache.views import View, embed_views
 from trainables.cache.parts import (Part, RowFeatures, encode_rows, key_of, part_path, read_part,
                                     whole_path)
 
@@ -201,20 +200,6 @@ def default_workers() -> int:
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # Ray sets it to a task's num_cpus
         cpus = min(cpus, int(os.environ["OMP_NUM_THREADS"]))
     return min(8, max(0, cpus - 1))
-
-
-def embed_images(model, info, dataset: Dataset, device, batch_size: int = EXTRACT_BATCH, workers: int = 0,
-                 bar=None) -> np.ndarray:
-    """(N, D) float32 features of a dataset of transformed image tensors, in order (the cache's
-    own extraction goes through ``views.embed_views``: each image decoded once for its views)."""
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
-    embedder = Embedder(model, info, device)
-    for batch in loader:
-        embedder(0, batch.to(device, non_blocking=True))
-        embedder.collect(keep=1)
-        if bar is not None:
-            bar.update(len(batch))
-    return embedder.result(0)
 
 
 def _split_table(name: str, split: ImageSet, rows: np.ndarray, features: np.ndarray, dtype: str) -> pa.Table:
