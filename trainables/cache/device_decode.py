@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import io
 from collections import defaultdict
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from PIL import Image
@@ -125,12 +125,20 @@ def decodes_on_device(decode: str, images, device: torch.device) -> bool:
     return decode == "device" and isinstance(images, FileImages) and jpeg_decoder(str(device))[0] is not None
 
 
+class Encoded(NamedTuple):
+    """One image as a worker hands it over: a JPEG's bytes, or the views' images made already."""
+    row: int
+    jpeg: Optional[torch.Tensor]  # the file's bytes (uint8, 1-D), or None
+    transformed: dict  # view index -> image, for what the workers decoded (empty for a JPEG)
+    path: Optional[str]  # the JPEG's path (None when the workers decoded it)
+    wanted: tuple  # the indices of the views that want the image
+
+
 class EncodedViews(Dataset):
     """The workers' side of ``decode="device"`` over a ``views.ViewSet`` of image files: item ``i``
-    is ``(row, jpeg, transformed, path, wanted)``: a JPEG file's bytes (uint8, 1-D), its path and
-    the indices of the views that want it; or, for any other file (and a JPEG with an EXIF
-    orientation), ``jpeg`` and ``path`` None and the image decoded once and transformed for
-    each view as the ``ViewSet`` does it. Each file is read once."""
+    is an ``Encoded``: a JPEG file's bytes and path; or, for any other file (and a JPEG with an
+    EXIF orientation), the image decoded once and transformed for each view as the ``ViewSet``
+    does it. Each file is read once."""
 
     def __init__(self, view_set):
         self.view_set = view_set
@@ -146,10 +154,10 @@ class EncodedViews(Dataset):
             with open(path, "rb") as f:
                 data = f.read()
         except OSError:
-            return row, None, self.view_set[i][1], None, wanted  # the workers' path names the missing file
+            return Encoded(row, None, self.view_set[i][1], None, wanted)  # the workers' path names the missing file
         if device_decodable(data):
-            return row, torch.frombuffer(bytearray(data), dtype=torch.uint8), {}, path, wanted
-        return row, None, self.view_set.transformed(i, decode_bytes(data, path)), None, wanted
+            return Encoded(row, torch.frombuffer(bytearray(data), dtype=torch.uint8), {}, path, wanted)
+        return Encoded(row, None, self.view_set.transformed(i, decode_bytes(data, path)), None, wanted)
 
 
 def collate(items: list) -> list:
@@ -170,36 +178,34 @@ class DeviceBatch:
         self.view_set, self.device = view_set, device
         self.decode_jpeg = jpeg_decoder(str(device))[0]
 
-    def __call__(self, items: list) -> dict:
+    def __call__(self, items: list[Encoded]) -> dict:
         by_view: dict = defaultdict(list)  # view index -> [(position in the batch, image)]
-        for k, (_, _, transformed, _, _) in enumerate(items):
-            for index, image in transformed.items():
+        for k, item in enumerate(items):
+            for index, image in item.transformed.items():
                 by_view[index].append((k, image.to(self.device, non_blocking=True)))
-        jpegs = [k for k, item in enumerate(items) if item[3] is not None]
+        jpegs = [k for k, item in enumerate(items) if item.jpeg is not None]
         if jpegs:
             shared = dict(zip(jpegs, _batched(self.view_set.prefix, self._decode([items[k] for k in jpegs]))))
-            for index in sorted({index for k in jpegs for index in items[k][4]}):
+            for index in sorted({index for k in jpegs for index in items[k].wanted}):
                 view = self.view_set.views[index]
-                members = [k for k in jpegs if index in items[k][4]]
+                members = [k for k in jpegs if index in items[k].wanted]
                 if view.seed is None:  # draws nothing: images of one size go on together
                     images = _batched(self.view_set.rest[index], [shared[k] for k in members])
                 else:
-                    images = [self.view_set.finish(view, items[k][0], shared[k]) for k in members]
+                    images = [self.view_set.finish(view, items[k].row, shared[k]) for k in members]
                 by_view[index] += zip(members, images)
         return {index: torch.stack([image for _, image in sorted(pairs, key=lambda p: p[0])])
                 for index, pairs in by_view.items()}
 
-    def _decode(self, items: list) -> list[torch.Tensor]:
+    def _decode(self, items: list[Encoded]) -> list[torch.Tensor]:
         """uint8 (1 or 3, H, W) images on the device, one per JPEG item; the batch in one call,
         an image the decoder rejects by Pillow (named error if Pillow cannot either)."""
-        if not items:
-            return []
         try:
-            images = self.decode_jpeg([item[1] for item in items], mode="UNCHANGED", device=self.device)
+            images = self.decode_jpeg([item.jpeg for item in items], mode="UNCHANGED", device=self.device)
         except (RuntimeError, ValueError):  # one bad image fails the whole batch: one by one
-            images = [self._one(item[1], item[3]) for item in items]
+            images = [self._one(item.jpeg, item.path) for item in items]
         # A channel count other than grey or RGB (CMYK): Pillow converts it as the workers do.
-        return [image if image.shape[0] in (1, 3) else self._pillow(item[1], item[3])
+        return [image if image.shape[0] in (1, 3) else self._pillow(item.jpeg, item.path)
                 for image, item in zip(images, items)]
 
     def _one(self, data: torch.Tensor, path: str) -> torch.Tensor:
