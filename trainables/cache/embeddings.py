@@ -338,8 +338,9 @@ def _extract_views(dataset: str, data, backbone: str, weights_path: Optional[str
     workers = default_workers() if workers is None else workers
     name = extraction_name(dataset, backbone, [p.view for p in plans])
     bar = _progress(total, name, progress) if progress else None
-    if decoder_missing(decode, device):  # said before the extraction, which it slows
-        print(f"JPEG files decoded by the workers: {decoder_missing(decode, device)}", file=sys.stderr, flush=True)
+    fallback = decoder_missing(decode, device)
+    if fallback:  # said before the extraction, which it slows
+        print(f"JPEG files decoded by the workers: {fallback}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     tables: dict = defaultdict(list)
     try:

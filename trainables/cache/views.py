@@ -37,13 +37,14 @@ class View:
     transform: Callable
     seed: Optional[int]  # None: the evaluation view, which draws nothing
 
-    def apply(self, row: int, image: torch.Tensor) -> torch.Tensor:
-        """The view's transform of the image at ``row``."""
+    def apply(self, row: int, image: torch.Tensor, transform: Optional[Callable] = None) -> torch.Tensor:
+        """The view's transform of the image at ``row`` (or ``transform``: what is left of it
+        after steps that draw nothing, already run on ``image``)."""
         if self.seed is not None:
             # transforms v2 draw from torch's global generator: seeding it per image makes the
             # view independent of batch size, worker count, order and of the rows extracted with it.
             torch.manual_seed(self.seed + row)
-        return self.transform(image)
+        return (transform or self.transform)(image)
 
 
 # Steps that draw nothing: where the views' pipelines begin alike with them (to float, resize to
@@ -84,17 +85,12 @@ class ViewSet(Dataset):
         return row, self.transformed(i, self.images[row])
 
     def transformed(self, i: int, image: torch.Tensor) -> dict:
-        row, wanted = int(self.rows[i]), self.wants[i]
-        if len(wanted) == 1:
-            return {wanted[0].index: wanted[0].apply(row, image)}
-        shared = self.prefix(image)
-        return {view.index: self.finish(view, row, shared) for view in wanted}
+        row, shared = int(self.rows[i]), self.prefix(image)
+        return {view.index: self.finish(view, row, shared) for view in self.wants[i]}
 
     def finish(self, view: View, row: int, shared: torch.Tensor) -> torch.Tensor:
         """``view``'s transform of an image the shared steps have already run on."""
-        if view.seed is not None:
-            torch.manual_seed(view.seed + row)  # as View.apply: the shared steps draw nothing
-        return self.rest[view.index](shared)
+        return view.apply(row, shared, self.rest[view.index])
 
 
 def collate_views(items: list) -> dict:
