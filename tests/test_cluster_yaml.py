@@ -5,6 +5,8 @@ import re
 
 import yaml
 
+from tests.lock import locked_versions
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -36,13 +38,13 @@ def test_node_types_resources_and_bounds():
 def test_every_node_installs_this_project_with_pinned_versions_and_no_credentials_are_in_it():
     config = _config()
     setup = "\n".join(config["setup_commands"])
-    assert "-c ~/medsweep/constraints.txt -e ~/medsweep" in setup
+    assert '-c ~/medsweep/requirements.lock -e "$HOME/medsweep[cluster]"' in setup
     assert config["file_mounts"]["~/medsweep"] == "."
-    with open(os.path.join(ROOT, "constraints.txt")) as f:
-        pins = dict(line.strip().split("==") for line in f if "==" in line)
     from importlib.metadata import version
 
-    for name in ("ray", "torch", "torchvision", "optuna", "pyarrow"):
+    # A node is Linux x86_64 like this machine: the lock's pins here are the node's.
+    pins = locked_versions()
+    for name in ("ray", "torch", "torchvision", "optuna", "pyarrow", "timm", "numpy"):
         assert pins[name] == version(name), name  # the cluster runs what the tests ran
     text = open(os.path.join(ROOT, "cluster.yaml")).read()
     assert not re.search(r"(?i)aws_secret|aws_access_key|AKIA[0-9A-Z]{16}|password", text)
