@@ -24,7 +24,9 @@ import tempfile
 from contextlib import contextmanager
 from typing import Optional
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 LOCAL_CACHE_ENV = "MEDSWEEP_LOCAL_CACHE"
 
@@ -96,6 +98,23 @@ def read_bytes(where: str) -> bytes:
         raise
     except OSError as exc:
         raise StorageError(f"{where}: cannot be read ({exc})") from exc
+
+
+def read_parquet(source, schema: Optional[pa.Schema] = None) -> pa.Table:
+    """A Parquet file (bytes, or an open pyarrow file) as a table, by Parquet's own reader; with
+    ``schema``, in its columns (a column the file lacks comes back null, one it adds is dropped).
+
+    Not ``pq.read_table`` or ``pyarrow.dataset``: both go through the dataset scanner, whose
+    threads can outlive the read and abort the process when it exits (apache/arrow#39862, open:
+    seen here as a `sweep run` ending in SIGABRT just after its closing read of the store)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = pa.BufferReader(source)
+    table = pq.ParquetFile(source).read()
+    if schema is None or table.schema.equals(schema):
+        return table
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def makedirs(where: str) -> None:

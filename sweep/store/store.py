@@ -41,11 +41,11 @@ import socket
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Optional
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -137,6 +137,7 @@ INDEX_COLUMNS = ("_file", "_size", "_mtime_ns")
 INDEX_SEGMENT_ROWS = 1000
 INDEX_MAX_SEGMENTS = 8
 _SEGMENT_COUNTER = itertools.count()
+READ_THREADS = 8  # trial files read at once where the index lacks them
 
 
 def _indexed_schema() -> pa.Schema:
@@ -362,21 +363,28 @@ class ResultsStore:
         ``unreadable``; the rest are read all the same."""
         if not paths:
             return schema.empty_table(), []
-        try:
-            return pads.dataset(paths, filesystem=fs, schema=schema, format="parquet").to_table(), paths
-        except (pa.ArrowInvalid, OSError):
-            pass  # one file or more is damaged: read them one by one to find which
-        parts, good = [], []
-        for path in paths:
+
+        def read(path: str):
             try:
-                parts.append(pq.read_table(path, filesystem=fs, schema=schema))
-                good.append(path)
+                with fs.open_input_file(path) as f:
+                    return storage.read_parquet(f, schema)
             except (pa.ArrowInvalid, OSError) as exc:
-                where = self._uri_of(path)
-                if where not in self.unreadable:
-                    self.unreadable[where] = f"{type(exc).__name__}: {exc}"
-                    self._warn(f"{where}: unreadable ({exc}); left out. `sweep store check` lists every "
-                               f"problem, `sweep run --resume` moves such files to quarantine/ and runs their trials again")
+                return exc
+
+        # Threads: Parquet's reader releases the GIL, and on object stores each file is a request.
+        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+            read_back = list(pool.map(read, paths))
+        parts, good = [], []
+        for path, table in zip(paths, read_back):
+            if isinstance(table, pa.Table):
+                parts.append(table)
+                good.append(path)
+                continue
+            where = self._uri_of(path)
+            if where not in self.unreadable:
+                self.unreadable[where] = f"{type(table).__name__}: {table}"
+                self._warn(f"{where}: unreadable ({table}); left out. `sweep store check` lists every "
+                           f"problem, `sweep run --resume` moves such files to quarantine/ and runs their trials again")
         return (pa.concat_tables(parts) if parts else schema.empty_table()), good
 
     def _uri_of(self, path: str) -> str:
@@ -455,7 +463,7 @@ class ResultsStore:
         segments, tables, good = self._segments(), [], []
         for path in segments:
             try:
-                table = pq.read_table(pa.BufferReader(storage.read_bytes(path)))
+                table = storage.read_parquet(storage.read_bytes(path))
             except (FileNotFoundError, pa.ArrowInvalid, OSError):
                 continue  # merged away by another reader meanwhile, or unreadable
             if table.schema.equals(_indexed_schema()):

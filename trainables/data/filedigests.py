@@ -96,7 +96,7 @@ def index_path(index_dir: str, data: LoadedDataset, files: list[str]) -> str:
 
 def _read_index(path: str) -> dict:
     try:
-        table = pq.read_table(pa.BufferReader(storage.read_bytes(path)))
+        table = storage.read_parquet(storage.read_bytes(path))
     except (FileNotFoundError, pa.ArrowInvalid, OSError):
         return {}  # none yet, or damaged: rebuilt, at the cost of one read of every file
     if not table.schema.equals(INDEX_SCHEMA):

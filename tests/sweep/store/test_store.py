@@ -139,6 +139,29 @@ def test_the_read_index_follows_new_rewritten_and_removed_trial_files(tmp_path):
     assert sorted(r["trial_id"] for r in store.read_trials().to_pylist()) == ["t1", "t2", "t4"]
 
 
+def test_reads_never_start_pyarrows_dataset_scanner(tmp_path, monkeypatch):
+    """The scanner's threads can outlive a read and abort the process at exit
+    (apache/arrow#39862): rows, history, index segments and the file index are read without it."""
+    import pyarrow.dataset
+    import pyarrow.parquet as pq
+
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    store.write_trial(_row(trial="t1"), index=True)
+    store.flush_index()
+    store.write_trial(_row(trial="t2"))  # not in the index: read from its file
+    store.write_history("s1", "t1", [{"epoch": 1, "val_score": 0.5}])
+
+    def scanner(*args, **kwargs):
+        raise AssertionError("pyarrow's dataset scanner was used")
+
+    for module, name in ((pyarrow.dataset, "dataset"), (pq, "read_table"), (pq, "ParquetDataset")):
+        monkeypatch.setattr(module, name, scanner)
+    fresh = ResultsStore(str(tmp_path), warn=lambda m: pytest.fail(m))
+    assert sorted(fresh.read_trials().column("trial_id").to_pylist()) == ["t1", "t2"]
+    assert fresh.read_history().column("epoch").to_pylist() == [1]
+
+
 def test_the_driver_indexes_the_rows_it_writes_in_segments_merged_when_many(tmp_path, monkeypatch):
     """The first read after a sweep opens no trial file; segments stay few; pandas reads them."""
     import pandas
