@@ -469,9 +469,9 @@ def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsS
 def _prepare_store(studies: list[StudySpec], options: RunOptions, store: ResultsStore, data: "_DataLoader") -> _Plan:
     """What the store already holds, and what is left to run."""
     if options.store.resume:
-        # Damaged row files (an interrupted copy) go aside; their trials count as missing.
-        for path in store.quarantine_unreadable():
-            echo(f"moved unreadable {path} to {store.quarantine_dir}/: its trial runs again")
+        # Damaged row or history files (an interrupted copy) go aside; their trials count as missing.
+        for path, why in store.quarantine_unreadable().items():
+            echo(f"moved {path} ({why}) to {store.quarantine_dir}/: its trial runs again")
     # The whole pool (the paper's F) is counted in the data: the study's size, id and rows.
     unresolved = sorted({s.dataset for s in studies if s.n_train is None})
     studies = resolve_pools(studies, {d: len(data.get(d).pool) for d in unresolved})

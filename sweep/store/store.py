@@ -392,18 +392,41 @@ class ResultsStore:
         fs_root = storage.filesystem(self.root)[1].rstrip("/")
         return storage.join(self.root, path[len(fs_root) + 1:]) if path.startswith(fs_root + "/") else path
 
-    def quarantine_unreadable(self) -> list[str]:
-        """Move every damaged trial or history file a read found to ``quarantine/`` (same
-        relative path), so that its trial counts as missing and runs again; the moved paths."""
-        self.read_trials()
+    def trials_with_history(self) -> set[tuple[str, str]]:
+        """(study_id, trial_id) of every history file (a trial that failed before its first
+        epoch has one too, empty)."""
+        if not storage.exists(self.history_dir):
+            return set()
+        fs, base = storage.filesystem(self.history_dir)
+        found = set()
+        for info in fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)):
+            if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") and not info.base_name.startswith("."):
+                found.add((info.path.rsplit("/", 2)[-2], info.base_name[: -len(".parquet")]))
+        return found
+
+    def quarantine_unreadable(self) -> dict[str, str]:
+        """Move to ``quarantine/`` (same relative path) every damaged trial or history file a
+        read found, and the row of every trial whose history is damaged or gone, so that each
+        such trial counts as missing and runs again (a row alone would count it done, its
+        epochs lost for good); the moved paths, each with why."""
+        rows = self.read_trials().select(["study_id", "trial_id"]).to_pylist()
         self.read_history()
-        moved = []
-        for where in sorted(self.unreadable):
-            relative = where[len(self.root) + 1:]
-            storage.move(where, storage.join(self.quarantine_dir, relative))
-            moved.append(where)
+        moving = {where: "unreadable" for where in self.unreadable}
+        history = self.trials_with_history()
+        for study_id, trial_id in history:
+            files = TrialFiles(self.root, study_id, trial_id)
+            if files.row in self.unreadable and files.history not in moving:
+                moving[files.history] = "the history of an unreadable row"  # its trial runs again
+        for row in rows:
+            files = TrialFiles(self.root, row["study_id"], row["trial_id"])
+            if files.history in self.unreadable:
+                moving[files.row] = "its history file is unreadable"
+            elif (row["study_id"], row["trial_id"]) not in history:
+                moving[files.row] = "its history file is gone"
+        for where in sorted(moving):
+            storage.move(where, storage.join(self.quarantine_dir, where[len(self.root) + 1:]))
         self.unreadable.clear()
-        return moved
+        return dict(sorted(moving.items()))
 
     def read_trials(self) -> pa.Table:
         """Every trial row in the store (temporary files of interrupted writes are ignored).

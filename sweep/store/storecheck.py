@@ -63,13 +63,11 @@ def check_store(store: ResultsStore) -> list[dict]:
     rows = store.read_trials().select(["study_id", "trial_id", "manifest_digest"]).to_pylist()
     store.read_history()  # finds the unreadable history files
     problems = [_problem("unreadable", path, why) for path, why in sorted(store.unreadable.items())]
-    # A trial that failed before its first epoch has an empty history file: files, not rows.
-    with_history = {name[: -len(".parquet")] for study_id in _subfolders(store.history_dir)
-                    for name in storage.listdir(storage.join(store.history_dir, study_id))}
+    with_history = store.trials_with_history()
     manifests = set(storage.listdir(store.manifests_dir))
     for row in rows:
         trial = store.trial_path(row["study_id"], row["trial_id"])
-        if row["trial_id"] not in with_history:
+        if (row["study_id"], row["trial_id"]) not in with_history:
             problems.append(_problem("no history", trial, f"no {store.history_path(row['study_id'], row['trial_id'])}"))
         digest = row["manifest_digest"]
         if digest and f"{digest}.json" not in manifests:

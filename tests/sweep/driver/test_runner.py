@@ -103,19 +103,29 @@ def test_rerun_without_resume_is_refused_and_resume_reruns_only_what_is_missing(
     store = ResultsStore(results)
     before = store.read_trials().to_pylist()
     victim = next(r for r in before if r["mode"] == "linear")
-    # Its row file truncated, as an interrupted copy or sync leaves it.
+    # Its row file truncated, as an interrupted copy or sync leaves it; and in another study,
+    # the history file of a trial (its row intact).
     damaged = store.trial_path(victim["study_id"], victim["trial_id"])
     half = os.path.getsize(damaged) // 2
     with open(damaged, "r+b") as f:
         f.truncate(half)
+    other = next(r for r in before if r["mode"] == "dvme")
+    with open(store.history_path(other["study_id"], other["trial_id"]), "r+b") as f:
+        f.truncate(10)
     summary = run_sweep(studies, run_options(results=results, resume=True, verbose=0))
-    assert summary.skipped == len(studies) - 1 and summary.trials_written == 1
+    assert summary.skipped == len(studies) - 2 and summary.trials_written == 2
     # Moved aside, not deleted: the damaged file is kept under quarantine/, same path.
     moved = os.path.join(results, "quarantine", "trials", victim["study_id"], f"{victim['trial_id']}.parquet")
     assert os.path.getsize(moved) == half and not os.path.exists(damaged)
+    assert os.path.exists(os.path.join(results, "quarantine", "history", other["study_id"], f"{other['trial_id']}.parquet"))
     after = store.read_trials().to_pylist()
-    assert len(after) == len(before)
-    assert sum(r["study_id"] == victim["study_id"] for r in after) == victim["n_trials"]
+    assert len(after) == len(before) and other["trial_id"] not in {r["trial_id"] for r in after}
+    for r in (victim, other):
+        assert sum(a["study_id"] == r["study_id"] for a in after) == r["n_trials"]
+    # Every row has its history again: nothing for `sweep store check` to report.
+    from sweep.store.storecheck import check_store
+
+    assert check_store(ResultsStore(results)) == []
     # A third run finds everything complete and starts nothing.
     again = run_sweep(studies, run_options(results=results, resume=True, verbose=0))
     assert again.trials_written == 0 and again.skipped == len(studies)

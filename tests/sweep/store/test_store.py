@@ -315,9 +315,22 @@ def test_results_and_resume_quarantine_on_a_damaged_store(tmp_path):
     assert listed.exit_code == 0, listed.output
     assert sorted(r["trial_id"] for r in json.loads(listed.stdout)) == ["t1", "t2"]
     assert f"warning: {store.trial_path('s1', 't0')}: unreadable" in listed.stderr
+    # One more trial, its history file truncated: the row alone would count it done for good.
+    store.write_history("s1", "t3", [{"epoch": 1, "val_score": 0.5}])
+    store.write_trial(_row(trial="t3"))
+    with open(store.history_path("s1", "t3"), "r+b") as f:
+        f.truncate(10)
     moved = store.quarantine_unreadable()
-    assert moved == [store.trial_path("s1", "t0")]
-    assert os.path.exists(os.path.join(store.root, "quarantine", "trials", "s1", "t0.parquet"))
-    assert not os.path.exists(store.trial_path("s1", "t0"))
+    assert moved == {
+        store.history_path("s1", "t0"): "the history of an unreadable row",
+        store.history_path("s1", "t3"): "unreadable",
+        store.trial_path("s1", "t0"): "unreadable",
+        store.trial_path("s1", "t1"): "its history file is gone",
+        store.trial_path("s1", "t3"): "its history file is unreadable",
+    }
+    for path in moved:
+        assert not os.path.exists(path)
+        assert os.path.exists(os.path.join(store.root, "quarantine", os.path.relpath(path, store.root)))
     clean = ResultsStore(store.root, warn=lambda m: pytest.fail(m))
-    assert clean.read_trials().num_rows == 2
+    assert clean.read_trials().column("trial_id").to_pylist() == ["t2"]  # the others run again
+    assert clean.done_trials() == {"s1": [(1e-3, 0.8)]}
