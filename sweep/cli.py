@@ -13,17 +13,23 @@ from sweep.store.formatting import FORMATS, render, render_table
 from sweep.grids import grid_name_of, grid_names, load_grid, select_studies_where, with_embedding_options
 from sweep.plan.planning import check_studies, summarize
 from sweep.store.queries import aggregate_cells, epoch_rows, select_studies
-from sweep.spec import EMBEDDING_DTYPES, MODES
+from sweep.spec import EMBEDDING_DTYPES, MODES, cpus_problem, gpus_problem
 from sweep.store.store import ResultsStore
-from trainables.errors import UserError
+from trainables.errors import UserError, did_you_mean
 
 # trainables/cache/device_decode.py's DECODE_CHOICES, spelled here: importing it loads torch,
 # which every `sweep` command would then wait for (a test keeps the two equal).
 DECODE_CHOICES = ("auto", "workers", "device")
 
-# Input that cannot be used (a file, field or value, named): one line, exit 1. Anything else
-# is a bug and keeps its traceback.
+# Input that cannot be used (a file, field or value, named): one line on stderr, exit 2, as
+# click's own usage errors; a check that finds problems (store check, data check, plan --data,
+# weights check) exits 1. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (UserError,)
+USER_ERROR_EXIT = 2
+
+
+class UserErrorExit(click.ClickException):
+    exit_code = USER_ERROR_EXIT
 DEFAULT_RESULTS = "sweep-results"
 
 
@@ -35,9 +41,32 @@ def _pairs(values: tuple[str, ...], option: str, value_type=str) -> dict:
             raise click.BadParameter(f"{item!r}: expected NAME=VALUE", param_hint=option)
         try:
             out[name] = value_type(value)
-        except ValueError:
-            raise click.BadParameter(f"{item!r}: {value!r} is not a {value_type.__name__}", param_hint=option)
+        except ValueError as exc:  # the converter's own words: what was expected
+            raise click.BadParameter(f"{item!r}: {value!r}: {exc}", param_hint=option) from None
     return out
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+def _cpus(value: str) -> float:
+    cpus = _number(value)
+    problem = cpus_problem(cpus)
+    if problem:
+        raise ValueError(problem)
+    return cpus
+
+
+def _gpus(value: str) -> float:
+    gpus = _number(value)
+    problem = gpus_problem(gpus)
+    if problem:
+        raise ValueError(problem)
+    return gpus
 
 
 def _where(values: tuple[str, ...]) -> dict:
@@ -86,9 +115,10 @@ def _modes(values: dict, option: str) -> dict:
     """Keys MODE or MODE:BACKBONE (e.g. finetune:dino)."""
     unknown = sorted(k for k in values if k.split(":", 1)[0] not in MODES)
     if unknown:
+        mode = unknown[0].split(":", 1)[0]
         raise click.BadParameter(
-            f"unknown mode(s) {unknown}; valid: MODE or MODE:BACKBONE with MODE one of {', '.join(MODES)}",
-            param_hint=option,
+            f"unknown mode {mode!r}{did_you_mean(mode, MODES)}; valid: MODE or MODE:BACKBONE with MODE one of "
+            f"{', '.join(MODES)}", param_hint=option,
         )
     return values
 
@@ -98,7 +128,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise UserErrorExit(str(exc)) from exc
 
 
 @click.group(cls=_Group)
@@ -168,8 +198,8 @@ def _run_options(given: dict, verbose: int):
         inputs=Inputs(data_roots=_pairs(given["data"], "--data"), weights=_pairs(given["weights"], "--weights"),
                       holdout=given["holdout"], skip_unreadable=given["skip_unreadable"]),
         resources=Resources(
-            gpus_per_trial=_modes(_pairs(given["gpus_per_trial"], "--gpus-per-trial", float), "--gpus-per-trial"),
-            cpus_per_trial=_modes(_pairs(given["cpus_per_trial"], "--cpus-per-trial", float), "--cpus-per-trial"),
+            gpus_per_trial=_modes(_pairs(given["gpus_per_trial"], "--gpus-per-trial", _gpus), "--gpus-per-trial"),
+            cpus_per_trial=_modes(_pairs(given["cpus_per_trial"], "--cpus-per-trial", _cpus), "--cpus-per-trial"),
             max_concurrent=given["max_concurrent"], extract_cpus=given["extract_cpus"], decode=given["decode"],
             address=given["address"]),
         store=StoreOptions(results=given["results"], cache=given["cache"], resume=given["resume"],
@@ -475,7 +505,7 @@ def weights_check(name, path, as_json):
 
     path = resolve_weights(name, {name: path} if path else None)
     if path is None:
-        raise click.ClickException(f"no weight file for {name!r}: give --file PATH or set $MEDSWEEP_WEIGHTS")
+        raise UserErrorExit(f"no weight file for {name!r}: give --file PATH or set $MEDSWEEP_WEIGHTS")
     report = check_weights(name, path)
     if as_json:
         click.echo(json.dumps(report, indent=1))

@@ -18,6 +18,7 @@ import sys
 
 import search_spaces
 from sweep.spec import SpecError, StudySpec
+from trainables.errors import did_you_mean
 
 
 def grid_names() -> list[str]:
@@ -57,6 +58,26 @@ def _import_grid_file(path: str):
     return module
 
 
+def _study_list(value, where: str) -> list[StudySpec]:
+    """STUDIES as a list, read once: a list, a tuple or any iterable of StudySpec (a generator
+    or an ``itertools`` chain too, which a check that iterated it would leave empty)."""
+    expected = "a non-empty list of StudySpec"
+    if value is None:
+        raise SpecError(f"{where} must define STUDIES, {expected}")
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise SpecError(f"{where}: STUDIES must be {expected}, got {type(value).__name__}")
+    try:
+        studies = list(value)
+    except Exception as exc:  # a generator's own error (a StudySpec refusing its fields, say), named
+        raise SpecError(f"{where}: STUDIES cannot be read: {type(exc).__name__}: {exc}") from None
+    if not studies:
+        raise SpecError(f"{where}: STUDIES is empty; it must be {expected}")
+    for i, s in enumerate(studies):
+        if not isinstance(s, StudySpec):
+            raise SpecError(f"{where}: STUDIES[{i}] is a {type(s).__name__} ({s!r:.80}), not a StudySpec")
+    return studies
+
+
 def load_grid(grid: str) -> list[StudySpec]:
     """The studies of a packaged grid (``"paper"``) or of a grid file (``"./my_study.py"``)."""
     name = grid_name_of(grid)
@@ -64,14 +85,13 @@ def load_grid(grid: str) -> list[StudySpec]:
     if is_grid_file(grid):
         _check_grid_file(grid)
     elif name not in grid_names():
-        raise SpecError(f"unknown grid {name!r}; valid grids: {', '.join(grid_names())}, or a grid file PATH.py")
+        raise SpecError(f"unknown grid {name!r}{did_you_mean(name, grid_names())}; "
+                        f"valid grids: {', '.join(grid_names())}, or a grid file PATH.py")
     try:
         module = _import_grid_file(grid) if is_grid_file(grid) else importlib.import_module(f"search_spaces.{name}")
     except Exception as exc:  # a grid is code: its own error, named, instead of a traceback
         raise SpecError(f"{where} cannot be loaded: {type(exc).__name__}: {exc}") from exc
-    studies = getattr(module, "STUDIES", None)
-    if not studies or not all(isinstance(s, StudySpec) for s in studies):
-        raise SpecError(f"{where} must define STUDIES, a non-empty list of StudySpec")
+    studies = _study_list(getattr(module, "STUDIES", None), where)
     ids = [s.study_id for s in studies]
     if len(set(ids)) != len(ids):
         raise SpecError(f"grid {name!r} lists the same study more than once")
@@ -90,7 +110,8 @@ def select_studies_where(studies: list[StudySpec], where: dict[str, list[str]]) 
     fields = {f.name for f in dataclasses.fields(StudySpec)}
     for name in where:
         if name not in fields:
-            raise SpecError(f"--where {name}=...: unknown field; valid fields: {', '.join(sorted(fields))}")
+            raise SpecError(f"--where {name}=...: unknown field{did_you_mean(name, fields)}; "
+                            f"valid fields: {', '.join(sorted(fields))}")
 
     def text(value) -> set[str]:
         return {str(v) for v in value} if isinstance(value, tuple) else {str(value)}

@@ -11,7 +11,10 @@ from trainables.study import (  # noqa: F401  (re-exported for grids and the CLI
     MODES,
     SpecError,
     StudySpec,
+    cpus_problem,
+    gpus_problem,
     resolve_pools,
 )
 
-__all__ = ["ATTENTION_FORMS", "EMBEDDING_DTYPES", "FROZEN_MODES", "MODES", "SpecError", "StudySpec", "resolve_pools"]
+__all__ = ["ATTENTION_FORMS", "EMBEDDING_DTYPES", "FROZEN_MODES", "MODES", "SpecError", "StudySpec", "cpus_problem",
+           "gpus_problem", "resolve_pools"]

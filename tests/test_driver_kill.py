@@ -62,7 +62,7 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     assert 6 <= len(before) < 20
 
     refused = subprocess.run(COMMAND + ["--results", results], cwd=ROOT, env=_env(), capture_output=True, text=True)
-    assert refused.returncode == 1 and "did not finish" in refused.stderr and "--resume" in refused.stderr
+    assert refused.returncode == 2 and "did not finish" in refused.stderr and "--resume" in refused.stderr
 
     resumed = subprocess.run(COMMAND + ["--results", results, "--resume", "--quiet"], cwd=ROOT, env=_env(),
                              capture_output=True, text=True, timeout=600)

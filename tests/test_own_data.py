@@ -30,22 +30,35 @@ def test_grid_new_writes_a_commented_grid_whose_arithmetic_is_its_studies(tmp_pa
     assert {s.n_train for s in studies} == {50, 500, None} and {s.views for s in studies if s.mode == "linear"} == {4}
     assert f"sweep run  --grid {path} --data folder=DATA_ROOT" in text
     again = CliRunner().invoke(main, ["grid", "new", str(path), "--dataset", "folder", "--backbones", "supervised"])
-    assert again.exit_code == 1 and f"{path}: exists; give another name or --force" in again.output
+    assert again.exit_code == 2 and f"{path}: exists; give another name or --force" in again.output
 
 
 @pytest.mark.parametrize("args,message", [
     (["--dataset", "derm"], "unknown dataset 'derm'; valid datasets: aptos, digits, folder"),
     (["--dataset", "folder", "--backbones", "resnet9000"], "unknown backbone 'resnet9000'"),
+    (["--dataset", "foldr"], "unknown dataset 'foldr' (did you mean 'folder'?)"),
+    (["--dataset", "folder", "--backbones", "supervised,dinoo"], "unknown backbone 'dinoo' (did you mean 'dino'?)"),
+    # A mistyped timm pretrained tag: timm's own RuntimeError before, a traceback.
+    (["--dataset", "folder", "--backbones", "resnet50.a1_in1kk"],
+     "backbone 'resnet50.a1_in1kk': timm has no pretrained tag 'a1_in1kk' for resnet50 (did you mean 'a1_in1k'"),
 ])
 def test_grid_new_names_an_unknown_dataset_or_backbone(tmp_path, args, message):
     args = args if "--backbones" in args else [*args, "--backbones", "supervised"]
     result = CliRunner().invoke(main, ["grid", "new", str(tmp_path / "g.py"), *args])
-    assert result.exit_code == 1 and message in result.output and not (tmp_path / "g.py").exists()
+    assert result.exit_code == 2 and message in result.output and not (tmp_path / "g.py").exists()
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output  # one line
 
 
 @pytest.mark.parametrize("source,message", [
     ("STUDIES = [", "{path} cannot be loaded: SyntaxError"),
-    ("STUDIES = []", "{path} must define STUDIES, a non-empty list of StudySpec"),
+    ("STUDIES = []", "{path}: STUDIES is empty; it must be a non-empty list of StudySpec"),
+    ("X = 1", "{path} must define STUDIES, a non-empty list of StudySpec"),
+    ("STUDIES = 'demo'", "{path}: STUDIES must be a non-empty list of StudySpec, got str"),
+    ("STUDIES = [1]", "{path}: STUDIES[0] is a int (1), not a StudySpec"),
+    ("STUDIES = (s for s in [1 / 0])", "{path} cannot be loaded: ZeroDivisionError"),
+    ("from sweep.spec import StudySpec\nSTUDIES = (StudySpec(grid='mine', dataset='digits', backbones=('test_resnet',), "
+     "mode='linear', subset='S', n_train=n, fold=0) for n in (50, 'x'))",
+     "{path}: STUDIES cannot be read: SpecError: n_train must be a whole number or None (the whole pool), got 'x' (str)"),
     ("from sweep.spec import StudySpec\nSTUDIES = [StudySpec(grid='other', dataset='digits', backbones=('test_resnet',), "
      "mode='linear', subset='S', n_train=50, fold=0)]", "grid 'mine': every StudySpec must carry grid='mine'"),
 ])
@@ -54,6 +67,19 @@ def test_a_malformed_grid_file_is_a_named_error(tmp_path, source, message):
     path.write_text(source)
     with pytest.raises(SpecError, match=re.escape(message.replace("{path}", str(path)))):
         load_grid(str(path))
+
+
+def test_a_grid_file_whose_studies_are_a_generator_is_read_once_whole(tmp_path):
+    """A generator was consumed by the checks: plan printed 0 studies and exited 0, run raised
+    IndexError."""
+    path = tmp_path / "gen.py"
+    path.write_text("import itertools\nfrom sweep.spec import StudySpec\n"
+                    "STUDIES = (StudySpec(grid='gen', dataset='digits', backbones=(b,), mode='linear', subset='S',\n"
+                    "                     n_train=50, fold=f) for b, f in itertools.product(('test_resnet', 'test_vit'), range(5)))\n")
+    result = CliRunner().invoke(main, ["plan", "--grid", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["studies"] == 10
+    assert len(load_grid(str(path))) == 10 == len(load_grid(str(path)))
 
 
 def test_a_grid_file_that_is_not_there_or_badly_named(tmp_path):

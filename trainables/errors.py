@@ -1,5 +1,5 @@
 """User errors: input that cannot be used as given. Each names the file, field or value and
-what was expected; the CLI prints its message alone (exit 1). Any other exception is a bug of
+what was expected; the CLI prints its message alone (exit 2). Any other exception is a bug of
 medsweep or of a library, and keeps its traceback.
 
 Example::
@@ -9,6 +9,9 @@ Example::
 """
 
 from __future__ import annotations
+
+import difflib
+from typing import Iterable
 
 ERROR_CHARS = 2000  # an error row's text: the exception's own line, not a whole traceback
 
@@ -21,3 +24,10 @@ class UserError(ValueError):
 def error_line(exc: BaseException) -> str:
     """``Type: message`` of an exception, at most ERROR_CHARS characters: what a row records."""
     return f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'aptos'?)"`` for a mistyped name (difflib's close matches), else ``""``:
+    put right after the unknown value an error names."""
+    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.75)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""

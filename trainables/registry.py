@@ -1,8 +1,11 @@
-"""A name -> entry registry, like timm's: an unknown name is an error listing the valid ones."""
+"""A name -> entry registry, like timm's: an unknown name is an error naming the close matches and
+listing the valid ones."""
 
 from __future__ import annotations
 
 from typing import Generic, TypeVar
+
+from trainables.errors import did_you_mean
 
 T = TypeVar("T")
 
@@ -24,5 +27,6 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             raise self.error(
-                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}"
+                f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())}; "
+                f"valid {self.kind}s: {', '.join(self.names())}"
             ) from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -33,6 +34,43 @@ EMBEDDING_DTYPES = ("float32", "float16")
 
 class SpecError(UserError):
     """A study or grid that cannot run; the message names the field and what was expected."""
+
+
+def cpus_problem(cpus: float) -> Optional[str]:
+    """Why ``cpus`` cannot be a trial's CPUs (None: it can): the one rule of grids and options."""
+    if not (math.isfinite(cpus) and cpus > 0):
+        return "CPUs of a trial must be a number above 0 (0.5: two trials per CPU)"
+    return None
+
+
+def gpus_problem(gpus: float) -> Optional[str]:
+    """Why ``gpus`` cannot be a trial's GPUs: Ray takes a share of one GPU (0 to 1) or whole GPUs."""
+    if not (math.isfinite(gpus) and gpus >= 0 and (gpus <= 1 or float(gpus).is_integer())):
+        return "a trial's GPUs must be a fraction from 0 to 1 (0: CPU only) or a whole number"
+    return None
+
+
+# Each field's annotation -> the Python types a grid may give it (bool is no int here, though
+# Python makes it one: fold=True is a mistake, not fold 1).
+_FIELD_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+                "Optional[int]": (int, type(None)), "tuple[str, ...]": (tuple,)}
+_TYPE_WORDS = {"str": "text", "int": "a whole number", "float": "a number", "bool": "True or False",
+               "Optional[int]": "a whole number or None (the whole pool)", "tuple[str, ...]": "a tuple of names"}
+
+
+def _field_problem(name: str, annotation: str, value) -> Optional[str]:
+    allowed = _FIELD_TYPES[annotation]
+    if isinstance(value, bool) and bool not in allowed:
+        return f"{name} must be {_TYPE_WORDS[annotation]}, got {value!r}"
+    if not isinstance(value, allowed):
+        return f"{name} must be {_TYPE_WORDS[annotation]}, got {value!r} ({type(value).__name__})"
+    if annotation == "float" and not math.isfinite(value):
+        return f"{name} must be a finite number, got {value!r}"
+    if annotation == "tuple[str, ...]" and not all(isinstance(v, str) and v for v in value):
+        return f"{name} must be a tuple of names, got {value!r}"
+    if annotation == "str" and not value:
+        return f"{name} must not be empty"
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,8 +109,12 @@ class StudySpec:
     attention_form: str = "token"
 
     def __post_init__(self) -> None:
-        if isinstance(self.backbones, str) or not isinstance(self.backbones, tuple):
-            raise SpecError(f"backbones must be a tuple of names, got {self.backbones!r}")
+        # Types first: a grid is code, and a "5" or a list where a number or tuple belongs
+        # would otherwise fail in a comparison below, or in a trial, as a TypeError.
+        for f in dataclasses.fields(self):
+            problem = _field_problem(f.name, f.type, getattr(self, f.name))
+            if problem:
+                raise SpecError(problem)
         try:
             mode = get_mode(self.mode)
         except ModeError as exc:
@@ -110,8 +152,9 @@ class StudySpec:
             raise SpecError(
                 f"unknown embedding_dtype {self.embedding_dtype!r}; valid: {', '.join(EMBEDDING_DTYPES)}"
             )
-        if self.cpus <= 0 or self.gpus < 0:
-            raise SpecError(f"resources cpus={self.cpus} gpus={self.gpus}: cpus > 0, gpus >= 0")
+        for field_name, problem in (("cpus", cpus_problem(self.cpus)), ("gpus", gpus_problem(self.gpus))):
+            if problem:
+                raise SpecError(f"{field_name}={getattr(self, field_name)}: {problem}")
 
     @property
     def backbone(self) -> str:

@@ -17,7 +17,7 @@ import math
 import statistics
 from typing import Iterable
 
-from trainables.errors import UserError
+from trainables.errors import UserError, did_you_mean
 
 CELL_COLUMNS = ("dataset", "backbone", "backbones", "mode", "subset", "n_train", "metric", "attention", "attention_form",
                 "views", "embedding_dtype")
@@ -90,7 +90,8 @@ def filter_rows(rows: list[dict], where: dict[str, list[str]]) -> list[dict]:
         return rows
     unknown = sorted(set(where) - set(rows[0]))
     if unknown:
-        raise UserError(f"--where {unknown[0]}=...: unknown field here; valid fields: {', '.join(sorted(rows[0]))}")
+        raise UserError(f"--where {unknown[0]}=...: unknown field here{did_you_mean(unknown[0], rows[0])}; "
+                        f"valid fields: {', '.join(sorted(rows[0]))}")
     for values in where.values():
         for v in values:
             lo, sep, hi = v.partition("..")
@@ -107,7 +108,8 @@ def sort_rows(rows: list[dict], keys: list[str]) -> list[dict]:
     for key in reversed(keys):
         name, descending = key.lstrip("-"), key.startswith("-")
         if rows and name not in rows[0]:
-            raise UserError(f"--sort {name}: unknown field; valid fields: {', '.join(sorted(rows[0]))}")
+            raise UserError(f"--sort {name}: unknown field{did_you_mean(name, rows[0])}; "
+                            f"valid fields: {', '.join(sorted(rows[0]))}")
         present = [r for r in rows if r.get(name) is not None and r.get(name) == r.get(name)]
         missing = [r for r in rows if not (r.get(name) is not None and r.get(name) == r.get(name))]
         rows = sorted(present, key=lambda r: r[name], reverse=descending) + missing

@@ -97,7 +97,7 @@ def test_each_paper_plus_study_differs_from_a_paper_study_in_one_setting():
 
 
 def test_unknown_grid_lists_the_valid_ones():
-    with pytest.raises(SpecError, match="unknown grid 'papr'; valid grids: demo, paper, paper_plus, or a grid file PATH.py"):
+    with pytest.raises(SpecError, match=r"unknown grid 'papr' \(did you mean 'paper'\?\); valid grids: demo, paper, paper_plus, or a grid file PATH.py"):
         load_grid("papr")
 
 
@@ -112,8 +112,8 @@ def test_planning_rejects_a_subset_larger_than_the_pool():
     [
         ("STUDIES = [", "search_spaces/{name}.py cannot be loaded: SyntaxError"),
         ("import no_such_module_here\nSTUDIES = []", "cannot be loaded: ModuleNotFoundError: No module named 'no_such_module_here'"),
-        ("STUDIES = []", "search_spaces/{name}.py must define STUDIES, a non-empty list of StudySpec"),
-        ("STUDIES = [{'dataset': 'digits'}]", "must define STUDIES, a non-empty list of StudySpec"),
+        ("STUDIES = []", "search_spaces/{name}.py: STUDIES is empty; it must be a non-empty list of StudySpec"),
+        ("STUDIES = [{'dataset': 'digits'}]", "STUDIES\\[0\\] is a dict .*, not a StudySpec"),
         ("from sweep.spec import StudySpec\nS = StudySpec(grid='{name}', dataset='digits', backbones=('test_resnet',), "
          "mode='linear', subset='S', n_train=50, fold=0)\nSTUDIES = [S, S]", "grid '{name}' lists the same study more than once"),
         ("from sweep.spec import StudySpec\nSTUDIES = [StudySpec(grid='other', dataset='digits', backbones=('test_resnet',), "

@@ -38,7 +38,7 @@ def test_embed_augmented_views_in_float16(tmp_path):
 
 def test_plan_with_views_on_a_grid_without_augmentation_names_the_problem():
     result = CliRunner().invoke(main, ["plan", "--grid", "demo", "--views", "3"])
-    assert result.exit_code == 1 and "views 3" in result.output and "digits has no training augmentation" in result.output
+    assert result.exit_code == 2 and "views 3" in result.output and "digits has no training augmentation" in result.output
     ok = CliRunner().invoke(main, ["plan", "--grid", "demo", "--embedding-dtype", "float16", "--format", "json"])
     assert ok.exit_code == 0 and json.loads(ok.output)["studies"] == 40
 

@@ -39,7 +39,7 @@ def test_plan_table_prints_studies_and_trials_per_dataset_and_mode():
 
 def test_unknown_grid_is_a_one_line_error_listing_valid_grids():
     result = CliRunner().invoke(main, ["plan", "--grid", "nope"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.strip() == "Error: unknown grid 'nope'; valid grids: demo, paper, paper_plus, or a grid file PATH.py"
 
 
@@ -50,17 +50,38 @@ def test_malformed_key_value_option_is_named():
 
 def test_unknown_mode_in_gpus_per_trial_is_named():
     result = CliRunner().invoke(main, ["run", "--gpus-per-trial", "probe=0.1"])
-    assert result.exit_code == 2 and "unknown mode(s) ['probe']" in result.output
+    assert result.exit_code == 2 and "unknown mode 'probe'" in result.output
+    typo = CliRunner().invoke(main, ["run", "--gpus-per-trial", "liner:dino=0.1"])
+    assert typo.exit_code == 2 and "unknown mode 'liner' (did you mean 'linear'?)" in typo.output
+
+
+@pytest.mark.parametrize("option,value,expected", [
+    # 0 CPUs was a ZeroDivisionError once Ray, the image check and extraction had run.
+    ("--cpus-per-trial", "linear=0", "CPUs of a trial must be a number above 0"),
+    ("--cpus-per-trial", "finetune:dino=-2", "CPUs of a trial must be a number above 0"),
+    ("--cpus-per-trial", "linear=nan", "CPUs of a trial must be a number above 0"),
+    ("--cpus-per-trial", "linear=two", "expected a number"),
+    # A negative GPU share made every trial an error row; Ray takes no 1.5 GPUs.
+    ("--gpus-per-trial", "linear=-0.1", "a fraction from 0 to 1 (0: CPU only) or a whole number"),
+    ("--gpus-per-trial", "linear=1.5", "a fraction from 0 to 1 (0: CPU only) or a whole number"),
+    ("--gpus-per-trial", "dvme=inf", "a fraction from 0 to 1 (0: CPU only) or a whole number"),
+])
+def test_a_resource_out_of_range_is_refused_when_parsed_before_anything_starts(tmp_path, option, value, expected):
+    results = tmp_path / "r"
+    result = CliRunner().invoke(main, ["run", "--grid", "demo", option, value, "--results", str(results)])
+    assert result.exit_code == 2, result.output
+    assert f"'{value}'" in result.output and expected in result.output and "Traceback" not in result.output
+    assert not results.exists()  # refused before the store, Ray or any extraction
 
 
 def test_results_of_a_directory_that_is_no_store(tmp_path):
     result = CliRunner().invoke(main, ["results", "--results", str(tmp_path)])
-    assert result.exit_code == 1 and "is not a medsweep results directory" in result.output
+    assert result.exit_code == 2 and "is not a medsweep results directory" in result.output
 
 
 def test_missing_weights_fail_before_anything_runs(tmp_path):
     result = CliRunner().invoke(main, ["run", "--grid", "paper", "--results", str(tmp_path / "r")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "weights missing for: dino (published file: dino_deitsmall8_pretrain.pth)" in result.output
     assert not (tmp_path / "r").exists()
 
@@ -88,7 +109,7 @@ def test_an_unusable_results_directory_is_a_clear_error_before_anything_runs(tmp
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     result = CliRunner().invoke(main, ["run", "--grid", "demo", "--results", str(blocker / "results")])
-    assert result.exit_code == 1 and "is not writable" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "is not writable" in result.output and "Traceback" not in result.output
 
 
 def test_a_nearly_full_disk_is_refused_before_anything_runs(tmp_path):
@@ -100,7 +121,7 @@ def test_a_nearly_full_disk_is_refused_before_anything_runs(tmp_path):
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         result = CliRunner().invoke(main, ["run", "--grid", "demo", "--results", str(tiny / "results")])
-        assert result.exit_code == 1 and "MiB free; a sweep needs at least 64 MiB" in result.output
+        assert result.exit_code == 2 and "MiB free; a sweep needs at least 64 MiB" in result.output
     finally:
         subprocess.run(["umount", str(tiny)], check=True)
 
@@ -108,13 +129,13 @@ def test_a_nearly_full_disk_is_refused_before_anything_runs(tmp_path):
 @pytest.mark.parametrize(
     "option,message",
     [
-        ("--weights=resnet5=x.pth", "unknown backbone 'resnet5'; valid backbones: dino, random"),
-        ("--data=aptoss=/data/aptos", "unknown dataset 'aptoss'; valid datasets: aptos, digits"),
+        ("--weights=resnet5=x.pth", "unknown backbone 'resnet5' (did you mean 'resnet50'"),
+        ("--data=aptoss=/data/aptos", "unknown dataset 'aptoss' (did you mean 'aptos'?); valid datasets: aptos, digits"),
     ],
 )
 def test_a_data_or_weights_name_that_is_no_dataset_or_backbone_is_named_not_dropped(tmp_path, option, message):
     result = CliRunner().invoke(main, ["run", "--grid", "demo", option, "--results", str(tmp_path / "r")])
-    assert result.exit_code == 1 and message in result.output
+    assert result.exit_code == 2 and message in result.output
 
 
 def test_subsets_larger_than_the_pool_name_the_dataset_its_size_and_the_subsets(tmp_path):
@@ -124,5 +145,5 @@ def test_subsets_larger_than_the_pool_name_the_dataset_its_size_and_the_subsets(
     result = CliRunner().invoke(main, ["run", "--grid", "paper", "--where", "dataset=aptos", "--where", "mode=linear",
                                        "--where", "backbones=random", "--where", "subset=S,M",
                                        "--data", f"aptos={tmp_path / 'aptos'}", "--results", str(tmp_path / "r")])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     assert "the aptos training pool holds 10 images, fewer than the subset(s) S (50), M (500)" in result.output

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from sweep.spec import SpecError, StudySpec
@@ -42,11 +44,21 @@ def test_a_study_travels_in_its_trial_context_and_back_into_its_row():
         ({"lr_min": 1e-2, "lr_max": 1e-3}, "learning-rate range"),
         ({"grace_period": 50, "max_epochs": 10}, "grace_period 50 outside 1..max_epochs 10"),
         ({"attention_form": "graph"}, "unknown attention_form 'graph'"),
-        ({"gpus": -1.0}, "gpus >= 0"),
+        ({"gpus": -1.0}, "gpus=-1.0: a trial's GPUs must be a fraction from 0 to 1"),
+        ({"gpus": 1.5}, "gpus=1.5: a trial's GPUs must be a fraction from 0 to 1 (0: CPU only) or a whole number"),
+        ({"cpus": float("nan")}, "cpus must be a finite number, got nan"),
+        # Types: each was a TypeError in a comparison, or later in a trial.
+        ({"n_trials": "5"}, "n_trials must be a whole number, got '5' (str)"),
+        ({"fold": True}, "fold must be a whole number, got True"),
+        ({"lr_max": None}, "lr_max must be a number, got None (NoneType)"),
+        ({"backbones": ("test_resnet", 3)}, "backbones must be a tuple of names, got ('test_resnet', 3)"),
+        ({"backbones": ["test_resnet"]}, "backbones must be a tuple of names, got ['test_resnet'] (list)"),
+        ({"n_train": 50.0}, "n_train must be a whole number or None (the whole pool), got 50.0 (float)"),
+        ({"dataset": ""}, "dataset must not be empty"),
     ],
 )
 def test_invalid_studies_are_named_errors(change, message):
-    with pytest.raises(SpecError, match=message.replace("(", "\\(").replace(".", "\\.")):
+    with pytest.raises(SpecError, match=re.escape(message)):
         StudySpec(**{**BASE, **change})
 
 

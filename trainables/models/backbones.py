@@ -25,7 +25,7 @@ from timm.models import get_pretrained_cfg
 import torch
 from torch import nn
 
-from trainables.errors import UserError
+from trainables.errors import UserError, did_you_mean
 from trainables.registry import Registry
 from trainables.models.hub import hub_config, hub_weight_file, is_hub_backbone
 from trainables.models.weights import ConvertedWeights, read_weights
@@ -104,6 +104,12 @@ def get_backbone_info(name: str, weights_path: Optional[str] = None) -> Backbone
     (``convnext_tiny``...): random init, or ``--weights``'s file."""
     if name not in _REGISTRY.names() and is_hub_backbone(name):
         return hub_backbone_info(name, weights_path)
+    if name not in _REGISTRY.names() and "." in name and timm.is_model(name.split(".", 1)[0]):
+        # timm.is_model takes any tag after a known architecture; its pretrained cfg then raises.
+        arch, tag = name.split(".", 1)
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{arch}.*")]
+        raise BackboneError(f"backbone {name!r}: timm has no pretrained tag {tag!r} for {arch}"
+                            f"{did_you_mean(tag, tags)}; its tags: {', '.join(tags) or 'none'}")
     if name not in _REGISTRY.names() and timm.is_model(name):
         cfg = get_pretrained_cfg(name)
         return BackboneInfo(
@@ -114,10 +120,10 @@ def get_backbone_info(name: str, weights_path: Optional[str] = None) -> Backbone
             takes_img_size=True,  # tried at creation: architectures without it are built without
             description=f"timm {name}",
         )
-    try:
+    if name in _REGISTRY.names():
         return _REGISTRY.get(name)
-    except BackboneError as exc:
-        raise BackboneError(f"{exc}, or any timm architecture name") from None
+    raise BackboneError(f"unknown backbone {name!r}{did_you_mean(name, _REGISTRY.names() + timm.list_models())}; "
+                        f"valid backbones: {', '.join(_REGISTRY.names())}, or any timm architecture name")
 
 
 def weights_digest(name: str, weights_path: Optional[str] = None, seed: int = 0) -> str:

@@ -61,7 +61,7 @@ def test_data_root_from_the_environment(tmp_path, monkeypatch):
 
 def test_unknown_dataset_lists_valid_ones():
     code, out = _check("cifar", "--root", "/tmp")
-    assert code == 1 and "unknown dataset 'cifar'; valid datasets:" in out
+    assert code == 2 and "unknown dataset 'cifar'; valid datasets:" in out
 
 
 @pytest.mark.parametrize("name,command", [
@@ -82,6 +82,6 @@ def test_a_missing_or_empty_folder_says_where_the_public_data_set_is(tmp_path, n
 def test_a_sweep_without_its_data_names_where_to_get_it(tmp_path):
     result = CliRunner().invoke(main, ["run", "--grid", "paper", "--where", "dataset=aptos", "--where", "backbones=random",
                                        "--results", str(tmp_path / "r")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "give its folder with --data aptos=ROOT" in result.output
     assert "kaggle competitions download -c aptos2019-blindness-detection" in result.output

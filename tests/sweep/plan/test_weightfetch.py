@@ -60,19 +60,19 @@ def test_a_file_that_does_not_load_is_refused_and_not_kept(tmp_path):
     (bad / "dino_deitsmall8_pretrain.pth").write_bytes(b"<html>not found</html>")
     to = tmp_path / "weights"
     result = fetch("dino", "--to", str(to), "--mirror", bad.as_uri())
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"{bad.as_uri()}/dino_deitsmall8_pretrain.pth: the downloaded file does not load as 'dino'" in result.output
     assert not list(to.iterdir())
 
 
 def test_offline_is_one_line_naming_the_address(tmp_path):
     result = fetch("dino", "--to", str(tmp_path), "--mirror", "http://127.0.0.1:9")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith("Error: cannot fetch http://127.0.0.1:9/dino_deitsmall8_pretrain.pth: ")
 
 
 def test_only_published_files_can_be_fetched(tmp_path):
     result = fetch("random", "--to", str(tmp_path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "backbone 'random' has no published file to fetch; fetchable: dino, simclr, supervised, swav" in result.output

@@ -85,11 +85,11 @@ def _kaggle_scores_fill_the_cells(results, folder, tmp_path):
     with open(filled, "a", newline="") as f:
         csv.writer(f).writerow(["aptos-linear-x-n25-0123456789/fold0.csv", "aptos", "0.5", "0.5", ""])
     wrong = CliRunner().invoke(main, ["results", "--results", results, "--level", "cells", "--kaggle-scores", str(filled)])
-    assert wrong.exit_code == 1 and "is not one of this store's fold models" in wrong.output
+    assert wrong.exit_code == 2 and "is not one of this store's fold models" in wrong.output
     bad = tmp_path / "bad.csv"
     bad.write_text(f"submission,private,public\n{folder}/fold0.csv,0.8,n/a\n")
     wrong = CliRunner().invoke(main, ["results", "--results", results, "--level", "cells", "--kaggle-scores", str(bad)])
-    assert wrong.exit_code == 1 and f"{bad} line 2" in wrong.output and "'n/a'" in wrong.output
+    assert wrong.exit_code == 2 and f"{bad} line 2" in wrong.output and "'n/a'" in wrong.output
 
 
 def test_the_original_pcam_release_is_scored_on_its_own_labelled_test_set(ray_local, tmp_path):

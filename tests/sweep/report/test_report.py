@@ -219,4 +219,4 @@ def test_report_command(store, tmp_path):
     assert result.exit_code == 0, result.output
     assert os.path.exists(tmp_path / "r" / "report.html")
     empty = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r2")])
-    assert empty.exit_code == 1 and "not a medsweep results directory" in empty.output
+    assert empty.exit_code == 2 and "not a medsweep results directory" in empty.output

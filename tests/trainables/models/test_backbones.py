@@ -37,7 +37,7 @@ def test_every_registered_backbone_builds_or_asks_for_its_weights(name):
 
 
 def test_unknown_backbone_lists_the_valid_ones():
-    with pytest.raises(BackboneError, match="unknown backbone .resnet51.; valid backbones: .*dino.*swav.*, or any timm architecture name"):
+    with pytest.raises(BackboneError, match=r"unknown backbone .resnet51. \(did you mean .resnet51q.*\); valid backbones: .*dino.*swav.*, or any timm architecture name"):
         get_backbone_info("resnet51")
 
 

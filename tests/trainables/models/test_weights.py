@@ -136,7 +136,7 @@ def test_weights_check_command_reports_a_whole_load(tmp_path, resnet, monkeypatc
     monkeypatch.setenv("MEDSWEEP_WEIGHTS", str(tmp_path))
     for name in ("simclr", "swav"):
         missing = CliRunner().invoke(main, ["weights", "check", name, "--json"])
-        assert missing.exit_code == 1 and f"no weight file for '{name}'" in missing.output
+        assert missing.exit_code == 2 and f"no weight file for '{name}'" in missing.output
     # Under the name `sweep weights fetch` gives it, it is found.
     os.rename(tmp_path / "model_final_checkpoint_phase799.torch", tmp_path / "simclr_rn50_800ep_phase799.torch")
     result = CliRunner().invoke(main, ["weights", "check", "simclr", "--json"])
