@@ -28,11 +28,18 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from trainables.errors import UserError
+
 LOCAL_CACHE_ENV = "MEDSWEEP_LOCAL_CACHE"
 
 
 class StorageError(OSError):
     """A location that cannot be used; the message names it."""
+
+
+class UnknownLocation(StorageError, UserError):
+    """A ``--results``/``--cache`` this machine has no filesystem for (``foo://x``): the user's
+    input, so one line and exit 2, not a fault of the storage to retry."""
 
 
 def is_uri(where: str) -> bool:
@@ -71,7 +78,8 @@ def filesystem(where: str) -> tuple[pafs.FileSystem, str]:
 
             fs, path = fsspec.core.url_to_fs(where)
         except Exception:
-            raise StorageError(f"{where}: not a path or a URI this machine can open ({exc})") from exc
+            raise UnknownLocation(f"{where}: not a path or a URI this machine can open ({exc}); expected a "
+                                  f"folder, file://, s3://, gs:// or another scheme pyarrow or fsspec knows") from exc
         return PyFileSystem(FSSpecHandler(fs)), path
 
 

@@ -213,10 +213,22 @@ class ResultsStore:
         return storage.join(self.root, STORE_FILE)
 
     def meta(self) -> Optional[dict]:
+        """store.json's contents; None where there is none (not a store yet)."""
         try:
-            return json.loads(storage.read_bytes(self.meta_path))
+            data = storage.read_bytes(self.meta_path)
         except FileNotFoundError:
             return None
+        try:
+            meta = json.loads(data)
+        except ValueError as exc:  # cut short or overwritten: every command refuses it, named
+            meta = exc
+        if not isinstance(meta, dict) or not isinstance(meta.get("grids"), list):
+            why = f"not JSON ({meta})" if isinstance(meta, Exception) else "not the object medsweep writes"
+            raise StoreError(
+                f"{self.meta_path}: damaged, {why}; expected {{\"schema_version\": {SCHEMA_VERSION}, \"grids\": "
+                f"[GRID, ...], \"holdout\": null}}: restore it from a copy, or write that with the store's grid names"
+            )
+        return meta
 
     def open_for(self, grid: str, allow_other_grid: bool = False, holdout: Optional[float] = None) -> None:
         """Create the store for ``grid``, or check that an existing one may take its results.

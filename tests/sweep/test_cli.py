@@ -74,6 +74,31 @@ def test_a_resource_out_of_range_is_refused_when_parsed_before_anything_starts(t
     assert not results.exists()  # refused before the store, Ray or any extraction
 
 
+COMMANDS_ON_A_STORE = [["results"], ["results", "--level", "trials"], ["report", "--out", "REPORT"],
+                      ["store", "check"], ["run", "--grid", "demo"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS_ON_A_STORE, ids=lambda c: " ".join(c[:2]))
+def test_a_damaged_store_json_is_one_line_naming_it_in_every_command(tmp_path, command):
+    store = tmp_path / "r"
+    store.mkdir()
+    (store / "store.json").write_text('{"schema_version": 3, "gri')  # cut short by a copy
+    args = [a.replace("REPORT", str(tmp_path / "report")) for a in command]
+    result = CliRunner().invoke(main, [*args, "--results", str(store)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Error: {store / 'store.json'}: damaged, not JSON") and "Traceback" not in result.output
+    assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", COMMANDS_ON_A_STORE + [["cache", "ls"]], ids=lambda c: " ".join(c[:2]))
+def test_a_results_uri_of_an_unknown_scheme_is_one_line_naming_it(tmp_path, command):
+    args = [a.replace("REPORT", str(tmp_path / "report")) for a in command]
+    result = CliRunner().invoke(main, [*args, "--results", "foo://bucket/r"])
+    assert result.exit_code == 2, result.output
+    assert "foo://bucket/r" in result.output and "not a path or a URI this machine can open" in result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
 def test_results_of_a_directory_that_is_no_store(tmp_path):
     result = CliRunner().invoke(main, ["results", "--results", str(tmp_path)])
     assert result.exit_code == 2 and "is not a medsweep results directory" in result.output
