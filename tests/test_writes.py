@@ -34,7 +34,11 @@ def _project_files():
 
 
 @pytest.mark.slow
-def test_a_sweep_writes_only_into_its_results_and_cache(tmp_path):
+@pytest.mark.parametrize("store", ["path", "uri"])
+def test_a_sweep_writes_only_into_its_results_and_cache(tmp_path, store):
+    """``uri``: the store and the cache at ``local://`` URIs, which reach the disk through fsspec
+    as an object store's (no rename, no memory map): the sweep's run log, which went to the
+    temporary directory for such a store, lands in RESULTS/logs/ too."""
     home, cwd, tmp, results, cache, inputs = (tmp_path / n for n in ("home", "cwd", "tmp", "results", "cache", "inputs"))
     for folder in (home, cwd, tmp, inputs):
         folder.mkdir()
@@ -52,7 +56,8 @@ def test_a_sweep_writes_only_into_its_results_and_cache(tmp_path):
         done = subprocess.run(
             [sys.executable, "-m", "sweep.cli", "run", "--grid", "demo", "--where", "subset=S", "--where", "fold=0",
              "--where", "backbones=test_resnet", "--where", "mode=linear,finetune", "--weights", f"test_resnet={weights}",
-             "--results", str(results), "--cache", str(cache), "--checkpoint-every", "0", "--quiet"],
+             "--results", f"local://{results}" if store == "uri" else str(results),
+             "--cache", f"local://{cache}" if store == "uri" else str(cache), "--checkpoint-every", "0", "--quiet"],
             cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
         )
         ray_logs = {f: open(os.path.join(d, f), errors="replace").read()
@@ -64,7 +69,11 @@ def test_a_sweep_writes_only_into_its_results_and_cache(tmp_path):
     # server (which would log "Dashboard head http address: HOST:8265").
     assert "dashboard.log" in ray_logs and "http address" not in "".join(ray_logs.values())
     assert any(f.startswith("trials/") for f in _tree(results)) and _tree(cache)
-    assert _tree(cwd) == {} and _tree(home) == {} and _tree(tmp) == {}
+    assert len([f for f in _tree(results) if f.startswith("logs/run-")]) == 1
+    # A remote cache's files are memory-mapped from node-local copies: the one place outside.
+    node_local = {f for f in _tree(home) if f.startswith(".cache/medsweep/") and f.endswith(".arrow")}
+    assert bool(node_local) == (store == "uri")
+    assert _tree(cwd) == {} and set(_tree(home)) == node_local and _tree(tmp) == {}
     assert _tree(inputs) == before_inputs
     if before_project is not None:
         assert _project_files() == before_project

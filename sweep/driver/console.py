@@ -4,8 +4,8 @@ nothing of Ray's and Tune's, whose output goes to a log file in the store.
 While a sweep runs, ``sys.stdout`` and ``sys.stderr`` point at the log file (Ray prints its
 workers' output, Tune its experiment box, Python its warnings through them) and the ``ray``
 loggers write there too; medsweep writes to the terminal it was started on through
-:func:`echo` and :func:`status`. On a terminal the status line (extraction bars, the sweep's
-progress) is redrawn in place; elsewhere (a CI log, ``ray job submit``) it is printed as a
+:func:`echo`, :func:`status` and :func:`warn` (its stderr). On a terminal the status line
+(extraction bars, the sweep's progress) is redrawn in place; elsewhere (a CI log, ``ray job submit``) it is printed as a
 plain line at most every ``plain_every_s`` seconds, so a log holds a record, not a flood.
 
 Example::
@@ -28,8 +28,9 @@ RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "ray.serve")
 
 
 class Console:
-    def __init__(self, stream: TextIO, plain_every_s: float = 30.0):
+    def __init__(self, stream: TextIO, plain_every_s: float = 30.0, err: Optional[TextIO] = None):
         self.stream = stream
+        self.err = err or stream
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.plain_every_s = plain_every_s
         self._status = ""  # the status line drawn now (terminal only)
@@ -42,6 +43,17 @@ class Console:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+    def warning(self, text: str) -> None:
+        """``warning: text`` on the terminal's stderr, the status line kept below it."""
+        if self.tty and self._status:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+        self.err.write(f"warning: {text}\n")
+        self.err.flush()
+        if self.tty and self._status:
+            self.stream.write(self._status)
+            self.stream.flush()
 
     def status(self, text: str, force: bool = False) -> None:
         """The one line that says where the sweep stands: in place on a terminal, else a
@@ -77,6 +89,14 @@ def echo(text: str) -> None:
         print(text, flush=True)
 
 
+def warn(text: str) -> None:
+    """A warning (a damaged store file, left out) on the stderr the sweep was started with, so
+    that it reaches the user while the sweep runs or when it is refused, and in the log too."""
+    print(f"warning: {text}", file=sys.stderr, flush=True)  # the log while a sweep captures
+    if _active is not None:
+        _active.warning(text)
+
+
 def status(text: str, force: bool = False) -> None:
     if _active is not None:
         _active.status(text, force)
@@ -108,7 +128,7 @@ def capture(log_path: str, plain_every_s: float = 30.0):
         saved_handlers[name] = (logger.handlers[:], logger.propagate)
         logger.handlers = [handler] if name == "ray" else []
         logger.propagate = name != "ray"  # the children reach the file through "ray"
-    _active = Console(saved_streams[0], plain_every_s)
+    _active = Console(saved_streams[0], plain_every_s, err=saved_streams[1])
     sys.stdout = sys.stderr = log
     try:
         yield _active

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Optional
 
-from sweep.driver.console import capture, echo, end_status, status
+from sweep.driver.console import capture, echo, end_status, status, warn
 from sweep.report.kaggle import write_submissions
 from sweep.driver.manifests import StudySplit, write_manifests
 from sweep.options import Inputs, Resources, RunOptions, StoreOptions, TrialPolicy
@@ -369,26 +369,46 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     roots, found = resolve_inputs(studies, options.inputs.data_roots, options.inputs.weights)
     options = dataclasses.replace(options, inputs=dataclasses.replace(options.inputs, data_roots=roots, weights=found))
     _check_weights(studies, options.inputs.weights)
-    store = ResultsStore(options.store.results)
+    # Its warnings (a damaged file, left out) reach the terminal, not only the run's log.
+    store = ResultsStore(options.store.results, warn=warn)
     store.open_for(grid, options.store.allow_other_grid, options.inputs.holdout)
     log = _log_path(store)
-    with store.driver_lock(take_over=options.store.resume), capture(log):
-        if options.verbose:
-            echo(f"Ray's and Tune's own output: {log}")
-        try:
-            return _sweep_locked(studies, options, store, grid, started)
-        finally:
-            _stop_ray()
+    try:
+        with store.driver_lock(take_over=options.store.resume), capture(log):
+            if options.verbose:
+                kept = "" if storage.is_local(store.root) else f" (moved to {_stored_log(store, log)} when the sweep ends)"
+                echo(f"Ray's and Tune's own output: {log}{kept}")
+            try:
+                return _sweep_locked(studies, options, store, grid, started)
+            finally:
+                _stop_ray()
+    finally:
+        _keep_log(store, log)
 
 
 def _log_path(store: ResultsStore) -> str:
-    """RESULTS/logs/run-<time>.log; beside the system's temporary files for a store at a URI."""
-    import tempfile
-
+    """RESULTS/logs/run-<time>.log; for a store on an object store, a node-local file while
+    the sweep runs (appended line by line; an object is written whole), moved into the store
+    when it ends (:func:`_keep_log`)."""
     name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    folder = os.path.join(store.root, "logs") if not storage.is_uri(store.root) else os.path.join(
-        tempfile.gettempdir(), "medsweep-logs")
-    return os.path.join(folder, name)
+    if storage.is_local(store.root):
+        return os.path.join(storage.filesystem(store.root)[1], "logs", name)
+    return os.path.join(storage.local_cache_dir(), "logs", name)
+
+
+def _stored_log(store: ResultsStore, log: str) -> str:
+    return storage.join(store.root, "logs", os.path.basename(log))
+
+
+def _keep_log(store: ResultsStore, log: str) -> None:
+    """A node-local log into the store, where every other file of the sweep is; left where it
+    is (and said) if the store cannot take it."""
+    if storage.is_local(store.root) or not os.path.exists(log):
+        return
+    try:
+        storage.upload(log, _stored_log(store, log))
+    except OSError as exc:
+        warn(f"the run's log stays at {log}: it could not be copied into {store.root} ({exc})")
 
 
 _started_ray = False  # whether this process's sweep started the Ray it runs on

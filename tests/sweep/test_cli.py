@@ -4,6 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from sweep.cli import main
+from sweep.store.store import ResultsStore
 
 
 @pytest.mark.parametrize("args", [[], ["run"], ["plan"], ["results"], ["grids"]])
@@ -97,6 +98,26 @@ def test_a_results_uri_of_an_unknown_scheme_is_one_line_naming_it(tmp_path, comm
     assert result.exit_code == 2, result.output
     assert "foo://bucket/r" in result.output and "not a path or a URI this machine can open" in result.output
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_a_damaged_file_is_named_on_the_terminal_when_a_sweep_is_refused(tmp_path):
+    """During `sweep run` stderr is the run's log: the warning reached the terminal only in
+    the closing read, and never when the run was refused before it."""
+    from sweep.grids import load_grid
+
+    study = load_grid("demo")[0]
+    store = ResultsStore(str(tmp_path / "r"))
+    store.open_for("demo")
+    store.write_trial({"study_id": study.study_id, "trial_id": "t1", "status": "ok", "lr": 1e-3, "val_score": 0.9})
+    store.write_trial({"study_id": study.study_id, "trial_id": "t2", "status": "ok", "lr": 1e-3, "val_score": 0.8})
+    damaged = store.trial_path(study.study_id, "t2")
+    with open(damaged, "r+b") as f:
+        f.truncate(20)
+    result = CliRunner().invoke(main, ["run", "--grid", "demo", "--results", store.root])
+    assert result.exit_code == 2 and "pass --resume" in result.stderr
+    assert f"warning: {damaged}: unreadable" in result.stderr
+    log = next((tmp_path / "r" / "logs").iterdir()).read_text()
+    assert f"warning: {damaged}: unreadable" in log  # and in the run's log, where it was before
 
 
 def test_results_of_a_directory_that_is_no_store(tmp_path):
