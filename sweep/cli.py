@@ -15,6 +15,7 @@ from sweep.plan.planning import check_studies, summarize
 from sweep.store.queries import aggregate_cells, epoch_rows, select_studies
 from sweep.spec import EMBEDDING_DTYPES, MODES, cpus_problem, gpus_problem
 from sweep.store.store import ResultsStore
+from trainables.data.dataset_types import counts_line
 from trainables.errors import UserError, did_you_mean
 
 # trainables/cache/device_decode.py's DECODE_CHOICES, spelled here: importing it loads torch,
@@ -26,6 +27,7 @@ DECODE_CHOICES = ("auto", "workers", "device")
 # weights check) exits 1. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (UserError,)
 USER_ERROR_EXIT = 2
+NOT_READ = "files of a suffix no reader takes, left out"  # and sweep run's line
 
 
 class UserErrorExit(click.ClickException):
@@ -168,7 +170,7 @@ _store_options = _option_group(
     click.option("--cache", help="Embedding cache: a folder or a URI [default: RESULTS/cache]; share one between sweeps."),
     click.option("--resume", is_flag=True, help="Continue a sweep in --results: studies complete there are skipped."),
     click.option("--allow-other-grid", is_flag=True, help="Add to a results directory that holds another grid's results."),
-    click.option("--mlflow", metavar="URI", help="Also log every trial as an MLflow run there (file:./mlruns, http://host:5000): study fields and lr as parameters, per-epoch losses and scores, study and cell ids as tags. Needs pip install -e '.[mlflow]'."),
+    click.option("--mlflow", metavar="URI", help="Also log every trial as an MLflow run there (sqlite:///mlruns.db, http://host:5000): study fields and lr as parameters, per-epoch losses and scores, study and cell ids as tags. Needs pip install -e '.[mlflow]'."),
 )
 _input_options = _option_group(
     click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset (repeatable)."),
@@ -303,6 +305,8 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
         if report["ok"]:
             click.echo(f"{name}: {report['root']}: pool {report['pool']:,} {report['pool_classes']}, test {report['test']:,}"
                        f"{'' if report['test_labels'] else ' (labels hidden)'}")
+            if report["not_read"]:
+                click.echo(f"{name}: {NOT_READ}: {counts_line(report['not_read'])}")
     for name, report in checks["weights"].items():
         if report["ok"]:
             click.echo(f"{name}: {report['file']} loads whole ({report['format']}, dim {report['dim']})")
@@ -469,6 +473,8 @@ def data_check(name, root, as_json):
         click.echo(f"  patients: {report['groups'] if report['groups'] is not None else '-'}")
         for reason, count in report.get("excluded", {}).items():
             click.echo(f"  left out by the protocol: {count} rows, {reason}")
+        if report.get("not_read"):
+            click.echo(f"  {NOT_READ}: {counts_line(report['not_read'])}")
         click.echo(f"  problems: {len(report['problems'])}")
         for problem in report["problems"][:50]:
             click.echo(f"    {problem}")

@@ -163,3 +163,43 @@ def mixed_jpegs(root):
                     img.save(os.path.join(root, split, cls, f"{i}.jpg"), exif=exif.tobytes())
                 else:
                     img.save(os.path.join(root, split, cls, f"{i}.{'png' if i % 3 == 2 else 'jpg'}"))
+
+
+def dicom(path, pixels, photometric="MONOCHROME2", bits_stored=12, window=None, voi_lut=None, rescale=None,
+          frames=1, signed=False):
+    """A DICOM file as a modality writes it (pydicom, explicit VR little endian): ``pixels`` the
+    stored values (rows x columns; frames x rows x columns for ``frames`` > 1); ``window`` a
+    (center, width) VOI window; ``voi_lut`` (first mapped value, bits per entry, table) a VOI
+    LUT Sequence; ``rescale`` (slope, intercept) the Modality LUT."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = "DX", "P0001"
+    pixels = np.asarray(pixels)
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if voi_lut is not None:
+        first, bits, table = voi_lut
+        item = Dataset()
+        item.add_new(0x00283002, "US", [len(table), first, bits])  # LUT Descriptor (VR US or SS)
+        item.add_new(0x00283006, "US", [int(v) for v in table])  # LUT Data (VR US or OW)
+        ds.VOILUTSequence = Sequence([item])
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+    ds.PixelData = pixels.astype(np.int16 if signed else np.uint16).tobytes()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)

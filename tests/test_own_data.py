@@ -3,9 +3,12 @@ a backbone from the Hugging Face Hub loaded offline from a cache built here."""
 
 import hashlib
 import json
+import os
 import re
 
+import numpy as np
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 from sweep.cli import main
@@ -107,6 +110,15 @@ STUDIES = [
 def test_a_grid_file_on_the_folder_dataset_with_a_hub_backbone_offline(tmp_path, monkeypatch, ray_local):
     data = tmp_path / "derm"
     layouts.folder(str(data), per_class=6)
+    # As radiology data arrives: DICOM in both photometric interpretations, with and without a
+    # VOI LUT, WebP and 16-bit PNG beside the PNGs; a file no reader takes is listed, not read.
+    stored = np.random.default_rng(1).integers(0, 4096, (32, 40))
+    layouts.dicom(data / "train" / "benign" / "cr1.dcm", stored, photometric="MONOCHROME1",
+                  voi_lut=(0, 8, np.linspace(0, 255, 4096).astype(int)))
+    layouts.dicom(data / "train" / "malignant" / "dx2.dcm", stored, window=(2048, 3000))
+    Image.fromarray((stored * 16).astype(np.uint16)).save(data / "test" / "benign" / "sixteen.png")
+    Image.fromarray(np.zeros((32, 40, 3), np.uint8)).save(data / "test" / "malignant" / "photo.webp")
+    (data / "train" / "benign" / "notes.txt").write_text("seen by Dr X")
     hub = tmp_path / "hub"
     snapshot, _ = make_hub_cache(str(hub), "medsweep/derm_vit")
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
@@ -119,30 +131,44 @@ def test_a_grid_file_on_the_folder_dataset_with_a_hub_backbone_offline(tmp_path,
     assert plan.exit_code == 0, plan.output
     planned = json.loads(plan.stdout)
     assert planned["grid"] == "derm" and planned["preflight"]["weights"]["hf-hub:medsweep/derm_vit"]["ok"]
-    assert {s["n_train"] for s in planned["study_list"]} == {12}  # F: the 12 training images of the folder
+    assert {s["n_train"] for s in planned["study_list"]} == {14}  # F: the 14 training images of the folder
+    assert planned["preflight"]["datasets"]["folder"]["not_read"] == {".txt": 1}
     results = str(tmp_path / "results")
-    mlruns = (tmp_path / "mlruns").as_uri()
+    # The README's --mlflow URI, relative to where the user runs the sweep (cwd: tmp_path).
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    mlruns = "sqlite:///mlruns.db"
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    assert f"--mlflow {mlruns}" in readme
     run = CliRunner().invoke(main, ["run", "--grid", str(grid), "--data", f"folder={data}", "--results", results,
                                     "--mlflow", mlruns])
     assert run.exit_code == 0, run.output
     # The console: medsweep's lines (log named, extraction, progress, table, answer); Tune's own in the log.
     log = run.output.splitlines()[0].split("Ray's and Tune's own output: ")[1]
-    assert "extracted folder x hf-hub:medsweep/derm_vit view 0: 16 images in " in run.output
-    assert "trials 8/8, studies 4/4 complete" in run.output and "folder, 12 images (F): " in run.output
+    assert "extracted folder x hf-hub:medsweep/derm_vit view 0: 20 images in " in run.output
+    assert "trials 8/8, studies 4/4 complete" in run.output and "folder, 14 images (F): " in run.output
+    assert "folder: files of a suffix no reader takes, left out: .txt 1" in run.output
     assert "Configuration for experiment" not in run.output and "Configuration for experiment" in open(log).read()
     rows = ResultsStore(results).read_trials().to_pylist()
     assert len(rows) == 8 and {r["status"] for r in rows} <= {"ok", "stopped"} and {r["grid"] for r in rows} == {"derm"}
     hub_rows = [r for r in rows if r["backbones"] == ["hf-hub:medsweep/derm_vit"]]
     digest = hashlib.sha256(open(f"{snapshot}/model.safetensors", "rb").read()).hexdigest()
     assert len(hub_rows) == 4 and {json.loads(r["weights_digests"])["hf-hub:medsweep/derm_vit"] for r in hub_rows} == {digest}
-    assert all(r["study_id"].startswith("folder-linear-hf-hub_medsweep_derm_vit-n12-") for r in hub_rows)
+    assert all(r["study_id"].startswith("folder-linear-hf-hub_medsweep_derm_vit-n14-") for r in hub_rows)
     _every_trial_is_an_mlflow_run(mlruns, rows)
 
 
 def _every_trial_is_an_mlflow_run(uri: str, rows: list[dict]) -> None:
-    """--mlflow: a run per trial, study fields and lr as parameters, per-epoch metrics, ids as tags."""
-    mlflow = pytest.importorskip("mlflow")
+    """--mlflow: a run per trial, study fields and lr as parameters, per-epoch metrics, ids as
+    tags; read back by MLflow's own client and search, as a user reads them (MLflow 3 refused
+    to read the file: store the README named before, without MLFLOW_ALLOW_FILE_STORE)."""
+    import os
+
+    import mlflow
+
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    assert len(mlflow.search_runs(experiment_names=["medsweep-derm"])) == len(rows)
     (experiment,) = [e for e in client.search_experiments() if e.name == "medsweep-derm"]
     runs = client.search_runs([experiment.experiment_id])
     by_trial = {r["trial_id"]: r for r in rows}
@@ -152,7 +178,7 @@ def _every_trial_is_an_mlflow_run(uri: str, rows: list[dict]) -> None:
         assert run.data.tags["study_id"] == row["study_id"] and run.data.tags["cell_id"] == row["cell_id"]
         params = run.data.params
         assert float(params["lr"]) == pytest.approx(row["lr"]) and params["dataset"] == "folder"
-        assert params["backbones"] == row["backbones"][0] and params["n_train"] == "12" and params["fold"] == str(row["fold"])
+        assert params["backbones"] == row["backbones"][0] and params["n_train"] == "14" and params["fold"] == str(row["fold"])
         history = client.get_metric_history(run.info.run_id, "val_score")
         assert [m.step for m in history] == list(range(1, row["epochs"] + 1))
         assert max(m.value for m in history) == pytest.approx(row["val_score"])

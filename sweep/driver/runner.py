@@ -37,6 +37,7 @@ from trainables import storage
 from trainables.models.backbones import get_backbone_info, weights_digest
 from trainables.context import CONTEXT, TrialContext
 from trainables.models.modes import get_mode
+from trainables.data.dataset_types import counts_line
 from trainables.data.datasets import DatasetError, get_dataset_info, load_dataset
 from trainables.cache.embeddings import cached_views
 from trainables.data.images import ImageDecodeError
@@ -441,6 +442,9 @@ class _DataLoader:
                 self.skips.update(_skip_unreadable([name], inputs, self.store))
             self.loaded[name] = load_dataset(name, inputs.data_roots.get(name), holdout=inputs.holdout,
                                              skip=self.skips.get(name))
+            if self.loaded[name].not_read:
+                echo(f"{name}: files of a suffix no reader takes, left out: {counts_line(self.loaded[name].not_read)} "
+                     f"(`sweep data check {name}` lists what it reads)")
         return self.loaded[name]
 
 

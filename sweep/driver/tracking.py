@@ -11,7 +11,7 @@ thousands of characters); this subclass logs the study's fields one by one inste
 
 Example::
 
-    >>> callback = mlflow_callback("file:./mlruns", "medsweep-demo")    # doctest: +SKIP
+    >>> callback = mlflow_callback("sqlite:///mlruns.db", "medsweep-demo")    # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ def require_mlflow() -> None:
 
 
 def mlflow_callback(tracking_uri: str, experiment: str):
-    """A Tune callback logging to ``tracking_uri`` (``file:./mlruns``, ``http://host:5000``)."""
+    """A Tune callback logging to ``tracking_uri`` (``sqlite:///mlruns.db``, ``http://host:5000``)."""
     require_mlflow()
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     if tracking_uri.startswith("file:") or "://" not in tracking_uri:
         # MLflow 3 keeps its file store in maintenance mode and refuses it unless told; a
-        # user who names a file: store asks for one (sqlite:/// or a server is MLflow's advice).
+        # user who names a file: store asks for one (sqlite:/// or a server is MLflow's advice,
+        # and the README's; reading a file: store back needs the same variable).
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
     class StudyMLflowCallback(MLflowLoggerCallback):

@@ -75,6 +75,7 @@ def check_dataset(name: str, root: Optional[str], workers: Optional[int] = None)
         groups=None if data.pool.groups is None else int(len(np.unique(data.pool.groups))),
         fingerprint=data.fingerprint,
         excluded=data.excluded,
+        not_read=data.not_read,
         usable=not problems and len(data.pool) > 0,
     )
     return report

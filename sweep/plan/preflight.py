@@ -61,7 +61,7 @@ def _check_dataset(name: str, root: Optional[str], studies: list[StudySpec], hol
     counts = {cls: int((data.pool.labels == i).sum()) for i, cls in enumerate(data.classes)}
     return {"root": root, "ok": True, "pool": len(data.pool), "pool_classes": counts, "test": len(data.test),
             "test_labels": bool(len(data.test)) and bool((data.test.labels >= 0).all()),
-            "excluded": data.excluded}
+            "excluded": data.excluded, "not_read": data.not_read}
 
 
 def _check_weight_file(name: str, path: str, problems: list) -> dict:

@@ -15,13 +15,26 @@ Example::
 from __future__ import annotations
 
 import io
+import math
+from typing import Optional
 
 import numpy as np
 
 from sweep.store.formatting import csv_text
 from trainables import storage
 from trainables.artifacts import TrialFiles
-from trainables.data.datasets import DatasetError, get_dataset_info
+from trainables.data.datasets import DatasetError, dataset_names, get_dataset_info
+from trainables.training.metrics import METRIC_RANGES
+
+
+def score_problem(dataset: str, value: float) -> Optional[str]:
+    """Why ``value`` cannot be a leaderboard score of ``dataset`` (None: it can): NaN, an
+    infinity, or outside its metric's range (AUC 0..1, quadratic kappa -1..1)."""
+    metric = get_dataset_info(dataset).metric
+    low, high = METRIC_RANGES[metric]
+    if not (math.isfinite(value) and low <= value <= high):
+        return f"{value!r} is not a score of {metric} (expected a number from {low:g} to {high:g})"
+    return None
 
 
 def final_score(dataset: str, private: float, public: float) -> float:
@@ -29,6 +42,10 @@ def final_score(dataset: str, private: float, public: float) -> float:
     info = get_dataset_info(dataset)
     if info.kaggle is None:
         raise DatasetError(f"dataset {dataset!r} is not scored on Kaggle: its test labels ship with it")
+    for board, value in (("private", private), ("public", public)):
+        problem = score_problem(dataset, value)
+        if problem:
+            raise DatasetError(f"{dataset} {board} leaderboard score {problem}")
     alpha = info.kaggle[2]
     return round(alpha * private + (1 - alpha) * public, 10)
 
@@ -85,7 +102,8 @@ def read_kaggle_scores(path: str) -> dict[str, tuple[float, float]]:
     from trainables.data.readers import read_csv
 
     filled = {}
-    for line, row in enumerate(read_csv(path, SCORES_COLUMNS), start=2):
+    # A submission twice would leave one of its scores unsaid: an error naming both lines.
+    for line, row in read_csv(path, SCORES_COLUMNS, id_column="submission"):
         if not row["private"] and not row["public"]:
             continue
         try:
@@ -93,6 +111,12 @@ def read_kaggle_scores(path: str) -> dict[str, tuple[float, float]]:
         except ValueError:
             raise DatasetError(f"{path} line {line}: private {row['private']!r} and public {row['public']!r} "
                                f"must both be scores (numbers), or both blank") from None
+        dataset = row["submission"].replace("\\", "/").split("/", 1)[0].split("-", 1)[0]
+        for board, value in (("private", private), ("public", public)):
+            problem = score_problem(dataset, value) if dataset in dataset_names() else (
+                None if math.isfinite(value) else f"{value!r} is not a score")
+            if problem:
+                raise DatasetError(f"{path} line {line}: {board} {problem}")
         filled[row["submission"]] = (private, public)
     return filled
 

@@ -48,3 +48,11 @@ class LoadedDataset:
     # What the protocol leaves out on purpose (NIH: rows not adjudicated, several findings),
     # counted so that nothing is dropped unsaid.
     excluded: dict = field(default_factory=dict)
+    # Files in the data's image folders of a suffix no reader takes (suffix -> count): left
+    # out, and listed by `sweep data check`, `sweep plan --data` and `sweep run`.
+    not_read: dict = field(default_factory=dict)
+
+
+def counts_line(counts: dict) -> str:
+    """``.gif 2, .txt 1``: a dict of counts (``not_read``) as one line."""
+    return ", ".join(f"{key} {count}" for key, count in sorted(counts.items()))

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -111,10 +112,8 @@ def apply_holdout(data: LoadedDataset, fraction: float) -> LoadedDataset:
     groups = pool.groups if pool.groups is not None else np.arange(len(pool))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=HOLDOUT_SEED)
     keep, held = next(splitter.split(np.zeros(len(pool)), pool.labels, groups))
-    return LoadedDataset(
-        data.name, data.classes, pool.take(np.sort(keep)), pool.take(np.sort(held)),
-        f"{data.fingerprint}-holdout{fraction:g}", data.excluded,
-    )
+    return dataclasses.replace(data, pool=pool.take(np.sort(keep)), test=pool.take(np.sort(held)),
+                               fingerprint=f"{data.fingerprint}-holdout{fraction:g}")
 
 
 def drop_ids(data: LoadedDataset, skip: set) -> LoadedDataset:
@@ -124,8 +123,7 @@ def drop_ids(data: LoadedDataset, skip: set) -> LoadedDataset:
         return images.take([i for i, x in enumerate(images.ids) if x not in skip])
 
     digest = hashlib.sha256("\n".join(sorted(skip)).encode()).hexdigest()[:8]
-    return LoadedDataset(data.name, data.classes, part(data.pool), part(data.test),
-                         f"{data.fingerprint}-skip{digest}", data.excluded)
+    return dataclasses.replace(data, pool=part(data.pool), test=part(data.test), fingerprint=f"{data.fingerprint}-skip{digest}")
 
 
 def _get_it(info: DatasetInfo) -> str:

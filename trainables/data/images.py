@@ -10,7 +10,8 @@ A ``FileImages`` behaves like the in-memory image tensor of small data sets: ``l
 integer indexing (decodes one image), slicing and index arrays (a new ``FileImages`` over
 those files, nothing decoded), iteration. Decoding is Pillow's: it reads every format of the
 four datasets (PNG, JPEG, PatchCam's TIFF), where torchvision's decoders (deprecated since
-0.29) read no TIFF.
+0.29) read no TIFF, and WebP and JPEG 2000; 16-bit PNG and TIFF are scaled over their range to
+8 bits. DICOM files are pydicom's (trainables/data/dicom.py: LUTs, windows, MONOCHROME1).
 
 Example::
 
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from trainables.data.dicom import DICOM_SUFFIXES, DicomError, read_dicom
 from trainables.errors import UserError
 
 
@@ -36,16 +38,49 @@ class ImageDecodeError(UserError):
     """A file that is not a readable image; the message names it."""
 
 
+# Every suffix a reader of folders takes as an image (lower case): what Pillow decodes here
+# (JPEG 2000 and WebP through its bundled openjpeg and libwebp) and DICOM through pydicom.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".jp2", ".j2k") + DICOM_SUFFIXES
+# Pillow's modes of one 16-bit channel (PNG and TIFF greyscale; "I" is what older Pillows and
+# some TIFFs give for them, 32-bit integers holding 0..65535).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _pillow_pixels(img: Image.Image) -> np.ndarray:
+    """uint8 (1 or 3, H, W) of a Pillow image."""
+    if img.mode == "L":
+        return np.array(img)[None]
+    if img.mode in SIXTEEN_BIT_MODES:
+        # Over the format's whole range (0..65535 -> 0..255), as a viewer shows the file: a
+        # per-image stretch would change contrast from image to image. (Pillow's own
+        # convert("L") clips every value above 255 to white.)
+        values = np.asarray(img).astype(np.float64)
+        return np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)[None]
+    if img.mode == "F":  # 32-bit float TIFF: no declared range, so its own
+        values = np.asarray(img).astype(np.float64)
+        low, high = float(values.min()), float(values.max())
+        return np.rint((values - low) / max(high - low, 1e-12) * 255.0).astype(np.uint8)[None]
+    # palette, alpha, CMYK, bilevel, 48-bit RGB: Pillow's 8-bit RGB
+    return np.ascontiguousarray(np.asarray(img.convert("RGB")).transpose(2, 0, 1))
+
+
+def is_dicom(path: str) -> bool:
+    return path.lower().endswith(DICOM_SUFFIXES)
+
+
 def _decode(source, path: str) -> torch.Tensor:
     try:
-        with Image.open(source) as img:
-            if img.mode == "L":
-                pixels = np.array(img)[None]
-            else:  # palette, 16-bit, alpha, CMYK, bilevel: Pillow's RGB, as every image had before
-                pixels = np.ascontiguousarray(np.asarray(img.convert("RGB")).transpose(2, 0, 1))
+        if is_dicom(path):
+            pixels = read_dicom(source, path)
+            pixels = pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        else:
+            with Image.open(source) as img:
+                pixels = _pillow_pixels(img)
         return torch.from_numpy(pixels)
     except FileNotFoundError:
         raise ImageDecodeError(f"{path}: file not found") from None
+    except DicomError as exc:
+        raise ImageDecodeError(str(exc)) from None
     except Exception as exc:
         raise ImageDecodeError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 from typing import Iterable, Optional
@@ -19,9 +20,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from trainables.data.dataset_types import DatasetError, ImageSet, LoadedDataset
-from trainables.data.images import FileImages
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from trainables.data.images import IMAGE_SUFFIXES, FileImages
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -39,27 +38,51 @@ def _require_dir(path: str, what: str) -> str:
     return path
 
 
-def read_csv(path: str, required: tuple[str, ...], id_column: Optional[str] = None) -> list[dict]:
-    """Rows of a CSV with at least ``required`` columns (extra columns are fine)."""
+def read_csv(path: str, required: tuple[str, ...], id_column: Optional[str] = None,
+             problems: Optional[list] = None) -> list[tuple[int, dict]]:
+    """(line, row) of each record of a CSV with at least ``required`` columns (extra columns
+    are fine), values stripped; blank lines skipped. A file that is not UTF-8 text or lacks a
+    column is an error naming it; a record with more or fewer fields than the header, a blank
+    or repeated ``id_column`` is a problem (an error with ``problems`` None) and left out."""
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: file not found (expected a CSV with columns {', '.join(required)})")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise DatasetError(
-                f"{path}: header {header} lacks column(s) {missing}; expected {', '.join(required)}"
-            )
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
-    if id_column:
-        seen: dict[str, int] = {}
-        for line, row in enumerate(rows, start=2):
-            if row[id_column] in seen:
-                raise DatasetError(
-                    f"{path}: {id_column} {row[id_column]!r} on line {line} repeats line {seen[row[id_column]]}"
-                )
-            seen[row[id_column]] = line
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                           f"save it as UTF-8 (a spreadsheet's 'CSV UTF-8')") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        records = [(reader.line_num, fields) for fields in reader]
+    except csv.Error as exc:  # a NUL byte, an unterminated quote at the end
+        raise DatasetError(f"{path} line {reader.line_num}: not CSV ({exc})") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DatasetError(f"{path}: header {header} lacks column(s) {missing}; expected {', '.join(required)}")
+    repeated = sorted({h for h in header if header.count(h) > 1 and h})
+    if repeated:
+        raise DatasetError(f"{path}: header {header} names column(s) {repeated} more than once")
+    rows, seen = [], {}
+    for line, fields in records:
+        if not any(f.strip() for f in fields):
+            continue  # a blank line
+        if len(fields) != len(header):
+            _problem(problems, f"{path} line {line}: {len(fields)} fields where the header has {len(header)} "
+                               f"({', '.join(header)}); a value holding a comma must be quoted")
+            continue
+        row = {h: v.strip() for h, v in zip(header, fields)}
+        if id_column:
+            key = row[id_column]
+            if not key:
+                _problem(problems, f"{path} line {line}: {id_column} is blank")
+                continue
+            if key in seen:
+                _problem(problems, f"{path}: {id_column} {key!r} on line {line} repeats line {seen[key]}")
+                continue
+            seen[key] = line
+        rows.append((line, row))
     return rows
 
 
@@ -113,9 +136,9 @@ def _keep_existing(problems: Optional[list], what: str, paths: list[str], *colum
 def _id_split(root: str, csv_path: str, id_col: str, label_col: Optional[str], folder: str, suffix: str,
               n_classes: int, problems: Optional[list]) -> ImageSet:
     """A Kaggle-style split: a CSV of ids (and labels) and one image file per id."""
-    rows = read_csv(csv_path, (id_col,) + ((label_col,) if label_col else ()), id_column=id_col)
+    rows = read_csv(csv_path, (id_col,) + ((label_col,) if label_col else ()), id_column=id_col, problems=problems)
     paths, labels, ids = [], [], []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         where = f"{csv_path} line {line}"
         label = -1
         if label_col:
@@ -231,12 +254,19 @@ def _find_split_dir(root: str, split: str) -> str:
     return min(found, key=lambda p: (p.count(os.sep), p))
 
 
-def _class_folders(split_dir: str, classes: tuple[str, ...]) -> tuple[list[str], list[int]]:
+def _class_folders(split_dir: str, classes: tuple[str, ...], not_read: dict) -> tuple[list[str], list[int]]:
+    """The images of each class folder and their labels; each file of another suffix counted in
+    ``not_read`` (suffix -> files), never dropped unsaid. Hidden files (``.DS_Store``) are not
+    data."""
     paths, labels = [], []
     for label, cls in enumerate(classes):
         folder = os.path.join(split_dir, cls)
         for name in sorted(os.listdir(folder)):
-            if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
+            if name.startswith(".") or os.path.isdir(os.path.join(folder, name)):
+                continue
+            if not name.lower().endswith(IMAGE_SUFFIXES):
+                suffix = os.path.splitext(name)[1].lower() or "(no suffix)"
+                not_read[suffix] = not_read.get(suffix, 0) + 1
                 continue
             paths.append(os.path.join(folder, name))
             labels.append(label)
@@ -247,12 +277,14 @@ def read_pneumonia(root: str, problems: Optional[list] = None) -> LoadedDataset:
     """``chest_xray/{train,test}/{NORMAL,PNEUMONIA}/*.jpeg``: the pool is ``train`` (the paper's
     5,216; the 16-image ``val`` folder is not in it), patients parsed from the file names."""
     _require_dir(root, "Kermany chest X-ray: chest_xray/{train,test}/{NORMAL,PNEUMONIA}/")
-    parts = []
+    parts, not_read = [], {}
     for split in ("train", "test"):
-        paths, labels = _class_folders(_find_split_dir(root, split), PNEUMONIA_CLASSES)
+        paths, labels = _class_folders(_find_split_dir(root, split), PNEUMONIA_CLASSES, not_read)
         ids = [os.path.relpath(p, root) for p in paths]
         parts.append(_image_set(paths, labels, ids, [patient_of(p) for p in paths]))
-    return _dataset("pneumonia", root, PNEUMONIA_CLASSES, *parts)
+    data = _dataset("pneumonia", root, PNEUMONIA_CLASSES, *parts)
+    data.not_read = not_read
+    return data
 
 
 # --- NIH ChestX-ray14 with the four-findings expert labels ---------------------------------
@@ -263,15 +295,35 @@ NIH_FINDINGS = ("Pneumothorax", "Nodule or mass", "Airspace opacity", "Fracture"
 NIH_CLASSES = ("pneumothorax", "nodule_or_mass", "airspace_opacity", "fracture", "other")
 
 
-def _index_images(root: str) -> dict[str, str]:
-    """Basename -> path of every image under root (the NIH images_0NN/images/ folders)."""
-    index: dict[str, str] = {}
+def _index_images(root: str) -> dict[str, list[str]]:
+    """Basename -> paths of every image under root (the NIH images_0NN/images/ folders)."""
+    index: dict[str, list[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != "__MACOSX" and not d.startswith(".")]
-        for name in filenames:
+        dirnames[:] = sorted(d for d in dirnames if d != "__MACOSX" and not d.startswith("."))
+        for name in sorted(filenames):
             if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
-                index.setdefault(name, os.path.join(dirpath, name))
+                index.setdefault(name, []).append(os.path.join(dirpath, name))
     return index
+
+
+def _file_digest(path: str) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _one_image(name: str, paths: list[str], where: str, problems: Optional[list]) -> Optional[str]:
+    """The file a row's image name means: the only one, or the shallowest of identical copies
+    (an archive unpacked twice); copies that differ are a problem naming them, not a guess."""
+    if len(paths) == 1:
+        return paths[0]
+    if len({_file_digest(p) for p in paths}) == 1:
+        return min(paths, key=lambda p: (p.count(os.sep), p))
+    _problem(problems, f"{where}: image {name!r} is {len(paths)} different files: {', '.join(paths)}; "
+                       f"keep the one the row means")
+    return None
 
 
 NIH_NOT_ADJUDICATED = "not adjudicated (a blank finding)"
@@ -302,9 +354,9 @@ def read_nih(root: str, problems: Optional[list] = None) -> LoadedDataset:
     parts, excluded = [], {}
     for name in (NIH_TRAIN_CSV, NIH_TEST_CSV):
         path = os.path.join(root, name)
-        rows = read_csv(path, ("Image Index", "Patient ID") + NIH_FINDINGS, id_column="Image Index")
+        rows = read_csv(path, ("Image Index", "Patient ID") + NIH_FINDINGS, id_column="Image Index", problems=problems)
         paths, labels, ids, groups = [], [], [], []
-        for line, row in enumerate(rows, start=2):
+        for line, row in rows:
             label = nih_label(row, f"{path} line {line}", problems)
             if isinstance(label, str):
                 key = f"{name}: {label}"
@@ -312,9 +364,12 @@ def read_nih(root: str, problems: Optional[list] = None) -> LoadedDataset:
                 continue
             if label is None:
                 continue
-            image = index.get(row["Image Index"])
-            if image is None:
+            found = index.get(row["Image Index"])
+            if not found:
                 _problem(problems, f"{path} line {line}: image {row['Image Index']!r} not found under {root}")
+                continue
+            image = _one_image(row["Image Index"], found, f"{path} line {line}", problems)
+            if image is None:
                 continue
             paths.append(image)
             labels.append(label)
@@ -370,13 +425,17 @@ def read_medmnist(root: str, problems: Optional[list] = None) -> LoadedDataset:
 # --- the user's own data ---------------------------------------------------------------------
 
 
-def _folder_split(root: str, split: str, problems: Optional[list], classes: Optional[tuple[str, ...]]):
+def _folder_split(root: str, split: str, problems: Optional[list], classes: Optional[tuple[str, ...]],
+                  not_read: dict):
     csv_path = os.path.join(root, f"{split}.csv")
     if os.path.isfile(csv_path):
-        rows = read_csv(csv_path, ("path", "label"), id_column="path")
-        names = classes or tuple(sorted({r["label"] for r in rows}))
+        rows = read_csv(csv_path, ("path", "label"), id_column="path", problems=problems)
+        names = classes or tuple(sorted({r["label"] for _, r in rows if r["label"]}))
         paths, labels = [], []
-        for line, row in enumerate(rows, start=2):
+        for line, row in rows:
+            if not row["label"]:  # not a class '' of its own
+                _problem(problems, f"{csv_path} line {line}: label is blank")
+                continue
             if row["label"] not in names:
                 _problem(problems, f"{csv_path} line {line}: label {row['label']!r} is not one of {list(names)}")
                 continue
@@ -394,7 +453,7 @@ def _folder_split(root: str, split: str, problems: Optional[list], classes: Opti
     for d in unknown:
         _problem(problems, f"{os.path.join(folder, d)}: class folder not among the training classes {list(names)}")
     present = tuple(c for c in names if os.path.isdir(os.path.join(folder, c)))
-    paths, labels = _class_folders(folder, present)
+    paths, labels = _class_folders(folder, present, not_read)
     labels = [names.index(present[i]) for i in labels]
     return names, paths, labels
 
@@ -403,10 +462,13 @@ def read_folder(root: str, problems: Optional[list] = None) -> LoadedDataset:
     """The user's data: ``train/<class>/*`` and ``test/<class>/*`` image folders, or
     ``train.csv`` and ``test.csv`` with columns ``path,label`` (paths relative to root)."""
     _require_dir(root, "train/ and test/ class folders, or train.csv and test.csv (path,label)")
-    classes, paths, labels = _folder_split(root, "train", problems, None)
+    not_read: dict = {}
+    classes, paths, labels = _folder_split(root, "train", problems, None, not_read)
     if len(classes) < 2:
         raise DatasetError(f"{root}: the training set has {len(classes)} class(es); at least 2 are needed")
-    _, test_paths, test_labels = _folder_split(root, "test", problems, classes)
+    _, test_paths, test_labels = _folder_split(root, "test", problems, classes, not_read)
     pool = _image_set(paths, labels, [os.path.relpath(p, root) for p in paths])
     test = _image_set(test_paths, test_labels, [os.path.relpath(p, root) for p in test_paths])
-    return _dataset("folder", root, classes, pool, test)
+    data = _dataset("folder", root, classes, pool, test)
+    data.not_read = not_read
+    return data

@@ -29,6 +29,8 @@ from sklearn.metrics import cohen_kappa_score
 from trainables.errors import UserError
 
 METRICS = ("auc", "kappa_quadratic")
+# The values each metric can take: a score outside is not one (a Kaggle score typed in, say).
+METRIC_RANGES = {"auc": (0.0, 1.0), "kappa_quadratic": (-1.0, 1.0)}
 
 
 class MetricError(UserError):

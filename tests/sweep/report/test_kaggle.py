@@ -90,6 +90,17 @@ def _kaggle_scores_fill_the_cells(results, folder, tmp_path):
     bad.write_text(f"submission,private,public\n{folder}/fold0.csv,0.8,n/a\n")
     wrong = CliRunner().invoke(main, ["results", "--results", results, "--level", "cells", "--kaggle-scores", str(bad)])
     assert wrong.exit_code == 2 and f"{bad} line 2" in wrong.output and "'n/a'" in wrong.output
+    # NaN, an infinity, a kappa above 1 were taken as scores; a submission twice, its last line.
+    for rows, message in (
+        ([f"{folder}/fold0.csv,nan,0.5"], "line 2: private nan is not a score of kappa_quadratic"),
+        ([f"{folder}/fold0.csv,0.5,inf"], "line 2: public inf is not a score of kappa_quadratic"),
+        ([f"{folder}/fold1.csv,0.5,0.5", f"{folder}/fold0.csv,1.5,0.5"], "line 3: private 1.5 is not a score"),
+        ([f"{folder}/fold0.csv,0.5,0.5", f"{folder}/fold0.csv,0.6,0.5"], f"submission '{folder}/fold0.csv' on line 3 repeats line 2"),
+    ):
+        bad.write_text("submission,private,public\n" + "\n".join(rows) + "\n")
+        for command in (["results", "--level", "cells"], ["report", "--out", str(tmp_path / "r2")]):
+            wrong = CliRunner().invoke(main, [*command, "--results", results, "--kaggle-scores", str(bad)])
+            assert wrong.exit_code == 2 and str(bad) in wrong.output and message in wrong.output, wrong.output
 
 
 def test_the_original_pcam_release_is_scored_on_its_own_labelled_test_set(ray_local, tmp_path):
@@ -112,6 +123,24 @@ def test_kaggle_score_command():
 
     result = CliRunner().invoke(main, ["kaggle-score", "--dataset", "patchcam", "--private", "0.9", "--public", "0.8"])
     assert result.exit_code == 0 and result.output.strip() == "0.8510"
+    kappa = CliRunner().invoke(main, ["kaggle-score", "--dataset", "aptos", "--private", "-0.2", "--public", "0.5"])
+    assert kappa.exit_code == 0 and kappa.output.strip() == "-0.0950"  # kappa may be negative
+
+
+@pytest.mark.parametrize("dataset,private,public,message", [
+    ("aptos", "nan", "0.5", "aptos private leaderboard score nan is not a score of kappa_quadratic (expected a number from -1 to 1)"),
+    ("patchcam", "0.9", "inf", "patchcam public leaderboard score inf is not a score of auc (expected a number from 0 to 1)"),
+    ("patchcam", "1.2", "0.5", "patchcam private leaderboard score 1.2 is not a score of auc"),
+    ("aptos", "0.5", "-1.5", "aptos public leaderboard score -1.5 is not a score of kappa_quadratic"),
+])
+def test_kaggle_score_refuses_what_is_no_score(dataset, private, public, message):
+    """`--private nan` printed nan."""
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    result = CliRunner().invoke(main, ["kaggle-score", "--dataset", dataset, "--private", private, "--public", public])
+    assert result.exit_code == 2 and message in result.output and "nan\n" != result.output
 
 
 def test_holdout_gives_test_scores_without_kaggle(ray_local, tmp_path):
