@@ -109,6 +109,16 @@ def _check_weights(studies: list[StudySpec], weights: dict) -> None:
     for b, path in weights.items():
         if not os.path.isfile(path):
             raise SpecError(f"--weights {b}={path}: no such file")
+    # Each file loaded whole into its architecture, as `sweep weights check` does, before Ray
+    # starts: a file of another model would otherwise fail every finetune trial, one error row
+    # each, or an extraction after the image check.
+    from sweep.plan.weightcheck import check_weights
+
+    for b, path in sorted(weights.items()):
+        report = check_weights(b, path)
+        if not report["ok"]:
+            raise SpecError(f"--weights {b}={path} does not load into {b}: {report['error']} "
+                            f"(`sweep weights check {b} --file {path}` lists the keys)")
 
 
 def _skip_unreadable(names: list[str], inputs: Inputs, store: ResultsStore) -> dict:

@@ -146,15 +146,21 @@ def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(ray_lo
     assert sum(r["status"] == "ok" for r in rows) == 2
 
 
-def test_a_weight_file_that_does_not_fit_stops_the_extraction_with_one_line_naming_it(ray_local, tmp_path):
-    from sweep.driver.runner import ExtractionError
+@pytest.mark.parametrize("mode", ["linear", "finetune"])
+def test_a_weight_file_that_does_not_fit_is_refused_before_anything_starts(tmp_path, monkeypatch, mode):
+    """A finetune study's wrong file was one error row per trial; a frozen one's, an extraction
+    error after Ray and the image check."""
+    import ray
+
+    from sweep.spec import SpecError
 
     bad = tmp_path / "test_vit.pth"
     torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), bad)
-    studies = [StudySpec(backbones=("test_vit",), mode="linear", fold=0, n_trials=1, **{**COMMON, "grid": "bad"})]
-    with pytest.raises(ExtractionError, match=f"^embeddings of digits x test_vit view 0: {bad}: does not fit 'test_vit'"):
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started"))
+    studies = [StudySpec(backbones=("test_vit",), mode=mode, fold=0, n_trials=1, **{**COMMON, "grid": "bad"})]
+    with pytest.raises(SpecError, match=rf"^--weights test_vit={bad} does not load into test_vit: \d+ missing, \d+ unexpected"):
         run_sweep(studies, run_options(results=str(tmp_path / "r"), weights={"test_vit": str(bad)}, verbose=0))
-    assert ResultsStore(str(tmp_path / "r")).read_trials().num_rows == 0
+    assert not (tmp_path / "r").exists()  # nothing written, nothing extracted
 
 
 @pytest.mark.parametrize("mode", ["linear", "finetune"])
