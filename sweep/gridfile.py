@@ -6,7 +6,7 @@ and runs it with ``sweep run --grid PATH.py``.
 
 Example::
 
-    >>> text = grid_source("derm", "folder", ["supervised", "hf-hub:timm/vit_small_patch14_dinov2.lvd142m"])
+    >>> text = grid_source("derm", "folder", ["supervised", "dino"])
     >>> "GRID = 'derm'" in text
     True
 """

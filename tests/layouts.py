@@ -203,3 +203,11 @@ def dicom(path, pixels, photometric="MONOCHROME2", bits_stored=12, window=None, 
     ds.PixelData = pixels.astype(np.int16 if signed else np.uint16).tobytes()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
+
+
+def file_state(path):
+    """(inode, mtime, sha256) of a file: what changes when it is rewritten, even in place."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return os.stat(path).st_ino, os.stat(path).st_mtime_ns, hashlib.sha256(f.read()).hexdigest()

@@ -216,9 +216,14 @@ def test_a_sweep_extracts_the_rows_its_studies_draw_and_a_larger_one_only_those_
     # digits: 1,257 pool images, 540 test; the two folds of the 60-image subset use all 60.
     assert first.extracted == 1 and part["pool_rows"] == 60 and part["rows"] == 60 + 540
 
+    from tests.layouts import file_state
+
+    before = file_state(part["path"])
     larger = [s.replace(n_train=150, subset="M") for s in small]
     second = run_sweep(larger, run_options(results=str(tmp_path / "two"), cache=cache, verbose=0))
     new = [e for e in list_cache(cache) if e["part"] != part["part"]]
+    # The first part is never rewritten: the same file (inode), untouched (mtime), same bytes.
+    assert file_state(part["path"]) == before
     # Nested subsets: only the 90 images the 150-image subset adds, and no second test set.
     assert second.extracted == 1 and len(new) == 1 and new[0]["rows"] == new[0]["pool_rows"] == 90
     assert new[0]["key"] == part["key"]
@@ -300,8 +305,18 @@ def test_a_nan_loss_is_recorded_once_as_an_error_and_listed_by_where_status(ray_
                          **{**COMMON, "grid": "nan", "max_epochs": 3})]
     summary = run_sweep(studies, run_options(results=str(tmp_path / "r"), verbose=0))
     rows = ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()
-    assert summary.trials_written == len(rows) == 2  # each once: a deterministic error is not retried
+    assert summary.trials_written == len(rows) == 2
     assert all(r["status"] == "error" and r["error"].startswith("FloatingPointError: training loss became") for r in rows)
+    # Each ran once: a deterministic error is not retried. (A re-raise would be retried by Tune
+    # up to --max-failures and still end in one row: the attempts are Tune's own count.)
+    import glob
+
+    from ray.tune import ExperimentAnalysis
+
+    (experiment,) = glob.glob(str(tmp_path / "r" / "ray" / "*" / ""))
+    attempts = {t.trial_id: (t.status, t.run_metadata.num_failures) for t in ExperimentAnalysis(experiment).trials}
+    assert sorted(attempts) == sorted(r["trial_id"] for r in rows)
+    assert set(attempts.values()) == {("TERMINATED", 0)}
     listed = CliRunner().invoke(main, ["results", "--results", str(tmp_path / "r"), "--level", "trials",
                                        "--where", "status=error", "--format", "json"])
     assert sorted(r["trial_id"] for r in __import__("json").loads(listed.output)) == sorted(r["trial_id"] for r in rows)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests import layouts
 from trainables.models.backbones import create_backbone, embed
 from trainables.data.datasets import get_dataset_info, load_dataset
 from trainables.cache.embeddings import cache_key, ensure_embeddings, load_embeddings
@@ -119,6 +120,7 @@ def test_rows_extracted_in_parts_equal_the_whole_pools_and_each_row_is_extracted
         first, fresh = extract_if_missing("patchcam", patchcam, "test_resnet", None, cache, view=view,
                                           rows=[7, 2, 3], progress=False)
         assert fresh and len(first) == 1
+        written = layouts.file_state(first[0])
         again, fresh = extract_if_missing("patchcam", patchcam, "test_resnet", None, cache, view=view,
                                           rows=[3, 2], progress=False)
         assert not fresh and again == first
@@ -127,6 +129,7 @@ def test_rows_extracted_in_parts_equal_the_whole_pools_and_each_row_is_extracted
         both, fresh = extract_if_missing("patchcam", patchcam, "test_resnet", None, cache, view=view,
                                          rows=[0, 2, 9], progress=False)
         assert fresh and both[0] == first[0] and len(both) == 2
+        assert layouts.file_state(first[0]) == written  # a part is never rewritten: same file, mtime, bytes
         loaded = load_embeddings(both)
         assert loaded["pool"].rows.tolist() == [0, 2, 3, 7, 9]
         # An augmented view seeds each image by its pool row: the same draw whichever rows
