@@ -74,40 +74,68 @@ def test_nvjpeg_decoded_embeddings_equal_the_workers_ones_within_tolerance(tmp_p
         assert relative.max() <= TOLERANCE["relative_l2"], (split, relative.max())
 
 
-def test_a_trial_cannot_allocate_past_its_gpu_fraction():
-    # The cap is per process, as run_trial sets it: checked in a process of its own.
-    code = (
-        "import torch\n"
-        "torch.cuda.set_per_process_memory_fraction(0.1, 0)\n"
-        "total = torch.cuda.get_device_properties(0).total_memory\n"
-        "ok = torch.empty(int(total * 0.05), dtype=torch.uint8, device='cuda')\n"
-        "try:\n"
-        "    torch.empty(int(total * 0.08), dtype=torch.uint8, device='cuda')\n"
-        "    print('allocated past the cap')\n"
-        "except torch.cuda.OutOfMemoryError:\n"
-        "    print('refused')\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "refused", out.stdout + out.stderr
+# One finetune trial through run_trial itself, in a process of its own (the memory cap is per
+# process), as Tune runs it: tune.report is the session's, stand-in here, and it stops the trial
+# after its first epoch the way Tune does when ASHA stops it (sys.exit in the trial's thread).
+TRIAL_THROUGH_RUN_TRIAL = r"""
+import dataclasses, json, sys
+import ray, torch
+from ray import tune
+from sweep.driver.runner import standalone_context
+from sweep.spec import StudySpec
+from trainables.context import trial_config
+from trainables.training import trainable
+
+import os, secrets
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))  # as the sweep's own Ray: no ~/.ray file
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+study = StudySpec(grid="gpu", dataset="digits", backbones=("test_resnet",), mode="finetune", subset="M",
+                  n_train=250, fold=0, max_epochs=5, grace_period=1, batch_size=64, gpus=0.1)
+context = dataclasses.replace(standalone_context(study, sys.argv[1]), gpus=0.1)
+cuda = torch.cuda.is_available()
+total = torch.cuda.get_device_properties(0).total_memory if cuda else 0
+before = torch.cuda.memory_allocated() if cuda else 0
+seen = []
+
+def report(result, **kwargs):
+    probe = {"epoch": result.get("epoch"), "peak_gpu_mib": result.get("peak_gpu_mib"),
+             "trial_error": result.get("trial_error"), "allocated": torch.cuda.memory_allocated() if cuda else 0}
+    if cuda:
+        try:  # 0.15 of the GPU, past the trial's 0.1
+            block = torch.empty(int(total * 0.15), dtype=torch.uint8, device="cuda")
+            probe["past_cap"] = "allocated"
+            del block
+        except torch.cuda.OutOfMemoryError:
+            probe["past_cap"] = "refused"
+    seen.append(probe)
+    sys.exit(0)  # ASHA stops it: Tune ends a function trial's thread so, inside report
+
+tune.report = report
+try:
+    trainable.run_trial(trial_config(context, 1e-3, "t1"))
+except SystemExit:
+    pass
+after = torch.cuda.memory_allocated() if cuda else 0
+print(json.dumps({"before": before, "after": after, "reports": seen}))
+"""
 
 
-def test_peak_gpu_memory_is_recorded_and_given_back_when_a_trial_is_stopped(tmp_path):
-    from sweep.driver.runner import standalone_context
-    from sweep.spec import StudySpec
-    from trainables.context import TrialRun
-    from trainables.training.trainable import release_memory, trial_epochs
+def test_a_trial_is_capped_at_its_gpu_fraction_and_gives_its_memory_back_when_stopped(tmp_path):
+    """Through run_trial: it sets the process's cap to the trial's fraction (0.1), so a block of
+    0.15 of the GPU is refused while it trains; its peak is in its result; once ASHA stops it,
+    its memory is back within a MiB for the next trial the actor runs."""
+    import os
 
-    release_memory()
-    before = torch.cuda.memory_allocated()
-    study = StudySpec(grid="gpu", dataset="digits", backbones=("test_resnet",), mode="finetune", subset="M",
-                      n_train=250, fold=0, max_epochs=5, grace_period=1, batch_size=64)
-    epochs = trial_epochs(TrialRun(standalone_context(study, str(tmp_path)), 1e-3, "t1"))
-    first = next(epochs)
-    assert first["peak_gpu_mib"] > 0 and torch.cuda.memory_allocated() > before
-    epochs.close()  # ASHA stops it after one epoch
-    del epochs
-    release_memory()
-    assert torch.cuda.memory_allocated() <= before + 2**20  # back, within a MiB
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", TRIAL_THROUGH_RUN_TRIAL, str(tmp_path)], capture_output=True,
+                         text=True, timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    (first,) = found["reports"]  # stopped after its first epoch
+    assert first["epoch"] == 1 and first["trial_error"] is None
+    assert first["past_cap"] == "refused"
+    assert first["peak_gpu_mib"] > 0 and first["allocated"] > found["before"]
+    assert found["after"] <= found["before"] + 2**20
 
 
 def test_ten_tenth_gpu_linear_trials_run_on_one_gpu_at_once(ray_local, tmp_path):
