@@ -228,8 +228,8 @@ def run(grid_name, where, views, embedding_dtype, quiet, verbose, **given):
     """
     from sweep.driver.runner import run_sweep
 
+    options = _run_options(given, 0 if quiet else 2 if verbose else 1)  # every option checked first
     studies = _studies(grid_name, where, views, embedding_dtype)
-    options = _run_options(given, 0 if quiet else 2 if verbose else 1)
     summary = run_sweep(studies, options)
     outcome = summary.outcome(ResultsStore(summary.results))
     click.echo("\n" + render(outcome["cells"], "table", "cells"))

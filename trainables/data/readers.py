@@ -86,12 +86,17 @@ def read_csv(path: str, required: tuple[str, ...], id_column: Optional[str] = No
     return rows
 
 
-def inside(root: str, relative: str, where: str) -> str:
-    """``root/relative``, refusing ids that escape the root (``../``, absolute paths)."""
+def inside(root: str, relative: str, where: str, problems: Optional[list] = None) -> Optional[str]:
+    """``root/relative``; an id that escapes the root (``../``, an absolute path) or holds a
+    NUL byte is a problem (None returned: the row is left out)."""
+    if "\x00" in relative:  # no file name holds one (os.path raises a bare ValueError on it)
+        _problem(problems, f"{where}: {relative!r} is not a file name: it holds a NUL byte")
+        return None
     base = os.path.realpath(root)
     path = os.path.realpath(os.path.join(base, relative))
     if os.path.commonpath([base, path]) != base:
-        raise DatasetError(f"{where}: {relative!r} escapes the data root {root}")
+        _problem(problems, f"{where}: {relative!r} escapes the data root {root}")
+        return None
     return path
 
 
@@ -149,7 +154,10 @@ def _id_split(root: str, csv_path: str, id_col: str, label_col: Optional[str], f
             if label is None or not 0 <= label < n_classes:
                 _problem(problems, f"{where}: {label_col} {row[label_col]!r} is not a class 0..{n_classes - 1}")
                 continue
-        paths.append(inside(os.path.join(root, folder), row[id_col] + suffix, where))
+        path = inside(os.path.join(root, folder), row[id_col] + suffix, where, problems)
+        if path is None:
+            continue
+        paths.append(path)
         labels.append(label)
         ids.append(row[id_col])
     return _image_set(*_keep_existing(problems, folder, paths, labels, ids))
@@ -439,7 +447,10 @@ def _folder_split(root: str, split: str, problems: Optional[list], classes: Opti
             if row["label"] not in names:
                 _problem(problems, f"{csv_path} line {line}: label {row['label']!r} is not one of {list(names)}")
                 continue
-            paths.append(inside(root, row["path"], f"{csv_path} line {line}"))
+            path = inside(root, row["path"], f"{csv_path} line {line}", problems)
+            if path is None:
+                continue
+            paths.append(path)
             labels.append(names.index(row["label"]))
         paths, labels = _keep_existing(problems, split, paths, labels)
         return names, paths, labels
