@@ -211,3 +211,16 @@ def file_state(path):
 
     with open(path, "rb") as f:
         return os.stat(path).st_ino, os.stat(path).st_mtime_ns, hashlib.sha256(f.read()).hexdigest()
+
+
+class RunsCodeWhenUnpickled:
+    """What a hostile weight or checkpoint file holds: unpickling it (``torch.load`` without
+    ``weights_only``) calls Path.touch on ``marker``, so a test can tell whether code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)

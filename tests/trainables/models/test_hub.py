@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from sweep.cli import main
+from tests import layouts
 from tests.hubcache import make_hub_cache
 from trainables.models.backbones import build_architecture, create_backbone, embed, get_backbone_info, resolve_weights, weights_digest
 from trainables.models.hub import HubError, is_hub_backbone
@@ -67,24 +68,12 @@ def test_a_timm_tag_resolves_to_its_hub_repo_and_loads_a_bin_file_weights_only(h
         assert torch.allclose(model.eval()(images), saved.eval()(images), atol=1e-6)
 
 
-class _RunsCodeWhenUnpickled:
-    """What a hostile .bin file holds: unpickling it calls Path.touch on the marker."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import pathlib
-
-        return pathlib.Path.touch, (pathlib.Path(self.marker),)
-
-
 def test_a_bin_file_that_needs_code_to_unpickle_is_refused_and_runs_none(hub, tmp_path):
     """The loader's weights_only=True, checked by what it refuses (a test comparing outputs
     passes with weights_only=False too)."""
     snapshot, saved = make_hub_cache(str(hub), "timm/test_resnet.r160_in1k", arch="test_resnet", safetensors=False)
     marker = tmp_path / "code-ran"
-    torch.save({**saved.state_dict(), "extra": _RunsCodeWhenUnpickled(str(marker))}, f"{snapshot}/pytorch_model.bin")
+    torch.save({**saved.state_dict(), "extra": layouts.RunsCodeWhenUnpickled(str(marker))}, f"{snapshot}/pytorch_model.bin")
     result = CliRunner().invoke(main, ["weights", "check", "test_resnet.r160_in1k", "--json"])
     report = json.loads(result.output)
     assert result.exit_code == 1 and not report["ok"] and "weights_only=True blocked loading" in report["error"]

@@ -159,3 +159,26 @@ def test_weights_check_of_a_wrong_file_exits_1_naming_keys(tmp_path, vit):
     report = json.loads(result.output)
     assert result.exit_code == 1 and not report["ok"]
     assert "conv1.weight" in report["missing"] and "cls_token" in report["unexpected"]
+
+
+def test_a_weight_file_that_needs_code_to_unpickle_is_refused_and_runs_none(tmp_path, resnet):
+    """Published files load with weights_only=True: a file holding an object whose unpickling
+    runs code is refused by `sweep weights check` and by a sweep before it starts."""
+    import json
+
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+    from tests import layouts
+
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "resnet50-0676ba61.pth"
+    torch.save({**resnet, "extra": layouts.RunsCodeWhenUnpickled(str(marker))}, path)
+    result = CliRunner().invoke(main, ["weights", "check", "supervised", "--file", str(path), "--json"])
+    report = json.loads(result.output)
+    assert result.exit_code == 1 and not report["ok"] and str(path) in report["error"]
+    run = CliRunner().invoke(main, ["run", "--grid", "paper", "--where", "dataset=pneumonia", "--where", "backbones=supervised",
+                                    "--data", f"pneumonia={tmp_path}", "--weights", f"supervised={path}",
+                                    "--results", str(tmp_path / "r")])
+    assert run.exit_code == 2 and f"--weights supervised={path} does not load into supervised" in run.output
+    assert not marker.exists()
