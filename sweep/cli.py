@@ -616,6 +616,15 @@ def cache_rm(cache_path, results, dataset, backbone, everything):
 
     if not (dataset or backbone or everything):
         raise click.UsageError("name --dataset and/or --backbone, or --all")
+    # A mistyped name would match no file and remove nothing, unsaid: named, with close matches.
+    if dataset:
+        from trainables.data.datasets import get_dataset_info
+
+        get_dataset_info(dataset)
+    if backbone:
+        from trainables.models.backbones import get_backbone_info
+
+        get_backbone_info(backbone)
     removed = remove_cached(_cache_dir(cache_path, results), dataset=dataset, backbone=backbone)
     click.echo(f"removed {removed} cache file(s)")
 

@@ -29,5 +29,5 @@ def error_line(exc: BaseException) -> str:
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """``" (did you mean 'aptos'?)"`` for a mistyped name (difflib's close matches), else ``""``:
     put right after the unknown value an error names."""
-    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.75)
+    close = difflib.get_close_matches(str(name), list(dict.fromkeys(choices)), n=3, cutoff=0.75)
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""

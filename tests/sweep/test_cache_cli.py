@@ -15,6 +15,8 @@ def test_embed_ls_and_rm(tmp_path):
     again = run("embed", "--dataset", "digits", "--backbone", "test_resnet", "--cache", cache)
     assert again.output.split(": ")[1].strip() == next(e["path"] for e in entries if e["backbone"] == "test_resnet")
     assert run("cache", "rm", "--cache", cache).exit_code == 2  # no filter, no --all: refused
+    typo = run("cache", "rm", "--cache", cache, "--backbone", "test_convnxt")  # removed nothing, unsaid, before
+    assert typo.exit_code == 2 and "unknown backbone 'test_convnxt' (did you mean 'test_convnext' or " in typo.output
     assert "removed 1" in run("cache", "rm", "--cache", cache, "--backbone", "test_convnext").output
     assert [e["backbone"] for e in json.loads(run("cache", "ls", "--cache", cache, "--json").output)] == ["test_resnet"]
     assert "removed 1" in run("cache", "rm", "--cache", cache, "--all").output
