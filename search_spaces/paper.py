@@ -1,4 +1,4 @@
-"""The paper's whole grid: Truong, Mohammadi, Lenga, arXiv 2108.10048 (shared/paper/protocol.md).
+"""The paper's whole grid: Truong, Mohammadi, Lenga, arXiv 2108.10048 (its section 5).
 
 Run it on a GPU cluster, with the four datasets and the published weight files::
 
@@ -26,7 +26,7 @@ number of trials above, GPU fractions (heads on cached embeddings 0.1-0.2 of a G
 finetune at batch 64 half a GPU; ViT-S/8 a whole one). Variants beyond the paper (the 3-token
 DVME, frozen heads without augmentation) are the grid paper_plus.
 
-Expected: the paper's own numbers, shared/paper/results.csv (e.g. pneumonia linear F:
+Expected: the paper's own numbers, sweep/data/paper_results.csv (e.g. pneumonia linear F:
 DINO 0.9868 ± 0.0008 AUC, supervised 0.9397 ± 0.0033).
 """
 

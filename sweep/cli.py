@@ -55,20 +55,20 @@ def _number(value: str) -> float:
         raise ValueError("expected a number") from None
 
 
-def _cpus(value: str) -> float:
-    cpus = _number(value)
-    problem = cpus_problem(cpus)
-    if problem:
-        raise ValueError(problem)
-    return cpus
+def _resource(problem_of):
+    """A converter of ``--cpus-per-trial``/``--gpus-per-trial`` values: a number that
+    ``problem_of`` (trainables/study.py's rule for grids too) finds no problem with."""
+    def convert(value: str) -> float:
+        number = _number(value)
+        problem = problem_of(number)
+        if problem:
+            raise ValueError(problem)
+        return number
+
+    return convert
 
 
-def _gpus(value: str) -> float:
-    gpus = _number(value)
-    problem = gpus_problem(gpus)
-    if problem:
-        raise ValueError(problem)
-    return gpus
+_cpus, _gpus = _resource(cpus_problem), _resource(gpus_problem)
 
 
 def _where(values: tuple[str, ...]) -> dict:

@@ -1,5 +1,5 @@
 """The paper's own numbers (Tables 2-4, B1-B8, C1-C4), shipped as data
-(``sweep/data/paper_results.csv``, copied from shared/paper/results.csv), and how a cell of a
+(``sweep/data/paper_results.csv``, every number the paper's tables report), and how a cell of a
 medsweep store maps onto them.
 
 Columns: table, dataset, mode, method, subset, n_train, metric, mean, std (std empty in the

@@ -1,4 +1,4 @@
-"""Readers of the public layouts (shared/notes/formats.md), each -> a ``LoadedDataset``.
+"""Readers of the public layouts (the README's "Datasets"), each -> a ``LoadedDataset``.
 
 Every reader takes ``root`` and ``problems``. With ``problems=None`` (a sweep) any problem is
 an error naming the file and what was expected. With a list (``sweep data check``,

@@ -1,6 +1,6 @@
 """Published weight files: read safely, detect the layout from the keys, convert explicitly.
 
-Layouts (shared/notes/formats.md):
+Layouts (the README's "Backbones and weight files"):
 
 | format | what it is | conversion |
 |---|---|---|
