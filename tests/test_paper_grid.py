@@ -50,6 +50,17 @@ def test_plan_names_every_problem_of_a_preflight(nih, tmp_path):
     assert sum(p.startswith(("supervised:", "swav:", "simclr:")) and "no weight file" in p for p in problems) == 3
 
 
+def test_f_is_the_counted_pool_even_when_other_sizes_do_not_fit_it(nih):
+    """The sizes above 30 are problems; F was left at the published 2,412 while they were."""
+    result = CliRunner().invoke(main, ["plan", "--grid", "paper", "--where", "dataset=nih", "--where", "backbones=random",
+                                       "--data", f"nih={nih}", "--format", "json", "--studies"])
+    assert result.exit_code == 1
+    plan = json.loads(result.stdout)
+    assert any("holds 30 images, fewer than the subset(s)" in p for p in plan["preflight"]["problems"])
+    assert plan["preflight"]["datasets"]["nih"]["pool"] == 30
+    assert {s["n_train"] for s in plan["study_list"] if s["subset"] == "F"} == {30}
+
+
 @pytest.mark.slow
 def test_the_paper_grid_runs_f_on_the_whole_pool_of_the_data(nih, tmp_path, ray_local):
     results = str(tmp_path / "results")

@@ -52,12 +52,18 @@ def _check_dataset(name: str, root: Optional[str], studies: list[StudySpec], hol
         return None  # not given: planned from the published counts only
     try:
         data = load_dataset(name, root, holdout=holdout)
+    except ValueError as exc:
+        problems.append(f"{name}: {exc}")
+        return {"root": root, "ok": False}
+    # The pool as counted: the studies' F, whatever the checks below find wrong with the sizes.
+    counted = {"root": root, "ok": False, "pool": len(data.pool)}
+    try:
         mine = resolve_pools([s for s in studies if s.dataset == name], {name: len(data.pool)})
         check_studies(mine)
         write_manifests("", mine, {name: data}, write=False)
     except ValueError as exc:
         problems.append(f"{name}: {exc}")
-        return {"root": root, "ok": False}
+        return counted
     counts = {cls: int((data.pool.labels == i).sum()) for i, cls in enumerate(data.classes)}
     return {"root": root, "ok": True, "pool": len(data.pool), "pool_classes": counts, "test": len(data.test),
             "test_labels": bool(len(data.test)) and bool((data.test.labels >= 0).all()),
@@ -101,7 +107,7 @@ def preflight(studies: list[StudySpec], data_roots: dict, weights: dict,
                            f"give --weights {name}=PATH or put it in $MEDSWEEP_WEIGHTS")
     if data_roots or weights:
         problems += lacking
-    pools = {**published_pools(studies), **{d: r["pool"] for d, r in datasets.items() if r.get("ok")}}
+    pools = {**published_pools(studies), **{d: r["pool"] for d, r in datasets.items() if "pool" in r}}
     resolved = resolve_pools(studies, pools)
     return resolved, {"datasets": datasets, "weights": checked_weights, "problems": problems,
                       "not_checked": [] if data_roots or weights else lacking}
