@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from functools import lru_cache
 from importlib.resources import files
@@ -44,17 +45,58 @@ def paper_numbers() -> dict:
     return out
 
 
+# What a study's fields hold that does not change what it computes: the grid's name, the
+# resources a trial is given; and the fold, which a cell is without.
+NOT_SETTINGS = ("grid", "fold", "cpus", "gpus")
+
+
+def _paper_key(dataset, mode, backbones, subset, attention) -> tuple:
+    return dataset, mode, tuple(backbones), str(subset), bool(attention)
+
+
+@lru_cache(maxsize=1)
+def _paper_studies() -> dict:
+    """(dataset, mode, backbones, subset, attention) -> every setting of the paper grid's study."""
+    from sweep.grids import load_grid
+
+    out = {}
+    for study in load_grid("paper"):
+        fields = {k: v for k, v in dataclasses.asdict(study).items() if k not in NOT_SETTINGS}
+        out[_paper_key(study.dataset, study.mode, study.backbones, study.subset, study.attention)] = fields
+    return out
+
+
+def is_paper_study(cell: dict) -> bool:
+    """Whether a cell is the paper's study: the paper grid's study of its dataset, mode,
+    backbones, size and attention, setting for setting (every field, so that no variant, today's
+    or a future one, takes a paper figure). F is the whole pool, counted in the user's data."""
+    try:
+        paper = _paper_studies().get(_paper_key(cell["dataset"], cell["mode"], cell["backbones"], cell["subset"],
+                                                cell["attention"]))
+    except KeyError:  # a cell without its study's fields cannot be told to be the paper's
+        return False
+    if paper is None:
+        return False
+    for name, value in paper.items():
+        if name == "n_train" and value is None:
+            continue  # the paper's F: the pool as the data counts it
+        mine = cell.get(name, _MISSING)
+        if (tuple(mine) if isinstance(mine, list) else mine) != value:
+            return False
+    return True
+
+
+_MISSING = object()
+
+
 def paper_method(cell: dict) -> Optional[tuple[str, str]]:
-    """(paper mode, paper method) of one of our cells, or None where the paper has no such
-    method (a DVME over other backbones or in another attention form than its Listing 1, a
-    backbone it did not use)."""
+    """(paper mode, paper method) of one of our cells, or None where it is not the paper's study
+    (a backbone or size it did not use, a variant of any of its settings: unaugmented heads, the
+    3-token DVME, another search)."""
+    if not is_paper_study(cell):
+        return None
     if cell["mode"] == "dvme":
-        if tuple(sorted(cell["backbones"])) != tuple(sorted(PAPER_DVME_BACKBONES)):
-            return None
-        if not cell.get("attention", True):
-            return "linear", "dvme_no_attention"
-        # The paper's DVME is its listing form; the 3-token variant never takes its figures.
-        return ("linear", "dvme") if cell.get("attention_form") == "listing" else None
+        return "linear", "dvme" if cell["attention"] else "dvme_no_attention"
     return cell["mode"], cell["backbone"]
 
 

@@ -26,7 +26,7 @@ from typing import Optional
 from trainables.errors import UserError
 from sweep.store.formatting import csv_text, mean_std
 from sweep.report.answer import answers
-from sweep.report.paper_numbers import PAPER_DVME_BACKBONES, paper_figure, paper_numbers, paper_size
+from sweep.report.paper_numbers import PAPER_DVME_BACKBONES, is_paper_study, paper_figure, paper_numbers, paper_size
 from sweep.store.queries import aggregate_cells, select_studies
 from sweep.report.statistics import method_label, paired_comparisons
 from sweep.store.store import ResultsStore, StoreError
@@ -100,6 +100,10 @@ def dvme_table(cells: list[dict]) -> tuple[list[str], list[list[str]]]:
         for s in labels:
             singles = [c for c in cells if c["mode"] == "linear" and c["dataset"] == dataset and c["subset"] == s
                        and c["backbone"] in fused and c["mean"] is not None]
+            if fused == set(PAPER_DVME_BACKBONES):
+                # Beside the paper's best single backbone: the paper's linear studies only (not
+                # an unaugmented variant that happens to score higher).
+                singles = [c for c in singles if is_paper_study(c)]
             if not singles:
                 best.append("-")
                 continue

@@ -13,14 +13,19 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from typing import Iterable
 
 from trainables.errors import UserError, did_you_mean
+from sweep.spec import StudySpec
 
 CELL_COLUMNS = ("dataset", "backbone", "backbones", "mode", "subset", "n_train", "metric", "attention", "attention_form",
                 "views", "embedding_dtype")
+# A cell carries every setting of its studies (all but the fold are the same in each): what
+# tells the paper's own study from a variant (sweep/report/paper_numbers.py).
+CELL_SETTINGS = tuple(f.name for f in dataclasses.fields(StudySpec) if f.name not in CELL_COLUMNS + ("fold",))
 
 
 def select_studies(trials: Iterable[dict]) -> list[dict]:
@@ -54,6 +59,7 @@ def aggregate_cells(studies: Iterable[dict]) -> list[dict]:
         cells.append(
             {
                 **{c: first[c] for c in CELL_COLUMNS},
+                **{c: first.get(c) for c in CELL_SETTINGS},
                 "mean": statistics.fmean(scores) if scores else None,
                 "std": statistics.stdev(scores) if len(scores) > 1 else None,
                 "folds": len(rows),

@@ -66,22 +66,42 @@ def test_every_setting_that_makes_two_methods_differ_is_in_their_label():
         paired_comparisons(rows)
 
 
+def _paper_fields(dataset, mode, backbones, subset, attention=True, pool=None):
+    """Every setting of the paper grid's study (fold 0, the fold left out), as a cell holds
+    them; an F of a counted pool with its count."""
+    import dataclasses
+
+    from sweep.grids import load_grid
+
+    (study,) = [s for s in load_grid("paper") if s.fold == 0 and (s.dataset, s.mode, s.backbones, s.subset, s.attention)
+                == (dataset, mode, tuple(backbones), subset, attention)]
+    fields = dataclasses.asdict(study)
+    fields.pop("fold")
+    return {**fields, "backbones": list(study.backbones), "backbone": study.backbone,
+            "n_train": fields["n_train"] if fields["n_train"] is not None else pool}
+
+
 def test_cells_meet_the_papers_numbers_and_large_gaps_are_flagged():
-    ours = compare({"dataset": "pneumonia", "mode": "linear", "backbone": "dino", "backbones": ["dino"],
-                    "n_train": 5216, "mean": 0.98, "std": 0.001, "attention": True, "views": 1})
+    paper_dino = _paper_fields("pneumonia", "linear", ["dino"], "F", pool=5216)
+    ours = compare({**paper_dino, "mean": 0.98, "std": 0.001})
     assert ours["paper_mean"] == 0.9868 and ours["paper_table"] == "2"
     assert ours["difference"] == pytest.approx(-0.0068) and ours["flagged"]
     close = compare({**ours, "mean": 0.9866, "std": 0.001})
     assert not close["flagged"]
-    dvme = {"mode": "dvme", "backbones": ["dino", "simclr", "swav"], "attention": False, "backbone": "x"}
+    # Any setting of the paper's study changed, it is not the paper's: no figure beside it.
+    for change in ({"views": 1}, {"lr_max": 1e-2}, {"n_trials": 4}, {"embedding_dtype": "float16"}, {"seed": 1},
+                   {"max_epochs": 30}):
+        assert compare({**paper_dino, **change, "mean": 0.98, "std": 0.001})["paper_mean"] is None, change
+    assert compare({**paper_dino, "grid": "mine", "gpus": 1.0, "mean": 0.98, "std": 0.001})["paper_mean"] == 0.9868
+    dvme = _paper_fields("pneumonia", "dvme", ["simclr", "swav", "dino"], "F", attention=False, pool=5216)
     assert paper_method(dvme) == ("linear", "dvme_no_attention")
     assert paper_method({**dvme, "backbones": ["dino", "random"]}) is None
+    listing = _paper_fields("pneumonia", "dvme", ["simclr", "swav", "dino"], "F", pool=5216)
+    assert paper_method(listing) == ("linear", "dvme")
     # The paper's DVME is its listing form: the 3-token variant never takes the paper's figure.
-    assert paper_method({**dvme, "attention": True, "attention_form": "listing"}) == ("linear", "dvme")
-    assert paper_method({**dvme, "attention": True, "attention_form": "token"}) is None
+    assert paper_method({**listing, "attention_form": "token"}) is None
     # F is the whole pool of the user's data: NIH's published files give 2,412 rows, the paper 2,414.
-    nih = compare({"dataset": "nih", "mode": "linear", "backbone": "dino", "backbones": ["dino"], "subset": "F",
-                   "n_train": 2412, "mean": 0.75, "std": 0.02, "views": 4})
+    nih = compare({**_paper_fields("nih", "linear", ["dino"], "F", pool=2412), "mean": 0.75, "std": 0.02})
     assert nih["paper_mean"] == 0.7438 and nih["paper_table"] == "2"
 
 
@@ -96,12 +116,12 @@ def store(tmp_path):
         for fold, score in enumerate(folds):
             for n in (50, 5216):
                 study = f"{backbone}-{n}-{fold}"
+                # The paper grid's own studies, setting for setting, so that the paper's figures stand beside them.
+                settings = _paper_fields("pneumonia", "linear", [backbone], "F" if n == 5216 else "S", pool=5216)
                 for t, lr in enumerate((1e-4, 5e-4)):
-                    store.write_trial(_row(study=study, trial=f"{study}-{t}", val=score - t * 0.01, test=score - (n == 50) * 0.1,
-                                           dataset="pneumonia", backbone=backbone, backbones=[backbone], n_train=n,
-                                           subset="F" if n == 5216 else "S", fold=fold, cell_id=f"{backbone}-{n}",
-                                           lr=lr, epochs=10, max_epochs=10, stopped_early=False, metric="auc",
-                                           attention=True, views=1, embedding_dtype="float32"))
+                    store.write_trial(_row(**{**settings, "study": study, "trial": f"{study}-{t}", "val": score - t * 0.01,
+                                              "test": score - (n == 50) * 0.1, "fold": fold, "cell_id": f"{backbone}-{n}",
+                                              "lr": lr, "epochs": 10, "stopped_early": False, "metric": "auc"}))
     return store
 
 
@@ -111,7 +131,7 @@ def test_report_writes_tables_beside_the_paper_statistics_plots_and_exports(stor
     text = open(path).read()
     assert "## Table 2: linear evaluation" in text
     # Table 2 row: ours, the paper's figure and the difference.
-    assert "| pneumonia | linear dino | 0.8860 ± 0.0016 · paper 0.9492 ± 0.0170 (Δ -0.0632) ⚠ | 0.9860 ± 0.0016 · paper 0.9868 ± 0.0008 (Δ -0.0008) |" in text
+    assert "| pneumonia | linear dino (4 views) | 0.8860 ± 0.0016 · paper 0.9492 ± 0.0170 (Δ -0.0632) ⚠ | 0.9860 ± 0.0016 · paper 0.9868 ± 0.0008 (Δ -0.0008) |" in text
     with open(os.path.join(out, "cells.csv")) as f:
         cells = {(r["backbone"], r["n_train"]): r for r in csv.DictReader(f)}
     assert float(cells[("supervised", "5216")]["paper_mean"]) == 0.9397
@@ -209,9 +229,9 @@ def test_the_report_opens_with_the_answer(store, tmp_path):
     text = open(write_report(store, str(tmp_path / "r"), "md")).read()
     first = text.split("\n\n")[1:3]
     assert first[0] == "## The answer: best method per dataset and training-set size"
-    assert first[1].startswith("pneumonia, 50 images (S): linear dino is best")
+    assert first[1].startswith("pneumonia, 50 images (S): linear dino (4 views) is best")
     result = CliRunner().invoke(main, ["report", "--results", store.root, "--out", str(tmp_path / "r2")])
-    assert result.output.splitlines()[0].startswith("pneumonia, 50 images (S): linear dino is best")
+    assert result.output.splitlines()[0].startswith("pneumonia, 50 images (S): linear dino (4 views) is best")
 
 
 def test_report_command(store, tmp_path):
@@ -220,3 +240,42 @@ def test_report_command(store, tmp_path):
     assert os.path.exists(tmp_path / "r" / "report.html")
     empty = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r2")])
     assert empty.exit_code == 2 and "not a medsweep results directory" in empty.output
+
+
+def test_paper_figures_stand_only_beside_the_papers_studies_in_a_store_of_paper_and_paper_plus(tmp_path):
+    """A paper_plus variant (heads without augmentation, the 3-token DVME) in the paper grid's
+    store: the paper's figures beside the paper's studies only, and Table 4's best single
+    backbone from the paper's linear studies, though the variant scores higher."""
+    import dataclasses
+
+    from sweep.grids import load_grid
+    from tests.sweep.store.test_store import _row
+
+    store = ResultsStore(str(tmp_path / "results"))
+    store.open_for("paper")
+    store.open_for("paper_plus", allow_other_grid=True)
+    wanted = {("linear", ("dino",)): {"paper": 0.985, "paper_plus": 0.995},
+              ("linear", ("swav",)): {"paper": 0.95}, ("linear", ("simclr",)): {"paper": 0.94},
+              ("dvme", ("simclr", "swav", "dino")): {"paper": 0.97, "paper_plus": 0.96}}
+    for grid in ("paper", "paper_plus"):
+        for study in load_grid(grid):
+            score = wanted.get((study.mode, study.backbones), {}).get(grid)
+            if (study.dataset, study.subset, study.attention) != ("pneumonia", "F", True) or score is None:
+                continue
+            if grid == "paper_plus" and study.mode == "dvme" and study.attention_form != "token":
+                continue  # the 3-token variant only
+            fields = {**dataclasses.asdict(study), "n_train": 5216, "backbones": list(study.backbones),
+                      "backbone": study.backbone}
+            study_id = f"{grid}-{study.mode}-{study.backbone}-{study.fold}"
+            store.write_trial(_row(**{**fields, "study": study_id, "trial": f"{study_id}-t", "val": 0.9,
+                                      "test": score + study.fold / 1000, "cell_id": f"{grid}-{study.mode}-{study.backbone}",
+                                      "epochs": 10, "metric": "auc"}))
+    text = open(write_report(store, str(tmp_path / "report"), "md")).read()
+    table2 = text.split("## Table 2", 1)[1].split("\n## ", 1)[0]
+    assert "| pneumonia | linear dino (4 views) | 0.9870 ± 0.0016 · paper 0.9868 ± 0.0008 (Δ +0.0002) |" in table2
+    assert "| pneumonia | linear dino | 0.9970 ± 0.0016 · no paper figure |" in table2  # views 1: paper_plus
+    table4 = text.split("## Table 4", 1)[1].split("\n## ", 1)[0]
+    assert "(listing attention, 4 views) | 0.9720 ± 0.0016 · paper" in table4
+    assert "(3-token attention, 4 views) | 0.9620 ± 0.0016 · no paper figure |" in table4
+    # The paper's best single backbone of its set is its augmented DINO, not the 0.997 variant.
+    assert "| pneumonia | best single backbone (linear) | 0.9870 ± 0.0016 (dino) · paper 0.9868 ± 0.0008 |" in table4
