@@ -63,8 +63,11 @@ DVME_BACKBONES = ("simclr", "swav", "dino")
 VIEWS = 4
 LINEAR = dict(lr_min=1e-4, lr_max=1e-3, n_trials=8, max_epochs=100, batch_size=256, cpus=1.0, gpus=0.1,
               views=VIEWS)
-# The paper's DVME is its Listing 1: the 1,536-d meta-embedding as 1,536 tokens of width 1.
-DVME = dict(LINEAR, gpus=0.2, proj_dim=512, attention_form="listing")
+# The paper's DVME is its Listing 1: the 1,536-d meta-embedding as 1,536 tokens of width 1,
+# through timm's Attention with its own default, no query/key/value bias (the listing takes the
+# module from outside; its footnote points to timm's). Its ablation (attention=False) is the
+# text's model: the three 512-d projections concatenated, straight into the linear classifier.
+DVME = dict(LINEAR, gpus=0.2, proj_dim=512, attention_form="listing", qkv_bias=False, no_attention_head="linear")
 FINETUNE = {
     "resnet50": dict(lr_min=1e-4, lr_max=1e-3, n_trials=4, max_epochs=30, batch_size=64, cpus=4.0, gpus=0.5),
     "dino": dict(lr_min=1e-5, lr_max=5e-4, n_trials=4, max_epochs=30, batch_size=16, cpus=4.0, gpus=1.0),

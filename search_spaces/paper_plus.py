@@ -14,9 +14,14 @@ them differ: attention form, views, embedding dtype):
                             width-1 tokens; one token per backbone, the Dynamic
                             Meta-Embeddings lineage)
   dvme, no augmentation     simclr+swav+dino, listing form and no attention, views 1
+  dvme, qkv bias            simclr+swav+dino, listing form with a query/key/value bias
+                            (paper: timm's Attention default, none)
+  dvme w/o attention, MLP   simclr+swav+dino, no attention, the attention model's head kept
+                            (layer norm, projection, ReLU, dropout; paper: the projections
+                            straight into the classifier)
 
 Sizes: S, M, F of each dataset (the main tables), 5 folds.
-Studies: 12 (dataset, size) x 5 folds x (5 + 1 + 2) = 480. Trials: 12 x 5 x (40 + 8 + 16) = 3,840
+Studies: 12 (dataset, size) x 5 folds x (5 + 1 + 2 + 2) = 600. Trials: 12 x 5 x (40 + 8 + 16 + 16) = 4,800
 (frozen heads only: cheap on cached embeddings; the views-1 studies share the paper grid's
 evaluation-view cache files, so they add no extraction).
 
@@ -53,5 +58,10 @@ STUDIES = (
     + [
         _study(d, label, n, fold, "dvme", DVME_BACKBONES, dict(DVME, attention=attention, views=1))
         for (d, label, n), attention, fold in product(_SIZES, (True, False), range(FOLDS))
+    ]
+    + [
+        _study(d, label, n, fold, "dvme", DVME_BACKBONES, dict(DVME, **variant))
+        for (d, label, n), variant, fold in product(
+            _SIZES, ({"qkv_bias": True}, {"attention": False, "no_attention_head": "mlp"}), range(FOLDS))
     ]
 )

@@ -300,7 +300,7 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
     if list_studies:
         click.echo("")
         click.echo(render_table(summary["study_list"], ("study_id", "subset", "n_train", "n_trials", "max_epochs",
-                                                        "views", "attention_form", "gpus")))
+                                                        "views", "attention_form", "qkv_bias", "no_attention_head", "gpus")))
     for name, report in checks["datasets"].items():
         if report["ok"]:
             click.echo(f"{name}: {report['root']}: pool {report['pool']:,} {report['pool_classes']}, test {report['test']:,}"

@@ -29,6 +29,10 @@ from trainables.models.modes import ModeError, get_mode, mode_names
 MODES = tuple(mode_names())
 FROZEN_MODES = tuple(m for m in MODES if get_mode(m).frozen)
 ATTENTION_FORMS = ("token", "listing")
+# DVME without attention (the paper's ablation): "linear", the text's model (section 6.2: "the
+# meta-embedding is directly connected to the linear classifier"), or "mlp", the head of the
+# attention model kept (layer norm, projection to proj_dim, ReLU, dropout) without the attention.
+NO_ATTENTION_HEADS = ("linear", "mlp")
 EMBEDDING_DTYPES = ("float32", "float16")
 
 
@@ -107,6 +111,10 @@ class StudySpec:
     proj_dim: int = 512
     attention: bool = True
     attention_form: str = "token"
+    # Bias of the attention's query, key and value projection: timm's Attention and Block
+    # default, False, which Listing 1's footnote points to; True is a variant (paper_plus).
+    qkv_bias: bool = False
+    no_attention_head: str = "linear"  # NO_ATTENTION_HEADS; attention=False only
 
     def __post_init__(self) -> None:
         # Types first: a grid is code, and a "5" or a list where a number or tuple belongs
@@ -123,6 +131,9 @@ class StudySpec:
             raise SpecError(f"mode {self.mode!r} takes at least {mode.min_backbones} backbones, got {self.backbones!r}")
         if mode.max_backbones is not None and len(self.backbones) > mode.max_backbones:
             raise SpecError(f"mode {self.mode!r} takes exactly {mode.max_backbones} backbone, got {self.backbones!r}")
+        if self.no_attention_head not in NO_ATTENTION_HEADS:
+            raise SpecError(f"unknown no_attention_head {self.no_attention_head!r} (did you mean one of "
+                            f"{', '.join(NO_ATTENTION_HEADS)}?)")
         if self.attention_form not in ATTENTION_FORMS:
             raise SpecError(
                 f"unknown attention_form {self.attention_form!r}; valid: {', '.join(ATTENTION_FORMS)}"

@@ -78,7 +78,7 @@ def head_key(study: StudySpec, dims: dict) -> str:
     widths = ",".join(str(dims.get(arch_key(b, size), "?")) for b in study.backbones)
     if study.mode == "linear":
         return f"linear:{widths}"
-    attention = study.attention_form if study.attention else "none"
+    attention = study.attention_form if study.attention else f"none-{study.no_attention_head}"
     return f"dvme:{widths}:p{study.proj_dim}:{attention}"
 
 

@@ -42,15 +42,17 @@ def method_label(row: dict) -> str:
     """How a study's method reads in tables, naming every setting that makes two methods
     differ, so that no two are ever merged into one row: 'linear dino', 'linear dino (4
     views)', 'dvme simclr+swav+dino (listing attention, 4 views)', 'dvme simclr+swav+dino
-    (3-token attention)', 'dvme ... (no attention)', 'linear dino (float16)', 'finetune
-    supervised'."""
+    (3-token attention)', 'dvme ... (listing attention, qkv bias)', 'dvme ... (no attention)',
+    'dvme ... (no attention, MLP head)', 'linear dino (float16)', 'finetune supervised'."""
     qualifiers = []
     if row["mode"] == "dvme":
         if not row.get("attention", True):
-            qualifiers.append("no attention")
+            qualifiers.append("no attention" + (", MLP head" if row.get("no_attention_head") == "mlp" else ""))
         else:
             qualifiers.append({"token": f"{len(row.get('backbones') or ())}-token attention"}.get(
                 row.get("attention_form") or "token", f"{row.get('attention_form')} attention"))
+            if row.get("qkv_bias"):
+                qualifiers.append("qkv bias")
     if (row.get("views") or 1) > 1:
         qualifiers.append(f"{row['views']} views")
     if (row.get("embedding_dtype") or "float32") != "float32":

@@ -54,8 +54,9 @@ from trainables.errors import UserError
 from trainables.artifacts import TrialFiles
 
 MIN_FREE_MIB = 64  # refuse to start a sweep on a nearly full disk rather than fail mid-way
-# 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib, gpu_ids, started_at; 3: resumed_from_epoch
-SCHEMA_VERSION = 3
+# 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib, gpu_ids, started_at; 3: resumed_from_epoch;
+# 4: qkv_bias, no_attention_head (every study id changed with them: a store of 3 is another sweep's)
+SCHEMA_VERSION = 4
 STORE_FILE = "store.json"
 
 # One row per trial. Every StudySpec field, then what the trial did, then what reproduces it.
@@ -85,6 +86,8 @@ TRIAL_SCHEMA = pa.schema(
         ("proj_dim", pa.int64()),
         ("attention", pa.bool_()),
         ("attention_form", pa.string()),
+        ("qkv_bias", pa.bool_()),
+        ("no_attention_head", pa.string()),
         ("study_id", pa.string()),
         ("cell_id", pa.string()),
         ("trial_id", pa.string()),

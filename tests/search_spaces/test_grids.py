@@ -89,11 +89,30 @@ def test_each_paper_plus_study_differs_from_a_paper_study_in_one_setting():
     assert not {dataclasses.replace(s, grid="x") for s in plus} & paper_studies  # nothing run twice
     for s in plus:
         twins = [dataclasses.replace(s, grid="x", **{k: v for k, v in changes})
-                 for changes in ((("views", 4),), (("attention_form", "listing"),))]
+                 for changes in ((("views", 4),), (("attention_form", "listing"),), (("qkv_bias", False),),
+                                 (("no_attention_head", "linear"),))]
         assert sum(t in paper_studies for t in twins) == 1, s
-    assert {(s.mode, s.views, s.attention_form, s.attention) for s in plus} == {
-        ("linear", 1, "token", True), ("dvme", 4, "token", True), ("dvme", 1, "listing", True),
-        ("dvme", 1, "listing", False)}
+    assert {(s.mode, s.views, s.attention_form, s.attention, s.qkv_bias, s.no_attention_head) for s in plus} == {
+        ("linear", 1, "token", True, False, "linear"), ("dvme", 4, "token", True, False, "linear"),
+        ("dvme", 1, "listing", True, False, "linear"), ("dvme", 1, "listing", False, False, "linear"),
+        ("dvme", 4, "listing", True, True, "linear"), ("dvme", 4, "listing", False, False, "mlp")}
+    assert len(plus) == 600 and sum(s.n_trials for s in plus) == 4800  # the docstring's arithmetic
+
+
+def test_the_paper_grids_dvme_is_listing_1_and_its_ablation_the_texts():
+    """Listing 1's attention is timm's Attention with its own default, no qkv bias; the model
+    without attention connects the concatenated projections straight to the classifier."""
+    dvme = [s for s in load_grid("paper") if s.mode == "dvme"]
+    assert {(s.attention_form, s.qkv_bias, s.no_attention_head) for s in dvme} == {("listing", False, "linear")}
+    from trainables.models.modes import get_mode
+
+    with_attention = next(s for s in dvme if s.attention)
+    head = get_mode("dvme").head([2048, 2048, 1536], 2, with_attention)
+    assert head.attn.qkv.bias is None
+    ablation = get_mode("dvme").head([2048, 2048, 1536], 2, next(s for s in dvme if not s.attention))
+    names = [name for name, _ in ablation.named_parameters()]
+    assert all(n.startswith(("projections.", "classifier.")) for n in names)  # no norm, projection, ReLU, dropout
+    assert ablation.classifier.in_features == 3 * 512
 
 
 def test_unknown_grid_lists_the_valid_ones():

@@ -10,7 +10,10 @@ dropout 0.2 and the classifier. Two attention forms:
 - ``listing``: the paper's Appendix E code, the concatenated vector as ``N * proj_dim`` tokens
   of width 1 through timm's ``Attention`` (its memory grows with (N * proj_dim)^2 per image).
 
-``attention=False`` is the paper's ablation (Appendix C).
+Without attention (the paper's ablation, section 6.2), ``no_attention_head`` says what follows
+the projections: ``linear``, the text's model, their concatenation straight into the linear
+classifier; ``mlp``, the attention model's head kept (layer norm, projection, ReLU, dropout).
+``qkv_bias``: the attention's query/key/value bias (timm's default, False, as Listing 1's).
 
 Example::
 
@@ -74,28 +77,37 @@ class DVME(nn.Module):
         attention_form: str = "token",
         num_heads: int = 8,
         dropout: float = 0.2,
+        qkv_bias: bool = False,
+        no_attention_head: str = "linear",
     ):
         super().__init__()
         self.projections = nn.ModuleList(nn.Linear(d, proj_dim) for d in dims)
         self.attention_form = attention_form
         width = proj_dim * len(dims)
+        # The text's ablation: the concatenated projections are the meta-embedding the classifier reads.
+        self.direct = not attention and no_attention_head == "linear"
         if not attention:
             self.attn = None
         elif attention_form == "token":
             heads = num_heads if proj_dim % num_heads == 0 else 1
-            self.attn = Block(dim=proj_dim, num_heads=heads, mlp_ratio=2.0)
+            self.attn = Block(dim=proj_dim, num_heads=heads, mlp_ratio=2.0, qkv_bias=qkv_bias)
         elif attention_form == "listing":
-            self.attn = Attention(dim=1, num_heads=1, qkv_bias=True)
+            self.attn = Attention(dim=1, num_heads=1, qkv_bias=qkv_bias)
             # N * proj_dim tokens (1,536 in the paper): a written-out attention matrix is
             # 2.4 GB per copy at batch 256; scaled_dot_product_attention never writes it out
             # (benchmarks/dvme_attention.py). timm uses it unless TIMM_FUSED_ATTN=0 says not to.
             self.attn.fused_attn = True
         else:
             raise ValueError(f"unknown attention_form {attention_form!r}; valid: token, listing")
-        self.norm = nn.LayerNorm(width)
-        self.proj_head = nn.Linear(width, proj_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(proj_dim, n_classes)
+        if self.direct:
+            self.norm = self.proj_head = None
+            self.dropout = nn.Identity()
+            self.classifier = nn.Linear(width, n_classes)
+        else:
+            self.norm = nn.LayerNorm(width)
+            self.proj_head = nn.Linear(width, proj_dim)
+            self.dropout = nn.Dropout(dropout)
+            self.classifier = nn.Linear(proj_dim, n_classes)
 
     def _tokens(self, features) -> torch.Tensor:
         parts = list(features.values()) if isinstance(features, dict) else list(features)
@@ -125,11 +137,13 @@ class DVME(nn.Module):
         return self.classifier(self.dropout(self.embed(features)))
 
     def embed(self, features: dict[str, torch.Tensor] | list[torch.Tensor]) -> torch.Tensor:
-        """The fused meta-embedding the classifier reads (proj_dim wide): what the paper's
-        t-SNE figures of DVME show."""
+        """The fused meta-embedding the classifier reads (proj_dim wide; N * proj_dim for the
+        direct ablation): what the paper's t-SNE figures of DVME show."""
         tokens = self.mixed_tokens(features)
-        out = self.norm(tokens.reshape(tokens.shape[0], -1))
-        return self.proj_head(out).relu()
+        flat = tokens.reshape(tokens.shape[0], -1)
+        if self.direct:
+            return flat
+        return self.proj_head(self.norm(flat)).relu()
 
     def mixed_tokens(self, features: dict[str, torch.Tensor] | list[torch.Tensor]) -> torch.Tensor:
         """(B, N, proj_dim): each backbone's projection after the attention, where backbones

@@ -78,7 +78,8 @@ def _dvme_head(dims, n_classes, study) -> "nn.Module":
     from trainables.models.heads import DVME
 
     return DVME(dims, n_classes, proj_dim=study.proj_dim, attention=study.attention,
-                attention_form=study.attention_form)
+                attention_form=study.attention_form, qkv_bias=study.qkv_bias,
+                no_attention_head=study.no_attention_head)
 
 
 register_mode(ModeInfo(

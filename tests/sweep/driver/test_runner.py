@@ -146,6 +146,22 @@ def test_a_failing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(ray_lo
     assert sum(r["status"] == "ok" for r in rows) == 2
 
 
+def test_the_papers_dvme_ablation_trains_on_the_concatenated_projections(ray_local, tmp_path):
+    """attention=False with the paper's head: the classifier reads the N x proj_dim
+    concatenation (its saved fused features are that wide); the row names the form."""
+    import numpy as np
+
+    from trainables.artifacts import TrialFiles
+
+    study = StudySpec(backbones=("test_resnet", "test_vit"), mode="dvme", fold=0, n_trials=1, proj_dim=16,
+                      attention=False, **{**COMMON, "grid": "ablation", "max_epochs": 2})
+    run_sweep([study], run_options(results=str(tmp_path / "r"), verbose=0))
+    (row,) = ResultsStore(str(tmp_path / "r")).read_trials().to_pylist()
+    assert row["status"] == "ok" and row["no_attention_head"] == "linear" and row["qkv_bias"] is False
+    with np.load(TrialFiles(str(tmp_path / "r"), row["study_id"], row["trial_id"]).dvme_features) as saved:
+        assert saved["features"].shape[1] == 2 * 16
+
+
 @pytest.mark.parametrize("mode", ["linear", "finetune"])
 def test_a_weight_file_that_does_not_fit_is_refused_before_anything_starts(tmp_path, monkeypatch, mode):
     """A finetune study's wrong file was one error row per trial; a frozen one's, an extraction

@@ -30,13 +30,33 @@ def test_dict_input_matches_list_input():
 def test_attention_lets_backbones_interact(attention, form, interacts):
     # With attention, one backbone's input changes the other's token; without it, it cannot.
     torch.manual_seed(0)
-    head = DVME([4, 4], n_classes=2, proj_dim=8, num_heads=1, attention=attention, attention_form=form).eval()
+    head = DVME([4, 4], n_classes=2, proj_dim=8, num_heads=1, attention=attention, attention_form=form,
+                no_attention_head="mlp").eval()
     a, b = torch.randn(1, 4), torch.randn(1, 4)
     first, changed = head.mixed_tokens([a, b])[:, 0], head.mixed_tokens([a, b + 1])[:, 0]
     assert (not torch.allclose(first, changed)) == interacts
     # The fused embedding the classifier reads is made of these tokens.
     torch.testing.assert_close(head.embed([a, b]),
                                head.proj_head(head.norm(head.mixed_tokens([a, b]).reshape(1, -1))).relu())
+
+
+def test_the_papers_ablation_connects_the_concatenated_projections_to_the_classifier():
+    torch.manual_seed(0)
+    head = DVME([6, 4], n_classes=3, proj_dim=8, attention=False).eval()  # no_attention_head="linear"
+    a, b = torch.randn(5, 6), torch.randn(5, 4)
+    meta = torch.cat([head.projections[0](a), head.projections[1](b)], dim=1)
+    torch.testing.assert_close(head.embed([a, b]), meta)
+    torch.testing.assert_close(head([a, b]), head.classifier(meta))
+    assert head.norm is None and head.proj_head is None
+
+
+@pytest.mark.parametrize("form", ["token", "listing"])
+def test_qkv_bias_is_timms_default_off_unless_asked(form):
+    def qkv(head):
+        return head.attn.qkv if form == "listing" else head.attn.attn.qkv
+
+    assert qkv(DVME([4, 4], 2, proj_dim=8, attention_form=form)).bias is None
+    assert qkv(DVME([4, 4], 2, proj_dim=8, attention_form=form, qkv_bias=True)).bias is not None
 
 
 def test_unknown_attention_form_is_refused():
