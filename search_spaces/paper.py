@@ -57,8 +57,9 @@ DVME_BACKBONES = ("simclr", "swav", "dino")
 
 # Frozen heads train on augmented images, as the paper's did ("all experiments"): VIEWS
 # augmented views of every training image are cached, and epoch e trains on view e mod VIEWS.
-# 4: PatchCam's augmentation is a horizontal and a vertical flip (4 combinations); for the
-# others, 4 random crops and rotations give a linear head most of the variation it can use,
+# 4: PatchCam's augmentation is a horizontal and a vertical flip, and its view k is flip
+# combination k of every image (identity, horizontal, vertical, both: all of it); for the
+# others, 4 seeded random crops and rotations give a linear head most of the variation it can use,
 # while the extraction stays at 5 passes over the pool (the evaluation view + 4) instead of 1.
 VIEWS = 4
 LINEAR = dict(lr_min=1e-4, lr_max=1e-3, n_trials=8, max_epochs=100, batch_size=256, cpus=1.0, gpus=0.1,

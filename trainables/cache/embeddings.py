@@ -67,7 +67,7 @@ from trainables import storage
 from trainables.models.backbones import create_backbone, resolve_info, weights_digest
 from trainables.data.datasets import ImageSet, get_dataset_info, load_dataset
 from trainables.data.filedigests import content_fingerprint
-from trainables.data.transforms import build_transform, describe
+from trainables.data.transforms import FLIPS, build_transform, describe, flips_only
 from trainables.cache.device_decode import decoder_missing, describe_decode, resolve_decode
 from trainables.cache.views import View, embed_views
 from trainables.cache.parts import (Part, RowFeatures, encode_rows, key_of, part_path, read_part,
@@ -108,6 +108,9 @@ def views_problem(ds_info, views: int):
     if views > 1 and ds_info.augment == "none":
         return (f"views {views} asks for augmented views, but {ds_info.name} has no training augmentation "
                 f"(every view would equal the evaluation one)")
+    if views > len(FLIPS) and flips_only(ds_info):
+        return (f"views {views}: {ds_info.name}'s augmentation is its flips, {len(FLIPS)} combinations "
+                f"(a view each); views at most {len(FLIPS)}")
     return None
 
 
@@ -119,7 +122,11 @@ def _check_request(view: int, dtype: str) -> None:
 
 
 def view_transform(ds_info, bb_info, view: int):
-    """View 0: the evaluation transform; every other view: the training transform."""
+    """View 0: the evaluation transform; every other view: the training transform, for a
+    flips-only dataset (PatchCam) view k's one flip combination (1 identity, 2 horizontal,
+    3 vertical, 4 both), so that 4 views are its 4 flips of every image, not 4 random draws."""
+    if view > 0 and flips_only(ds_info):
+        return build_transform(ds_info, bb_info, train=True, flips=FLIPS[(view - 1) % len(FLIPS)])
     return build_transform(ds_info, bb_info, train=view > 0)
 
 

@@ -18,16 +18,29 @@ from trainables.models.backbones import BackboneInfo
 from trainables.data.datasets import DatasetInfo
 
 ROTATION_DEGREES = 10  # small: anatomy keeps its orientation, acquisition tilt varies a little
+# (horizontal, vertical) of each flip combination: identity, horizontal, vertical, both.
+FLIPS = ((False, False), (True, False), (False, True), (True, True))
 
 
-def build_transform(dataset: DatasetInfo, backbone: BackboneInfo, train: bool) -> v2.Compose:
+def flips_only(dataset: DatasetInfo) -> bool:
+    """A dataset whose training augmentation is its flips and nothing else (PatchCam: no resize,
+    no crop, no rotation): its augmented images are exactly the 4 flip combinations."""
+    return dataset.augment == "flip" and not dataset.resize_to
+
+
+def build_transform(dataset: DatasetInfo, backbone: BackboneInfo, train: bool,
+                    flips: tuple[bool, bool] | None = None) -> v2.Compose:
+    """``flips`` (training only, a flips-only dataset): that one combination of FLIPS, for
+    every image, instead of random flips: a cached view of each combination."""
     ops: list = [v2.ToDtype(torch.float32, scale=True)]
     if dataset.resize_to:
         ops.append(v2.Resize((dataset.resize_to, dataset.resize_to), antialias=True))
         ops.append(v2.RandomCrop(dataset.image_size) if train else v2.CenterCrop(dataset.image_size))
     else:
         ops.append(v2.Resize((dataset.image_size, dataset.image_size), antialias=True))
-    if train and dataset.augment in ("flip", "flip_rotate"):
+    if train and flips is not None:
+        ops += [flip(p=1.0) for flip, on in zip((v2.RandomHorizontalFlip, v2.RandomVerticalFlip), flips) if on]
+    elif train and dataset.augment in ("flip", "flip_rotate"):
         ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if train and dataset.augment in ("rotate", "flip_rotate"):
         ops.append(v2.RandomRotation(ROTATION_DEGREES))

@@ -89,25 +89,61 @@ def patchcam(tmp_path_factory):
     return root
 
 
-def test_augmented_views_cover_the_pool_differ_from_each_other_and_from_evaluation(patchcam, tmp_path):
+@pytest.fixture(scope="module")
+def pneumonia(tmp_path_factory):
+    """X-rays: augmented by random crops and rotations (no flips: the heart sits on the left)."""
+    from tests import layouts
+
+    root = str(tmp_path_factory.mktemp("pneumonia"))
+    layouts.pneumonia(root)
+    return root
+
+
+def test_augmented_views_cover_the_pool_differ_from_each_other_and_from_evaluation(pneumonia, tmp_path):
     cache = str(tmp_path)
-    evaluation = load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, cache))
-    one = load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, cache, view=1))
-    two = load_embeddings(ensure_embeddings("patchcam", patchcam, "test_resnet", None, cache, view=2))
-    assert one["pool"].features.shape == evaluation["pool"].features.shape == (12, 96)
+    evaluation = load_embeddings(ensure_embeddings("pneumonia", pneumonia, "test_resnet", None, cache))
+    one = load_embeddings(ensure_embeddings("pneumonia", pneumonia, "test_resnet", None, cache, view=1))
+    two = load_embeddings(ensure_embeddings("pneumonia", pneumonia, "test_resnet", None, cache, view=2))
+    assert one["pool"].features.shape == evaluation["pool"].features.shape == (9, 96)
     assert len(one["test"].labels) == 0 and len(evaluation["test"].labels) == 3  # only the pool trains
     assert np.array_equal(one["pool"].labels, evaluation["pool"].labels)
     for a, b in ((one, evaluation), (two, evaluation), (one, two)):
         assert not np.allclose(a["pool"].features, b["pool"].features)
 
 
-def test_an_augmented_view_does_not_depend_on_batch_size_or_workers(patchcam, tmp_path):
-    a = ensure_embeddings("patchcam", patchcam, "test_resnet", None, str(tmp_path / "a"), view=1,
+def test_an_augmented_view_does_not_depend_on_batch_size_or_workers(pneumonia, tmp_path):
+    a = ensure_embeddings("pneumonia", pneumonia, "test_resnet", None, str(tmp_path / "a"), view=1,
                           workers=0, batch_size=5, progress=False)
-    b = ensure_embeddings("patchcam", patchcam, "test_resnet", None, str(tmp_path / "b"), view=1,
+    b = ensure_embeddings("pneumonia", pneumonia, "test_resnet", None, str(tmp_path / "b"), view=1,
                           workers=2, batch_size=4, progress=False)
     assert os.path.basename(a) == os.path.basename(b)
     np.testing.assert_array_equal(load_embeddings(a)["pool"].features, load_embeddings(b)["pool"].features)
+
+
+def test_patchcams_four_views_are_its_four_flips_of_every_image(patchcam, tmp_path):
+    """View k is flip combination k (identity, horizontal, vertical, both) for every image: an
+    independent random flip per view left most images without some combinations."""
+    from trainables.cache.embeddings import extract_views_if_missing
+    from trainables.data.images import decode_file
+
+    out = extract_views_if_missing("patchcam", patchcam, "test_resnet", None, str(tmp_path), progress=False, workers=0,
+                                   views={v: range(12) for v in range(5)})
+    data = load_dataset("patchcam", patchcam)
+    model, info = create_backbone("test_resnet", img_size=96)
+    evaluation = build_transform(get_dataset_info("patchcam"), info, train=False)
+    images = torch.stack([evaluation(decode_file(p)) for p in data.pool.images.paths])
+    flips = {1: images, 2: images.flip(-1), 3: images.flip(-2), 4: images.flip(-1).flip(-2)}
+    with torch.no_grad():
+        for view, flipped in flips.items():
+            expected = embed(model.eval(), info, flipped).numpy()
+            np.testing.assert_allclose(load_embeddings(out[view][0])["pool"].features, expected, atol=1e-5)
+    # A fifth view would repeat one: refused before anything runs.
+    from click.testing import CliRunner
+
+    from sweep.cli import main
+
+    result = CliRunner().invoke(main, ["plan", "--grid", "paper", "--where", "dataset=patchcam", "--views", "5"])
+    assert result.exit_code == 2 and "patchcam's augmentation is its flips, 4 combinations" in result.output
 
 
 def test_rows_extracted_in_parts_equal_the_whole_pools_and_each_row_is_extracted_once(patchcam, tmp_path):
