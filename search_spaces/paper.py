@@ -37,7 +37,8 @@ from sweep.spec import StudySpec
 GRID = "paper"
 FOLDS = 5
 # None: every usable image of the pool, counted in the data when the sweep starts (the
-# paper's F for aptos 3,662, pneumonia 5,216, nih 2,414; the published NIH CSVs give 2,412).
+# paper's F for aptos 3,662, pneumonia 5,216, nih 2,414; the published NIH validation file has
+# 2,412 rows, and F is what the protocol's exclusions leave of them).
 # PatchCam's F is a random 50,000 of the 220,025 Kaggle training images.
 POOL = None
 SML = {

@@ -108,7 +108,7 @@ def paper_full_sizes() -> dict[str, int]:
 
 def paper_size(cell: dict) -> Optional[int]:
     """The paper's n_train of the cell's size: an F cell (the whole pool, counted in the
-    user's data: the published NIH files give 2,412 where the paper says 2,414) is the paper's F."""
+    user's data: the usable rows of the published NIH file, where the paper says 2,414) is the paper's F."""
     return paper_full_sizes().get(cell["dataset"]) if cell.get("subset") == "F" else int(cell["n_train"])
 
 
