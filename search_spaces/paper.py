@@ -1,4 +1,5 @@
-"""The paper's whole grid: Truong, Mohammadi, Lenga, arXiv 2108.10048 (its section 5).
+"""The paper's whole grid: Truong, Mohammadi, Lenga, arXiv 2108.10048 (docs/protocol.md:
+the protocol as medsweep runs it, and each choice the paper leaves open).
 
 Run it on a GPU cluster, with the four datasets and the published weight files::
 

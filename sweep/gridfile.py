@@ -50,7 +50,7 @@ BACKBONES = {backbones!r}
 SIZES = {sizes!r}
 FOLDS = {folds}          # each study trains on one fold's split and is repeated per fold
 
-# The paper's settings (its section 5; the README's Grids): Adam, learning rate searched log-uniform in
+# The paper's settings (medsweep's docs/protocol.md): Adam, learning rate searched log-uniform in
 # lr_min..lr_max by Optuna over n_trials trials, ReduceLROnPlateau (patience 5); ASHA stops a
 # trial at grace_period * reduction_factor**k epochs when it trails its study's others.
 LINEAR = dict(lr_min=1e-4, lr_max=1e-3, n_trials={linear_trials}, max_epochs=100, batch_size=256,

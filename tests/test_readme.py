@@ -52,3 +52,13 @@ def test_every_reliability_promise_names_tests_that_exist():
         assert found, f"a promise of the README's Reliability section names no test: {promise[:80]}"
         named += found
     assert named >= 30
+
+
+def test_every_departure_of_the_readme_is_in_the_protocol_document():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    table = readme.split("Where the grid still departs from the paper", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.startswith("|")]
+    protocol = open(os.path.join(ROOT, "docs", "protocol.md")).read()
+    assert len(rows) >= 15
+    missing = [what for what in rows if f"| {what} |" not in protocol]
+    assert not missing, f"docs/protocol.md lacks the README's departures {missing}"
