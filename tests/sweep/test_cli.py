@@ -132,6 +132,16 @@ def test_missing_weights_fail_before_anything_runs(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_plan_lists_the_dvme_ablation_form_and_attention_bias_of_every_study():
+    result = CliRunner().invoke(main, ["plan", "--grid", "paper", "--format", "json", "--studies",
+                                       "--where", "mode=dvme", "--where", "dataset=nih", "--where", "subset=S"])
+    studies = json.loads(result.output)["study_list"]
+    assert {(s["attention"], s["attention_form"], s["qkv_bias"], s["no_attention_head"]) for s in studies} == {
+        (True, "listing", False, "linear"), (False, "listing", False, "linear")}
+    text = CliRunner().invoke(main, ["plan", "--grid", "paper_plus", "--studies", "--where", "mode=dvme"]).output
+    assert "qkv_bias" in text and "no_attention_head" in text and " mlp " in text
+
+
 def test_where_selects_a_part_of_a_grid():
     result = CliRunner().invoke(main, ["plan", "--grid", "paper", "--format", "json",
                                        "--where", "dataset=pneumonia", "--where", "mode=linear,dvme",
