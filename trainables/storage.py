@@ -108,6 +108,15 @@ def read_bytes(where: str) -> bytes:
         raise StorageError(f"{where}: cannot be read ({exc})") from exc
 
 
+def file_sha256(path: str) -> str:
+    """The sha256 of a local file, read a MiB at a time (weight files are hundreds of MiB)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def read_parquet(source, schema: Optional[pa.Schema] = None) -> pa.Table:
     """A Parquet file (bytes, or an open pyarrow file) as a table, by Parquet's own reader; with
     ``schema``, in its columns (a column the file lacks comes back null, one it adds is dropped).

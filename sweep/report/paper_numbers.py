@@ -48,6 +48,7 @@ def paper_numbers() -> dict:
 # What a study's fields hold that does not change what it computes: the grid's name, the
 # resources a trial is given; and the fold, which a cell is without.
 NOT_SETTINGS = ("grid", "fold", "cpus", "gpus")
+_MISSING = object()
 
 
 def _paper_key(dataset, mode, backbones, subset, attention) -> tuple:
@@ -84,9 +85,6 @@ def is_paper_study(cell: dict) -> bool:
         if (tuple(mine) if isinstance(mine, list) else mine) != value:
             return False
     return True
-
-
-_MISSING = object()
 
 
 def paper_method(cell: dict) -> Optional[tuple[str, str]]:

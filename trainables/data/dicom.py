@@ -58,7 +58,9 @@ def _voi_range(ds, arr: np.ndarray) -> tuple[float, float, np.ndarray]:
     return float(values.min()), float(values.max()), values
 
 
-def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+def scale_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``values`` from ``low`` (0) to ``high`` (255), rounded, clipped: an image of more than
+    8 bits over its range (a DICOM window's, a 16-bit file's), as the transforms take it."""
     scaled = (values.astype(np.float64) - low) / max(high - low, 1e-12)
     return np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
 
@@ -93,7 +95,7 @@ def read_dicom(source, path: str) -> np.ndarray:
         if arr.ndim != 2:
             raise DicomError(f"{path}: a {interpretation} image of shape {arr.shape}, expected rows x columns")
         low, high, values = _voi_range(ds, apply_modality_lut(arr, ds))
-        pixels = _to_uint8(values, low, high)
+        pixels = scale_to_uint8(values, low, high)
         return 255 - pixels if interpretation == "MONOCHROME1" else pixels
     if interpretation == "PALETTE COLOR":
         arr = apply_color_lut(arr, ds)
@@ -104,4 +106,4 @@ def read_dicom(source, path: str) -> np.ndarray:
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     bits = 8 * arr.dtype.itemsize if interpretation == "PALETTE COLOR" else int(ds.get("BitsStored", 8))
-    return _to_uint8(arr, 0.0, float(2**bits - 1))
+    return scale_to_uint8(arr, 0.0, float(2**bits - 1))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from trainables.data.dicom import DICOM_SUFFIXES, DicomError, read_dicom
+from trainables.data.dicom import DICOM_SUFFIXES, DicomError, read_dicom, scale_to_uint8
 from trainables.errors import UserError
 
 
@@ -54,12 +54,10 @@ def _pillow_pixels(img: Image.Image) -> np.ndarray:
         # Over the format's whole range (0..65535 -> 0..255), as a viewer shows the file: a
         # per-image stretch would change contrast from image to image. (Pillow's own
         # convert("L") clips every value above 255 to white.)
-        values = np.asarray(img).astype(np.float64)
-        return np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)[None]
+        return scale_to_uint8(np.asarray(img), 0.0, 65535.0)[None]
     if img.mode == "F":  # 32-bit float TIFF: no declared range, so its own
-        values = np.asarray(img).astype(np.float64)
-        low, high = float(values.min()), float(values.max())
-        return np.rint((values - low) / max(high - low, 1e-12) * 255.0).astype(np.uint8)[None]
+        values = np.asarray(img)
+        return scale_to_uint8(values, float(values.min()), float(values.max()))[None]
     # palette, alpha, CMYK, bilevel, 48-bit RGB: Pillow's 8-bit RGB
     return np.ascontiguousarray(np.asarray(img.convert("RGB")).transpose(2, 0, 1))
 

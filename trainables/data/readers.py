@@ -19,6 +19,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from trainables import storage
 from trainables.data.dataset_types import DatasetError, ImageSet, LoadedDataset
 from trainables.data.images import IMAGE_SUFFIXES, FileImages
 
@@ -314,20 +315,12 @@ def _index_images(root: str) -> dict[str, list[str]]:
     return index
 
 
-def _file_digest(path: str) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def _one_image(name: str, paths: list[str], where: str, problems: Optional[list]) -> Optional[str]:
     """The file a row's image name means: the only one, or the shallowest of identical copies
     (an archive unpacked twice); copies that differ are a problem naming them, not a guess."""
     if len(paths) == 1:
         return paths[0]
-    if len({_file_digest(p) for p in paths}) == 1:
+    if len({storage.file_sha256(p) for p in paths}) == 1:
         return min(paths, key=lambda p: (p.count(os.sep), p))
     _problem(problems, f"{where}: image {name!r} is {len(paths)} different files: {', '.join(paths)}; "
                        f"keep the one the row means")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -25,6 +24,7 @@ from timm.models import get_pretrained_cfg
 import torch
 from torch import nn
 
+from trainables import storage
 from trainables.errors import UserError, did_you_mean
 from trainables.registry import Registry
 from trainables.models.hub import hub_config, hub_weight_file, is_hub_backbone
@@ -132,11 +132,7 @@ def weights_digest(name: str, weights_path: Optional[str] = None, seed: int = 0)
     if weights_path is None:
         options = "".join(f"-{k}={v}" for k, v in get_backbone_info(name).timm_kwargs)
         return f"init-seed{seed}{options}"
-    sha = hashlib.sha256()
-    with open(weights_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
+    return storage.file_sha256(weights_path)
 
 
 def compare_keys(model: nn.Module, state: dict) -> tuple[list, list, list]:
