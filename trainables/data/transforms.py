@@ -2,7 +2,8 @@
 
 The dataset says how its modality is resized and augmented (protocol.md: larger than 224 ->
 resize to 256, crop 224, flip or rotate as fits; patchcam only flipped at 96x96); the backbone
-says how pixels are normalised. Evaluation uses the centre crop and no augmentation.
+says how pixels are normalised, and a foundation model also how they are resized and cropped
+(its card's input size, whatever the dataset's). Evaluation uses the centre crop and no augmentation.
 
 Images come as uint8 with one channel (greyscale files) or three: the pipeline resizes, crops
 and augments what it is given and makes it RGB just before normalising, so greyscale X-rays
@@ -33,7 +34,14 @@ def build_transform(dataset: DatasetInfo, backbone: BackboneInfo, train: bool,
     """``flips`` (training only, a flips-only dataset): that one combination of FLIPS, for
     every image, instead of random flips: a cached view of each combination."""
     ops: list = [v2.ToDtype(torch.float32, scale=True)]
-    if dataset.resize_to:
+    if backbone.imposed_size:
+        # A foundation model sees its card's geometry: resize, then centre-crop to its input
+        # size (a random crop for training, except where the training views are the flips).
+        size, resize = backbone.imposed_size, backbone.resize_size or backbone.imposed_size
+        ops.append(v2.Resize((resize, resize), antialias=True))
+        if resize > size:
+            ops.append(v2.RandomCrop(size) if train and not flips_only(dataset) else v2.CenterCrop(size))
+    elif dataset.resize_to:
         ops.append(v2.Resize((dataset.resize_to, dataset.resize_to), antialias=True))
         ops.append(v2.RandomCrop(dataset.image_size) if train else v2.CenterCrop(dataset.image_size))
     else:

@@ -63,18 +63,50 @@ class BackboneInfo:
     # check is that the file loads whole, and its sha256 is recorded).
     url: str = ""
     size_mb: float = 0.0
+    # A named foundation model (trainables/models/foundation/catalog.py): its hub repo, the
+    # library that builds it, its card's licence and gating, its embedding's width, whether
+    # its loader must run code the repo ships (refused unless the user trusts it by name), and
+    # the card's resize before the centre crop to ``input_size`` (which such a model imposes:
+    # its images are resized to what it was trained on, whatever the dataset's own size).
+    repo: str = ""
+    loader: str = "timm"
+    licence: str = ""
+    gated: bool = False
+    dim: Optional[int] = None
+    resize_size: Optional[int] = None
+    remote_code: bool = False
+    card: str = ""  # the model card its recipe and preprocessing were taken from
 
     @property
     def needs_weights(self) -> bool:
-        return bool(self.weight_files) or self.hub
+        return bool(self.weight_files) or self.hub or self.foundation
+
+    @property
+    def foundation(self) -> bool:
+        return bool(self.repo)
+
+    @property
+    def imposed_size(self) -> Optional[int]:
+        """The input size a foundation model's card prescribes (None: the dataset's size)."""
+        return self.input_size if self.foundation else None
 
 
 _REGISTRY: Registry[BackboneInfo] = Registry("backbone", BackboneError)
 
 
+# "pool" and "dino_last4" are computed from a timm model here; the others are foundation
+# models' recipes (trainables/models/foundation/recipes.py), computed inside their encoders.
+EMBEDDINGS = ("pool", "dino_last4", "cls", "cls_mean_patch", "pooler", "image_tower")
+LOADERS = ("timm", "transformers", "open_clip", "conch")
+
+
 def register_backbone(info: BackboneInfo) -> BackboneInfo:
-    if info.embedding not in ("pool", "dino_last4"):
-        raise BackboneError(f"backbone {info.name!r}: unknown embedding {info.embedding!r}")
+    if info.embedding not in EMBEDDINGS:
+        raise BackboneError(f"backbone {info.name!r}: unknown embedding {info.embedding!r}; expected one of {', '.join(EMBEDDINGS)}")
+    if info.loader not in LOADERS:
+        raise BackboneError(f"backbone {info.name!r}: unknown loader {info.loader!r}; expected one of {', '.join(LOADERS)}")
+    if info.foundation and not (info.dim and info.input_size and info.licence and info.card):
+        raise BackboneError(f"foundation model {info.name!r}: its entry needs dim, input_size, licence and card")
     return _REGISTRY.add(info.name, info)
 
 
@@ -177,7 +209,7 @@ def resolve_info(name: str, weights_path: Optional[str] = None) -> BackboneInfo:
     """The backbone's info with the preprocessing its weights were trained with (the
     TF-converted SimCLR file expects [0, 1] inputs, no mean/std)."""
     info = get_backbone_info(name, weights_path)
-    if weights_path is None or info.hub:  # a hub model's preprocessing is its pretrained_cfg's
+    if weights_path is None or info.hub or info.foundation:  # theirs: the pretrained_cfg, the card
         return info
     normalisation = _normalisation_of(weights_path, os.stat(weights_path).st_mtime_ns)
     if normalisation is None:
@@ -221,7 +253,12 @@ def resolve_weights(name: str, weights: Optional[dict] = None) -> Optional[str]:
     (fetched first when online), else the first published file name of the backbone found in
     ``$MEDSWEEP_WEIGHTS``; absolute, or None."""
     path = (weights or {}).get(name)
-    if not path and get_backbone_info(name).hub:
+    info = get_backbone_info(name)
+    if not path and info.foundation:
+        from trainables.models.foundation.loading import fetch_model_files
+
+        path = fetch_model_files(info)
+    if not path and info.hub:
         path = hub_weight_file(name)
     if not path and os.environ.get(WEIGHTS_ENV):
         folder = os.environ[WEIGHTS_ENV]
@@ -231,15 +268,21 @@ def resolve_weights(name: str, weights: Optional[dict] = None) -> Optional[str]:
 
 
 def create_backbone(
-    name: str, img_size: Optional[int] = None, weights_path: Optional[str] = None, seed: int = 0
+    name: str, img_size: Optional[int] = None, weights_path: Optional[str] = None, seed: int = 0,
+    trust_remote_code: bool = False,
 ) -> tuple[nn.Module, BackboneInfo]:
-    """Build a backbone without classifier (``num_classes=0``), seeded, weights loaded if given."""
+    """Build a backbone without classifier (``num_classes=0``), seeded, weights loaded if given.
+    A foundation model is built at its card's input size (``img_size`` is the dataset's) by its
+    loader, which runs code its repo ships only with ``trust_remote_code``."""
     info = get_backbone_info(name, weights_path)
     if info.needs_weights and weights_path is None:
-        raise BackboneError(
-            f"backbone {name!r} needs its weights: give --weights {name}=PATH "
-            f"({'its file in the Hugging Face cache' if info.hub else 'published file: ' + ', '.join(info.weight_files)})"
-        )
+        where = ("its files in the Hugging Face cache" if info.hub or info.foundation
+                 else "published file: " + ", ".join(info.weight_files))
+        raise BackboneError(f"backbone {name!r} needs its weights: give --weights {name}=PATH ({where})")
+    if info.foundation:
+        from trainables.models.foundation.loading import build_foundation
+
+        return build_foundation(info, weights_path, seed, trust_remote_code), info
     if info.hub:
         return _create_hub_model(info, weights_path, img_size, seed), info
     model = build_architecture(info, img_size, seed)
@@ -254,7 +297,8 @@ def embedding_dim(model: nn.Module, info: BackboneInfo) -> int:
 
 
 def embed(model: nn.Module, info: BackboneInfo, images: torch.Tensor) -> torch.Tensor:
-    """Normalised images (B, 3, H, W) -> the paper's embedding (B, D)."""
+    """Normalised images (B, 3, H, W) -> the paper's embedding (B, D); a foundation model's
+    encoder returns its card's embedding itself."""
     if info.embedding == "dino_last4":
         out = model.forward_intermediates(
             images,
@@ -353,3 +397,6 @@ register_backbone(
         description="ViT-S/8, DINO (official weights); 1536-d last-4 CLS embedding",
     )
 )
+
+# --- named foundation models (their cards' recipes) --------------------------------------------
+from trainables.models.foundation import catalog as _catalog  # noqa: E402,F401  (registers them)

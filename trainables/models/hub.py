@@ -66,10 +66,20 @@ def _where(repo: str) -> str:
     return f"https://huggingface.co/{repo}"
 
 
+def gated_message(repo: str) -> str:
+    """What to do about a gated repo the user may not read yet (the token itself never shown)."""
+    from huggingface_hub import get_token
+
+    who = ("the Hugging Face token in use has not been granted access" if get_token()
+           else "no Hugging Face token is set")
+    return (f"{repo}: {_where(repo)} is gated and {who}: accept the model's terms on that page, then log in "
+            f"here (set HF_TOKEN, or run `hf auth login`)")
+
+
 def _download(repo: str, filename: str) -> Optional[str]:
     """The file's path in the cache (downloading it when online); None if the repo lacks it."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError
 
     try:
         return hf_hub_download(repo, filename, cache_dir=cache_dir(), local_files_only=offline())
@@ -78,6 +88,8 @@ def _download(repo: str, filename: str) -> Optional[str]:
             return None
         raise HubError(f"{HUB_PREFIX}{repo}: cannot reach {_where(repo)} and {filename} is not in the local "
                        f"Hugging Face cache {cache_dir()}") from None
+    except GatedRepoError:  # before the generic case: its text would quote the request
+        raise HubError(gated_message(repo)) from None
     except EntryNotFoundError:  # the repo exists and lacks this file
         return None
     except Exception as exc:  # no network, a private or missing repo: one line naming the address
@@ -85,10 +97,22 @@ def _download(repo: str, filename: str) -> Optional[str]:
                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
+def download_file(repo: str, filename: str) -> Optional[str]:
+    """``filename`` of ``repo`` in the local cache, fetched first when online and not cached;
+    None where the repo lacks it (or, offline, the cache does)."""
+    return _download(repo, filename)
+
+
+def missing_file_message(repo: str, filename: str) -> str:
+    if offline():
+        return str(_not_cached(repo, f"{filename} is"))
+    return f"{repo}: {_where(repo)} has no {filename}"
+
+
 def _not_cached(repo: str, what: str) -> HubError:
     return HubError(
         f"{HUB_PREFIX}{repo}: {what} not in the local Hugging Face cache {cache_dir()} and HF_HUB_OFFLINE=1; "
-        f"fetch it once online (huggingface-cli download {repo}) or point HF_HUB_CACHE at a cache that holds it"
+        f"fetch it once online (hf download {repo}) or point HF_HUB_CACHE at a cache that holds it"
     )
 
 

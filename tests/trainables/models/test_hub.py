@@ -86,7 +86,7 @@ def test_a_bin_file_that_needs_code_to_unpickle_is_refused_and_runs_none(hub, tm
 
 def test_a_hub_backbone_missing_from_an_offline_cache_is_one_line_naming_repo_and_cache(hub):
     with pytest.raises(HubError, match=rf"hf-hub:medsweep/absent: config.json is not in the local Hugging Face cache {hub} "
-                                       r"and HF_HUB_OFFLINE=1; fetch it once online \(huggingface-cli download medsweep/absent\)"):
+                                       r"and HF_HUB_OFFLINE=1; fetch it once online \(hf download medsweep/absent\)"):
         resolve_weights("hf-hub:medsweep/absent")
     with pytest.raises(HubError, match="expected hf-hub:ORG/REPO"):
         get_backbone_info("hf-hub:justaname")
