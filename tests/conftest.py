@@ -1,9 +1,13 @@
 import os
+import tempfile
 
 import pytest
 
 # Tests run on 2 cores beside Ray workers: one torch thread each keeps them from fighting.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Where transformers copies a repo's own code when a test trusts it: read once, at its import,
+# so set before any test imports it (never the user's ~/.cache).
+os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="medsweep-test-hf-modules-"))
 
 
 @pytest.fixture(scope="session")

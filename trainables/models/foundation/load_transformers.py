@@ -10,6 +10,7 @@ could not match: any is an error naming them. Its ``.bin`` reader uses
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 from torch import nn
@@ -58,7 +59,7 @@ def build_transformers(info, weights_path: str, trust_remote_code: bool = False)
         model, loading = AutoModel.from_pretrained(
             folder, local_files_only=True, trust_remote_code=trust_remote_code, output_loading_info=True,
             dtype=torch.float32, **dict(info.timm_kwargs))
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         hint = ""
         if any(w in str(exc) for w in ("weights_only", "Unsupported global", "npickl")):
