@@ -49,7 +49,7 @@ train, val = fold_split(labels, subset, spec.n_folds, spec.fold, spec.seed)
 manifest = path + ".manifest.json"
 with open(manifest, "w") as f:
     json.dump({"train_rows": train.tolist(), "val_rows": val.tolist()}, f)
-context = TrialContext(study=spec, cpus=1.0, gpus=0.0, data_root=None, holdout=None, skip=None, weights={},
+context = TrialContext(study=spec, cpus=1.0, gpus=0.0, data_root=None, holdout=None, skip=None, weights={}, trusted_code=(),
                        n_classes=2, manifest_file=manifest, manifest_digest="bench", embedding_files={"random": (path,)},
                        store_root=path + ".store", checkpoint_every_s=None)
 def cache_pages():

@@ -175,6 +175,7 @@ _store_options = _option_group(
 _input_options = _option_group(
     click.option("--data", "data", multiple=True, metavar="NAME=ROOT", help="Folder of a dataset (repeatable)."),
     click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="Weight file of a backbone (repeatable)."),
+    click.option("--trust-remote-code", "trust_remote_code", multiple=True, metavar="NAME", help="Let backbone NAME's hub repo run the Python code it ships to build the model (hibou-b's does; read it first). Without it such a backbone is refused (repeatable)."),
     click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True), help="Score on a labelled test set carved from the training pool (this fraction, stratified, grouped by patient) instead of the dataset's own; for test labels hidden on Kaggle."),
     click.option("--skip-unreadable", is_flag=True, help="Leave out images that do not decode and rows with missing files or bad labels, each recorded in RESULTS/skipped/; without it any such problem stops the sweep before it starts."),
 )
@@ -192,13 +193,23 @@ _policy_options = _option_group(
 )
 
 
+def _trusted(names: tuple) -> tuple:
+    """--trust-remote-code names, each a known backbone (an unknown one: the registry's error)."""
+    from trainables.models.backbones import get_backbone_info
+
+    for name in names:
+        get_backbone_info(name)
+    return tuple(sorted(set(names)))
+
+
 def _run_options(given: dict, verbose: int):
     """The four option groups of ``sweep run`` (sweep/options.py) from the parsed options."""
     from sweep.options import Inputs, Resources, RunOptions, StoreOptions, TrialPolicy
 
     return RunOptions(
         inputs=Inputs(data_roots=_pairs(given["data"], "--data"), weights=_pairs(given["weights"], "--weights"),
-                      holdout=given["holdout"], skip_unreadable=given["skip_unreadable"]),
+                      holdout=given["holdout"], skip_unreadable=given["skip_unreadable"],
+                      trust_remote_code=_trusted(given["trust_remote_code"])),
         resources=Resources(
             gpus_per_trial=_modes(_pairs(given["gpus_per_trial"], "--gpus-per-trial", _gpus), "--gpus-per-trial"),
             cpus_per_trial=_modes(_pairs(given["cpus_per_trial"], "--cpus-per-trial", _cpus), "--cpus-per-trial"),
@@ -317,6 +328,9 @@ def plan(grid_name, where, views, embedding_dtype, fmt, estimate, costs_file, sa
         click.echo(f"\nestimated device-hours on {est['device']} (every trial at max_epochs, one at a time):")
         click.echo(render_table(est["parts"], ("part", "count", "unit", "device_hours", "source")))
         click.echo(f"total: {est['total_hours']:.2f} device-hours")
+        if est.get("models"):
+            click.echo("foundation models (costed by their FLOPs at the seconds per FLOP a ViT takes here):")
+            click.echo(render_table(est["models"], ("backbone", "input", "params_m", "gflops_per_image")))
         images = sum(e["images"] for e in est["extractions"])
         click.echo(f"extraction: {len(est['extractions'])} (dataset, backbone, view) keys, {images:,} images "
                    f"(the rows the studies draw, and view 0's test set; --format json lists them)")
@@ -496,7 +510,8 @@ def weights():
 @click.argument("name")
 @click.option("--file", "path", type=click.Path(), help="The weight file [default: its published name in $MEDSWEEP_WEIGHTS].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def weights_check(name, path, as_json):
+@click.option("--trust-remote-code", is_flag=True, help="Let NAME's hub repo run the code it ships to build the model (hibou-b's does).")
+def weights_check(name, path, as_json, trust_remote_code):
     """Detect NAME's weight-file layout, convert, load, run one forward pass, report.
 
     Exit status 1 when the file does not load whole.
@@ -505,6 +520,7 @@ def weights_check(name, path, as_json):
     Example:
       sweep weights check dino --file dino_deitsmall8_pretrain.pth --json
       sweep weights check hf-hub:timm/vit_small_patch14_dinov2.lvd142m --json
+      sweep weights check virchow2        (a named foundation model: from the Hugging Face cache)
     """
     from sweep.plan.weightcheck import check_weights
     from trainables.models.backbones import resolve_weights
@@ -512,7 +528,7 @@ def weights_check(name, path, as_json):
     path = resolve_weights(name, {name: path} if path else None)
     if path is None:
         raise UserErrorExit(f"no weight file for {name!r}: give --file PATH or set $MEDSWEEP_WEIGHTS")
-    report = check_weights(name, path)
+    report = check_weights(name, path, trust_remote_code=trust_remote_code)
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:
@@ -521,6 +537,11 @@ def weights_check(name, path, as_json):
         click.echo(f"  left out on purpose: {len(report['dropped'])} keys {report['dropped'][:4]}")
         click.echo(f"  missing {report['missing'][:8]}, unexpected {report['unexpected'][:8]}, other shape {report['wrong_shape'][:8]}")
         click.echo(f"  embedding dim {report['dim']}, input mean {report['mean']} std {report['std']}")
+        if report.get("card"):
+            click.echo(f"  recipe {report['embedding']} at {report['input_size']}px, card {report['card']}"
+                       f"{' (gated)' if report['gated'] else ''}")
+        if report["licence"]:
+            click.echo(f"  licence {report['licence']}")
         if report["error"]:
             click.echo(f"  error: {report['error']}")
     if not report["ok"]:
@@ -639,8 +660,10 @@ def cache_rm(cache_path, results, dataset, backbone, everything):
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers decoding images [default: CPUs - 1, at most 8].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--decode", type=click.Choice(DECODE_CHOICES), default="auto", show_default=True, help="Where JPEG files are decoded: device (nvJPEG on the GPU), workers (Pillow), auto (device on a GPU).")
+@click.option("--trust-remote-code", "trust_remote_code", multiple=True, metavar="NAME", help="Let backbone NAME's hub repo run the code it ships to build the model (repeatable).")
 @_cache_options
-def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, decode, cache_path, results):
+def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, decode, trust_remote_code, cache_path,
+          results):
     """Precompute embeddings into the cache (a sweep then extracts nothing).
 
     \b
@@ -661,7 +684,8 @@ def embed(dataset, backbones, data, weights, views, dtype, workers, batch_size, 
         # Every view of a backbone in one pass: each image decoded once for them all.
         done = extract_views_if_missing(dataset, root, backbone, resolve_weights(backbone, given), cache_dir,
                                         views={view: None for view in cached_views(views)}, dtype=dtype,
-                                        workers=workers, batch_size=batch_size, decode=decode)
+                                        workers=workers, batch_size=batch_size, decode=decode,
+                                        trust_remote_code=backbone in _trusted(trust_remote_code))
         for view, (paths, _) in sorted(done.items()):
             click.echo(f"{dataset} x {backbone} view {view}: {paths[0]}")
 
@@ -725,7 +749,10 @@ def grids():
         click.echo(f"  {d:12s} {get_dataset_info(d).description}")
     click.echo("backbones:")
     for b in backbone_names():
-        click.echo(f"  {b:14s} {get_backbone_info(b).description}")
+        info = get_backbone_info(b)
+        click.echo(f"  {b:14s} {info.description}")
+        if info.foundation:  # what a user must know before fetching it: its terms
+            click.echo(f"  {'':14s}   licence {info.licence}{'; gated: accept its terms at ' + info.card if info.gated else ''}")
     click.echo("  and any timm architecture (random init, or --weights NAME=FILE), hf-hub:ORG/REPO (a timm model on\n"
                "  the Hugging Face Hub, from the local cache when offline) or a timm pretrained tag ARCH.TAG")
 

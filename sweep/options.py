@@ -21,6 +21,7 @@ class Inputs:
     weights: dict = field(default_factory=dict)  # --weights NAME=PATH
     holdout: Optional[float] = None  # --holdout
     skip_unreadable: bool = False  # --skip-unreadable
+    trust_remote_code: tuple = ()  # --trust-remote-code NAME: backbones whose repo's own code may run
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def make_run(context: TrialContext, lr: float = 3e-3, trial_id: str = "trial_1")
 def bare_context(spec: StudySpec, **fields) -> TrialContext:
     """A context for code that reads only the study and the context's plain values (the
     routers, the recorder): nothing is written, the files named need not exist."""
-    values = dict(study=spec, cpus=spec.cpus, gpus=0.0, data_root=None, holdout=None, skip=None, weights={},
+    values = dict(study=spec, cpus=spec.cpus, gpus=0.0, data_root=None, holdout=None, skip=None, weights={}, trusted_code=(),
                   n_classes=10, manifest_file="/nowhere/manifest.json", manifest_digest="m0", embedding_files={},
                   store_root="/nowhere", checkpoint_every_s=None)
     return TrialContext(**{**values, **fields})

@@ -37,6 +37,9 @@ class TrialContext:
     skip: Optional[tuple[str, ...]]
     # backbone -> weight file, for the study's backbones that load one.
     weights: dict
+    # The study's backbones built by code their hub repo ships, which the user trusts by name
+    # (--trust-remote-code NAME); any other such backbone is refused.
+    trusted_code: tuple
     n_classes: int
     # The study's split, as the driver wrote it (sweep/driver/manifests.py).
     manifest_file: str

@@ -96,7 +96,7 @@ def _check_named_inputs(studies: list[StudySpec], inputs: Inputs) -> None:
             echo(f"note: --weights {name}=...: no study of this sweep uses {name}")
 
 
-def _check_weights(studies: list[StudySpec], weights: dict) -> None:
+def _check_weights(studies: list[StudySpec], weights: dict, trusted: tuple = ()) -> None:
     missing = {}
     for s in studies:
         for b in s.backbones:
@@ -115,7 +115,7 @@ def _check_weights(studies: list[StudySpec], weights: dict) -> None:
     from sweep.plan.weightcheck import check_weights
 
     for b, path in sorted(weights.items()):
-        report = check_weights(b, path)
+        report = check_weights(b, path, trust_remote_code=b in trusted)
         if not report["ok"]:
             raise SpecError(f"--weights {b}={path} does not load into {b}: {report['error']} "
                             f"(`sweep weights check {b} --file {path}` lists the keys)")
@@ -254,6 +254,7 @@ def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: b
             d, options.inputs.data_roots.get(d), b, options.inputs.weights.get(b), cache_dir,
             holdout=options.inputs.holdout, skip=skips.get(d), views=views, dtype=t, progress=reporter(names[(d, b, t)]),
             fingerprint=fingerprints[d], decode=options.resources.decode,
+            trust_remote_code=b in options.inputs.trust_remote_code,
         ): (d, b, t)
         for (d, b, t), views in groups.items()
     }
@@ -313,6 +314,7 @@ def trial_context(study: StudySpec, options: RunOptions, store: ResultsStore, n_
         holdout=options.inputs.holdout,
         skip=tuple(skip) if skip is not None else None,
         weights={b: options.inputs.weights[b] for b in study.backbones if b in options.inputs.weights},
+        trusted_code=tuple(b for b in study.backbones if b in options.inputs.trust_remote_code),
         n_classes=n_classes,
         manifest_file=manifest.path,
         manifest_digest=manifest.digest,
@@ -379,7 +381,7 @@ def run_sweep(studies: list[StudySpec], options: RunOptions) -> RunSummary:
     _check_named_inputs(studies, options.inputs)
     roots, found = resolve_inputs(studies, options.inputs.data_roots, options.inputs.weights)
     options = dataclasses.replace(options, inputs=dataclasses.replace(options.inputs, data_roots=roots, weights=found))
-    _check_weights(studies, options.inputs.weights)
+    _check_weights(studies, options.inputs.weights, options.inputs.trust_remote_code)
     # Its warnings (a damaged file, left out) reach the terminal, not only the run's log.
     store = ResultsStore(options.store.results, warn=warn)
     store.open_for(grid, options.store.allow_other_grid, options.inputs.holdout)

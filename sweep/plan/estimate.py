@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -46,8 +47,38 @@ TEST_SCORING_SHARE = 0.5  # test set scored at this share of the epochs (those t
 
 def arch_key(backbone: str, image_size: int) -> str:
     """Backbones that share an architecture share its costs: random, supervised, SwAV and
-    SimCLR are all resnet50."""
-    return f"{get_backbone_info(backbone).timm_name}@{image_size}"
+    SimCLR are all resnet50. A foundation model is its own, at its card's input size."""
+    info = get_backbone_info(backbone)
+    if info.foundation:
+        return f"{backbone}@{info.input_size}"
+    return f"{info.timm_name}@{image_size}"
+
+
+# A foundation model's cost: its FLOPs (trainables/models/foundation/sizes.py) at the seconds
+# per FLOP this device gives a ViT measured here; a training step as 3 forwards (the backward
+# pass costs about twice the forward).
+REFERENCE_VIT = "vit_small_patch16_224"
+TRAIN_FORWARDS = 3.0
+
+
+def _seconds_per_flop(dev, batch: int, repeats: int, cache: dict) -> float:
+    if "seconds_per_flop" not in cache:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        info = dataclasses.replace(get_backbone_info(REFERENCE_VIT), takes_img_size=True)
+        model = build_architecture(info, 224).eval().to(dev)
+        x = torch.randn(batch, 3, 224, 224, device=dev)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(x[:1])
+
+        @torch.no_grad()
+        def forward():
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                return model(x)
+
+        cache["seconds_per_flop"] = _seconds_per_image(forward, batch, dev, repeats) / counter.get_total_flops()
+    return cache["seconds_per_flop"]
 
 
 def _counts(dataset: str) -> tuple[int, int]:
@@ -112,6 +143,14 @@ def calibrate(studies: list[StudySpec], device: Optional[str] = None, echo=None)
         if echo:
             echo(f"calibrating {key} ...")
         info = get_backbone_info(backbone)
+        if info.foundation:
+            from trainables.models.foundation.sizes import model_size
+
+            params, flops = model_size(backbone)
+            costs.setdefault("params", {})[key], costs.setdefault("flops", {})[key] = params, flops
+            costs["dims"][key] = info.dim
+            costs["forward_s"][key] = flops * _seconds_per_flop(dev, forward_batch, repeats, costs)
+            continue
         model = build_architecture(info, size).eval().to(dev)
         x = torch.randn(forward_batch, 3, size, size, device=dev)
 
@@ -127,6 +166,9 @@ def calibrate(studies: list[StudySpec], device: Optional[str] = None, echo=None)
         if key in costs["train_s"]:
             continue
         info = get_backbone_info(backbone)
+        if info.foundation:
+            costs["train_s"][key] = TRAIN_FORWARDS * costs["forward_s"][key]
+            continue
         model = build_architecture(info, size).train().to(dev)
         batch = batch if on_gpu else min(batch, 4)
         x = torch.randn(batch, 3, size, size, device=dev)
@@ -242,7 +284,11 @@ def estimate(studies: list[StudySpec], costs: dict, measured: Optional[dict] = N
          "seconds": round(p["seconds"], 1), "device_hours": round(p["seconds"] / 3600, 3), "source": ", ".join(sorted(p["sources"]))}
         for name, p in sorted(parts.items(), key=lambda kv: (not kv[0].startswith("extraction"), kv[0]))
     ]
-    return {"device": costs.get("device", "?"), "parts": table, "extractions": keys,
+    # The foundation models' sizes, counted (trainables/models/foundation/sizes.py).
+    models = [{"backbone": key.split("@")[0], "input": int(key.split("@")[1]),
+               "params_m": round(costs["params"][key] / 1e6, 1), "gflops_per_image": round(costs["flops"][key] / 1e9, 1)}
+              for key in sorted(costs.get("params", {}))]
+    return {"device": costs.get("device", "?"), "parts": table, "extractions": keys, "models": models,
             "total_hours": round(sum(p["seconds"] for p in parts.values()) / 3600, 3)}
 
 

@@ -20,15 +20,29 @@ from typing import Optional
 
 from sweep.driver.manifests import write_manifests
 from sweep.spec import StudySpec, resolve_pools
+from trainables.errors import UserError
 from trainables.models.backbones import get_backbone_info, resolve_weights
+from trainables.models.hub import cache_only
 from trainables.data.datasets import get_dataset_info, load_dataset, resolve_root
 
 
-def resolve_inputs(studies: list[StudySpec], data_roots: dict, weights: dict) -> tuple[dict, dict]:
+def resolve_inputs(studies: list[StudySpec], data_roots: dict, weights: dict,
+                   unresolved: Optional[dict] = None) -> tuple[dict, dict]:
     """(dataset -> root, backbone -> weight file) the studies will read: ``--data`` /
-    ``--weights`` first, else ``$MEDSWEEP_DATA`` / ``$MEDSWEEP_WEIGHTS``; absolute paths."""
+    ``--weights`` first, else ``$MEDSWEEP_DATA`` / ``$MEDSWEEP_WEIGHTS`` or the Hugging Face
+    cache; absolute paths. With ``unresolved`` (a plan), the hub is not asked: what the local
+    cache lacks goes there, backbone -> why, instead of raising."""
     roots = {d: resolve_root(d, data_roots) for d in sorted({s.dataset for s in studies})}
-    found = {b: resolve_weights(b, weights) for s in studies for b in s.backbones}
+    found = {}
+    for b in sorted({b for s in studies for b in s.backbones}):
+        if unresolved is None:
+            found[b] = resolve_weights(b, weights)
+            continue
+        try:
+            with cache_only():
+                found[b] = resolve_weights(b, weights)
+        except UserError as exc:
+            unresolved[b] = str(exc)
     return {d: r for d, r in roots.items() if r}, {b: p for b, p in found.items() if p}
 
 
@@ -88,7 +102,8 @@ def preflight(studies: list[StudySpec], data_roots: dict, weights: dict,
     A dataset with data resolves its F from the data; one without, from its published count.
     Once any data or weight file is given (a pre-flight), a dataset or backbone the sweep
     would lack is a problem too; a plain plan lists them as not checked."""
-    roots, files = resolve_inputs(studies, data_roots, weights)
+    unresolved: dict = {}
+    roots, files = resolve_inputs(studies, data_roots, weights, unresolved)
     problems: list[str] = []
     lacking: list[str] = []
     datasets = {}
@@ -102,6 +117,8 @@ def preflight(studies: list[StudySpec], data_roots: dict, weights: dict,
     for name in sorted({b for s in studies for b in s.backbones}):
         if name in files:
             checked_weights[name] = _check_weight_file(name, files[name], problems)
+        elif name in unresolved:
+            lacking.append(f"{name}: {unresolved[name]}")
         elif get_backbone_info(name).needs_weights:
             lacking.append(f"{name}: no weight file (published: {', '.join(get_backbone_info(name).weight_files)}); "
                            f"give --weights {name}=PATH or put it in $MEDSWEEP_WEIGHTS")

@@ -11,15 +11,18 @@ from __future__ import annotations
 import torch
 
 from trainables.models.backbones import build_architecture, compare_keys, embed, get_backbone_info, load_weights, weights_digest
+from trainables.errors import UserError
 from trainables.models.weights import WeightsError, read_weights
 
 
-def check_weights(name: str, path: str) -> dict:
+def check_weights(name: str, path: str, trust_remote_code: bool = False) -> dict:
     """The report; ``ok`` is True when the file loads whole into the backbone."""
     info = get_backbone_info(name)
     report = {"backbone": name, "file": path, "format": None, "tensors": 0, "missing": [], "unexpected": [],
               "wrong_shape": [], "dropped": [], "dim": None, "sha256": None, "mean": list(info.mean),
-              "std": list(info.std), "ok": False, "error": None}
+              "std": list(info.std), "licence": info.licence or None, "ok": False, "error": None}
+    if info.foundation:
+        return _check_foundation(name, info, path, report, trust_remote_code)
     if info.hub:
         return _check_hub(name, info, path, report)
     try:
@@ -60,6 +63,27 @@ def _check_hub(name, info, path: str, report: dict) -> dict:
         report["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return report
     size = info.input_size or 224
+    with torch.no_grad():
+        report["dim"] = int(embed(model.eval(), info, torch.zeros(1, 3, size, size)).shape[1])
+    report["ok"] = True
+    return report
+
+
+def _check_foundation(name, info, path: str, report: dict, trust_remote_code: bool) -> dict:
+    """A named foundation model's files through its loader (strict; errors name the keys)."""
+    from trainables.models.backbones import create_backbone
+    from trainables.models.foundation.loading import read_tensors
+
+    report.update(format=f"{info.loader} ({info.repo})", architecture=info.timm_name, input_size=info.input_size,
+                  embedding=info.embedding, card=info.card, gated=info.gated)
+    try:
+        report["sha256"] = weights_digest(name, path)
+        report["tensors"] = len(read_tensors(path))
+        model, _ = create_backbone(name, weights_path=path, trust_remote_code=trust_remote_code)
+    except (UserError, OSError) as exc:
+        report["error"] = str(exc)
+        return report
+    size = info.input_size
     with torch.no_grad():
         report["dim"] = int(embed(model.eval(), info, torch.zeros(1, 3, size, size)).shape[1])
     report["ok"] = True

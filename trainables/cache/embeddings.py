@@ -260,7 +260,8 @@ def extract_views_if_missing(dataset: str, data_root: Optional[str], backbone: s
                              skip: Optional[list] = None, views: Optional[dict] = None, dtype: str = "float32",
                              workers: Optional[int] = None, batch_size: int = EXTRACT_BATCH,
                              progress: Union[bool, Callable[[int, int, float], None]] = True,
-                             fingerprint: Optional[str] = None, decode: str = "auto") -> dict:
+                             fingerprint: Optional[str] = None, decode: str = "auto",
+                             trust_remote_code: bool = False) -> dict:
     """Extract what the cache lacks of a backbone's ``views`` (view -> the pool rows wanted, or
     None for the whole pool; default ``{0: None}``): view -> (the files that hold its asked
     rows, whether this call extracted any). Each image is decoded once for all the views that
@@ -277,6 +278,9 @@ def extract_views_if_missing(dataset: str, data_root: Optional[str], backbone: s
 
     ``decode``: ``auto`` (JPEG files decoded on the GPU when there is one), ``workers`` or
     ``device`` (trainables/cache/device_decode.py).
+
+    ``trust_remote_code``: the backbone's hub repo may run its own code to build it (the
+    user said so for this backbone by name).
     """
     views = {0: None} if views is None else views
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -291,7 +295,7 @@ def extract_views_if_missing(dataset: str, data_root: Optional[str], backbone: s
     lacking = [p for p in plans if p.path is not None]
     if lacking:
         _extract_views(dataset, data, backbone, weights_path, cache_dir, seed, lacking, dtype, workers, batch_size,
-                       progress, decode, device)
+                       progress, decode, device, trust_remote_code)
     return {p.view: ((() if p.whole and p.path else tuple(p.used)) + ((p.path,) if p.path else ()), p.path is not None)
             for p in plans}
 
@@ -329,10 +333,11 @@ def extraction_name(dataset: str, backbone: str, views) -> str:
 
 def _extract_views(dataset: str, data, backbone: str, weights_path: Optional[str], cache_dir: str, seed: int,
                    plans: list, dtype: str, workers: Optional[int], batch_size: int, progress, decode: str,
-                   device: torch.device) -> None:
+                   device: torch.device, trust_remote_code: bool = False) -> None:
     """One pass per split over the images the views of ``plans`` lack, one file written per view."""
     ds_info = get_dataset_info(dataset)
-    model, bb_info = create_backbone(backbone, img_size=ds_info.image_size, weights_path=weights_path, seed=seed)
+    model, bb_info = create_backbone(backbone, img_size=ds_info.image_size, weights_path=weights_path, seed=seed,
+                                     trust_remote_code=trust_remote_code)
     model.eval().to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -17,6 +17,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import json
 import os
@@ -49,9 +51,24 @@ def is_hub_backbone(name: str) -> bool:
     return cfg is not None and cfg.tag == name.split(".", 1)[1]
 
 
+_CACHE_ONLY = contextvars.ContextVar("cache_only", default=False)
+
+
 def offline() -> bool:
-    """``HF_HUB_OFFLINE`` as the Hugging Face libraries read it, read now (not at import)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+    """``HF_HUB_OFFLINE`` as the Hugging Face libraries read it, read now (not at import), or
+    inside :func:`cache_only`."""
+    return _CACHE_ONLY.get() or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+
+
+@contextlib.contextmanager
+def cache_only():
+    """Look in the local cache only, as offline: a plan lists what a sweep would fetch, and
+    fetches nothing (a dozen gated repos, each retried for half a minute without network)."""
+    token = _CACHE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CACHE_ONLY.reset(token)
 
 
 def cache_dir() -> str:
@@ -110,8 +127,9 @@ def missing_file_message(repo: str, filename: str) -> str:
 
 
 def _not_cached(repo: str, what: str) -> HubError:
+    why = " and HF_HUB_OFFLINE=1" if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true") else ""
     return HubError(
-        f"{HUB_PREFIX}{repo}: {what} not in the local Hugging Face cache {cache_dir()} and HF_HUB_OFFLINE=1; "
+        f"{HUB_PREFIX}{repo}: {what} not in the local Hugging Face cache {cache_dir()}{why}; "
         f"fetch it once online (hf download {repo}) or point HF_HUB_CACHE at a cache that holds it"
     )
 

@@ -132,7 +132,7 @@ def build_finetune(context: TrialContext):
     data = load_dataset(study.dataset, context.data_root, holdout=context.holdout,
                         skip=list(context.skip) if context.skip is not None else None)
     backbone, bb_info = create_backbone(name, img_size=ds_info.image_size, weights_path=context.weights.get(name),
-                                        seed=study.seed)
+                                        seed=study.seed, trust_remote_code=name in context.trusted_code)
     train_rows, val_rows = study_split(context)
     train_tf = build_transform(ds_info, bb_info, train=True)
     eval_tf = build_transform(ds_info, bb_info, train=False)

@@ -90,6 +90,8 @@ _foundation(name="h-optimus-1", repo="bioptimus/H-optimus-1", timm_name="vit_gia
 # tile_encoder(sample), 1 x 1536.
 _foundation(name="prov-gigapath", repo="prov-gigapath/prov-gigapath", timm_name="vit_giant_patch14_dinov2",
             embedding="cls", dim=1536, resize_size=256, licence=APACHE, gated=True,
+            # its config.json's model_args (which win where given): a ViT-g with 16-pixel patches
+            create={"patch_size": 16, "mlp_ratio": 5.33334, "init_values": 1e-5},
             description="Prov-GigaPath tile encoder (Providence, Microsoft): ViT-g/14, pathology; 1536-d")
 # Phikon: ViTModel.from_pretrained("owkin/phikon", add_pooling_layer=False);
 # AutoImageProcessor (224, ImageNet mean/std); features = outputs.last_hidden_state[:, 0, :], 768.
