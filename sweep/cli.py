@@ -618,7 +618,7 @@ def cache_ls(cache_path, results, as_json):
     from sweep.store.formatting import render_table
 
     click.echo(render_table(entries, ("key", "part", "dataset", "backbone", "view", "dtype", "rows", "pool_rows", "dim",
-                                      "mib", "extract_s", "images_per_s")))
+                                      "mib", "extract_s", "images_per_s", "batch_size")))
 
 
 @cache.command("rm")

@@ -47,6 +47,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -69,7 +70,7 @@ from trainables.data.datasets import ImageSet, get_dataset_info, load_dataset
 from trainables.data.filedigests import content_fingerprint
 from trainables.data.transforms import FLIPS, build_transform, describe, flips_only
 from trainables.cache.device_decode import decoder_missing, describe_decode, resolve_decode
-from trainables.cache.views import View, embed_views
+from trainables.cache.views import View, stream_views
 from trainables.cache.parts import (Part, RowFeatures, encode_rows, key_of, part_path, read_part,
                                     whole_path)
 
@@ -354,18 +355,100 @@ def _extract_views(dataset: str, data, backbone: str, weights_path: Optional[str
     if fallback:  # said before the extraction, which it slows
         print(f"JPEG files decoded by the workers: {fallback}", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    tables: dict = defaultdict(list)
-    try:
-        for split_name, (split, plan) in splits.items():
-            if not plan:
-                continue
-            features = embed_views(model, bb_info, split.images, plan, device, batch_size, workers, bar, decode)
-            for view, rows in plan.items():
-                tables[view.index].append(_split_table(split_name, split, rows, features[view.index], dtype))
-    finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - started
+    local_dir = storage.absolute(cache_dir) if not storage.is_uri(cache_dir) else None
+    with contextlib.ExitStack() as stack:
+        # Each view's file is written as its features come (host memory: one chunk per view);
+        # renamed or uploaded under its key only once whole.
+        files = {p.view: ViewFile(stack.enter_context(storage.temporary_file(local_dir, suffix=".arrow")), dtype)
+                 for p in plans}
+        try:
+            for split_name, (split, plan) in splits.items():
+                if not plan:
+                    continue
+                rows = {view.index: iter_rows(r) for view, r in plan.items()}
+
+                def sink(index, features, split_name=split_name, split=split, rows=rows):
+                    files[index].add(_split_table(split_name, split, rows[index](len(features)), features, dtype))
+
+                batch_size = stream_views(model, bb_info, split.images, plan, device, sink, batch_size, workers,
+                                          bar, decode)
+                for f in files.values():  # a record batch never holds two splits
+                    f.flush()
+        finally:
+            if bar is not None:
+                bar.close()
+        elapsed = time.perf_counter() - started
+        _finish_files(files, plans, views, data, dataset, backbone, dtype, elapsed, counts, total, device, decode,
+                      batch_size, cache_dir)
+    print(f"extracted {name}: {total:,} images in {elapsed:.1f} s ({total / max(elapsed, 1e-9):,.0f} img/s, "
+          f"{device.type} {'bf16 autocast' if device.type == 'cuda' else 'fp32'}, {workers} workers, "
+          f"batch {batch_size}, decoded by {describe_decode(decode, device, data.pool.images)})",
+          file=sys.stderr, flush=True)
+
+
+def iter_rows(rows: np.ndarray) -> Callable[[int], np.ndarray]:
+    """The next ``n`` of ``rows`` at each call: a view's features come in its rows' order."""
+    position = [0]
+
+    def take(n: int) -> np.ndarray:
+        start = position[0]
+        position[0] += n
+        return rows[start:start + n]
+
+    return take
+
+
+CHUNK_BYTES = 256 * 2**20  # features a view buffers before writing them as one record batch
+
+
+class ViewFile:
+    """One view's cache file as it is extracted: tables buffered up to CHUNK_BYTES, then
+    written as one record batch to a local temporary file. A pool that fits in one chunk
+    (every pool up to ~26,000 images of 2,560-d float32) is one record batch, which trials map
+    as one zero-copy matrix; a larger one is several, read as row pieces (parts.RowFeatures)."""
+
+    def __init__(self, path: str, dtype: str):
+        self.path, self.dtype = path, dtype
+        self.buffer: list = []
+        self.bytes = 0
+        self.sink = self.writer = None
+        self.schema = None
+
+    def add(self, table: pa.Table) -> None:
+        self.buffer.append(table)
+        self.bytes += table.nbytes
+        if self.bytes >= CHUNK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        table = pa.concat_tables(self.buffer).combine_chunks()
+        if self.writer is None:
+            self.schema = table.schema
+            self.sink = pa.OSFile(self.path, "wb")
+            self.writer = ipc.new_file(self.sink, self.schema)
+        self.writer.write_table(table, max_chunksize=len(table))
+        self.buffer, self.bytes = [], 0
+
+    def finish(self, metadata: dict, cache_dir: str, final: str) -> None:
+        """Close it, then write it again with its metadata (known only now: the time taken),
+        record batch by record batch from the mapped file, and move or upload it under its key."""
+        self.flush()
+        self.writer.close()
+        self.sink.close()
+        local_dir = storage.absolute(cache_dir) if not storage.is_uri(cache_dir) else None
+        with storage.temporary_file(local_dir, suffix=".arrow") as tmp:
+            with pa.memory_map(self.path, "r") as source:
+                reader = ipc.open_file(source)
+                with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, self.schema.with_metadata(metadata)) as writer:
+                    for i in range(reader.num_record_batches):
+                        writer.write_batch(reader.get_batch(i))
+            storage.upload(tmp, final)
+
+
+def _finish_files(files: dict, plans: list, views: dict, data, dataset: str, backbone: str, dtype: str, elapsed: float,
+                  counts: dict, total: int, device, decode: str, batch_size: int, cache_dir: str) -> None:
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
     decoded_by = describe_decode(decode, device, data.pool.images)
     for p in plans:
@@ -384,43 +467,34 @@ def _extract_views(dataset: str, data, backbone: str, weights_path: Optional[str
             "decode": decoded_by,
             "pool_size": str(len(data.pool)),
             "test": "1" if p.need_test else "0",
+            # The batch extraction ended at (smaller than asked where the GPU ran out of memory).
+            "batch_size": str(batch_size),
         }
         if not p.whole:
             metadata["pool_rows"] = encode_rows(p.missing, len(data.pool))
-        _write_cache_file(pa.concat_tables(tables[p.view]).replace_schema_metadata(metadata), cache_dir, p.path)
-    print(f"extracted {name}: {total:,} images in {elapsed:.1f} s ({total / max(elapsed, 1e-9):,.0f} img/s, "
-          f"{device.type} {precision}, {workers} workers, decoded by {decoded_by})", file=sys.stderr, flush=True)
-
-
-def _write_cache_file(table: pa.Table, cache_dir: str, path: str) -> None:
-    """Written whole to a local temporary file first (beside the cache when it is local, so
-    the final rename is atomic), then moved or uploaded under its key."""
-    local_dir = storage.absolute(cache_dir) if not storage.is_uri(cache_dir) else None
-    with storage.temporary_file(local_dir, suffix=".arrow") as tmp:
-        with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table, max_chunksize=len(table) or None)
-        storage.upload(tmp, path)
+        files[p.view].finish(metadata, cache_dir, p.path)
 
 
 def _read_file(path: str) -> tuple[dict, int, type, dict]:
-    """(split -> (rows, features, labels, groups), width, dtype, metadata) of one cache file,
-    features zero-copy."""
+    """(split -> [(rows, features, labels, groups) per record batch], width, dtype, metadata)
+    of one cache file, features zero-copy views of the mapped file."""
     # No context manager: the arrays below keep the mapping alive after this returns.
-    table = ipc.open_file(pa.memory_map(path, "r")).read_all()
-    metadata = _metadata(table.schema)
-    field = table.schema.field("embedding").type
+    reader = ipc.open_file(pa.memory_map(path, "r"))
+    metadata = _metadata(reader.schema)
+    field = reader.schema.field("embedding").type
     dim = field.list_size
-    # Written pool first, then test: each split is one contiguous slice, so no copy is made.
-    n_pool = int(pa.compute.sum(pa.compute.equal(table["split"], "pool")).as_py() or 0)
-    out = {}
-    for name, part in (("pool", table.slice(0, n_pool)), ("test", table.slice(n_pool))):
-        if not part.num_rows:
-            continue
-        part = part.combine_chunks()
-        features = part["embedding"].chunk(0).flatten().to_numpy(zero_copy_only=True).reshape(part.num_rows, dim)
-        out[name] = (part["row"].to_numpy().astype(np.int64), features, part["label"].to_numpy(),
-                     part["group"].to_pylist())
-    return out, dim, field.value_type.to_pandas_dtype(), metadata
+    out = defaultdict(list)
+    for i in range(reader.num_record_batches):
+        batch = reader.get_batch(i)
+        # Written pool first, then test: each split is one contiguous slice, so no copy is made.
+        n_pool = int(pa.compute.sum(pa.compute.equal(batch.column("split"), "pool")).as_py() or 0)
+        for name, part in (("pool", batch.slice(0, n_pool)), ("test", batch.slice(n_pool))):
+            if not part.num_rows:
+                continue
+            features = part.column("embedding").flatten().to_numpy(zero_copy_only=True).reshape(part.num_rows, dim)
+            out[name].append((part.column("row").to_numpy().astype(np.int64), features,
+                              part.column("label").to_numpy(), part.column("group").to_pylist()))
+    return dict(out), dim, field.value_type.to_pandas_dtype(), metadata
 
 
 def load_embeddings(paths: Union[str, Sequence[str]]) -> dict[str, EmbeddedSplit]:
@@ -433,7 +507,7 @@ def load_embeddings(paths: Union[str, Sequence[str]]) -> dict[str, EmbeddedSplit
     dim, np_type = files[0][1], files[0][2]
     out = {}
     for name in ("pool", "test"):
-        pieces = [f[0][name] for f in files if name in f[0]]
+        pieces = [piece for f in files for piece in f[0].get(name, ())]
         size = max((int(rows[-1]) + 1 for rows, *_ in pieces), default=0)
         if name == "pool":
             size = max([size] + [int(f[3]["pool_size"]) for f in files if "pool_size" in f[3]])
@@ -486,6 +560,7 @@ def list_cache(cache_dir: str) -> list[dict]:
             "extract_s": float(meta.get("extract_s", "nan")),
             "images_per_s": float(meta.get("images_per_s", "nan")),
             "device": meta.get("device"),
+            "batch_size": int(meta["batch_size"]) if "batch_size" in meta else None,  # files before it: not recorded
             "decode": meta.get("decode", "workers (Pillow)"),  # files written before it was recorded
             "path": path,
         })

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -113,32 +114,49 @@ def view_set(images, plan: dict) -> ViewSet:
 class Embedder:
     """Batches of one view -> features, on a GPU in bf16 autocast and channels_last. A batch's
     features come back to host memory only after the next batch is queued, so the GPU is not
-    idle while the loop reads and decodes."""
+    idle while the loop reads and decodes; each then goes to ``sink(view index, features)``.
 
-    def __init__(self, model, info, device: torch.device):
-        self.model, self.info, self.device = model, info, device
+    Out of GPU memory, the batch is embedded in halves, and every later batch in pieces of the
+    size that fitted (down to 1 image): a 1.1B-parameter ViT-g sharing a GPU goes on at the
+    batch it can hold. ``batch_size`` is the size it ended at."""
+
+    def __init__(self, model, info, device: torch.device, sink: Callable, batch_size: int):
+        self.model, self.info, self.device, self.sink = model, info, device, sink
         self.on_gpu = device.type == "cuda"
-        self.out: dict = defaultdict(list)
         self.pending: list = []
+        self.batch_size = batch_size
 
     @torch.no_grad()
-    def __call__(self, index: int, batch: torch.Tensor) -> None:
+    def _embed(self, batch: torch.Tensor) -> torch.Tensor:
         if self.on_gpu:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
-            features = embed(self.model, self.info, batch).float()
-        self.pending.append((index, features))
+            return embed(self.model, self.info, batch).float()
+
+    def __call__(self, index: int, batch: torch.Tensor) -> None:
+        start = 0
+        while start < len(batch):
+            piece = batch[start:start + self.batch_size]
+            try:
+                features = self._embed(piece)
+            except torch.cuda.OutOfMemoryError:
+                if len(piece) == 1:
+                    raise
+                self.batch_size = len(piece) // 2
+                self.collect()  # what is queued leaves the GPU too
+                if self.on_gpu:
+                    torch.cuda.empty_cache()
+                print(f"CUDA out of memory embedding {len(piece)} images: going on at {self.batch_size} a batch",
+                      file=sys.stderr, flush=True)
+                continue
+            self.pending.append((index, features))
+            start += len(piece)
 
     def collect(self, keep: int = 0) -> None:
-        """Bring back all but the last ``keep`` batches' features."""
+        """Bring back all but the last ``keep`` pieces' features, each to the sink."""
         while len(self.pending) > keep:
             index, features = self.pending.pop(0)
-            self.out[index].append(features.cpu().numpy())
-
-    def result(self, index: int) -> np.ndarray:
-        self.collect()
-        parts = self.out.get(index)
-        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+            self.sink(index, features.cpu().numpy())
 
 
 def embed_views(model, info, images, plan: dict, device: torch.device, batch_size: int = 256, workers: int = 0,
@@ -146,6 +164,17 @@ def embed_views(model, info, images, plan: dict, device: torch.device, batch_siz
     """{view index: (N, D) float32 features of its rows, in row order} for ``plan`` (View ->
     sorted pool rows of ``images``). ``decode="device"`` with image files: JPEGs decoded and
     transformed on ``device`` (trainables/cache/device_decode.py), the workers only reading them."""
+    out: dict = defaultdict(list)
+    stream_views(model, info, images, plan, device, lambda index, features: out[index].append(features),
+                 batch_size, workers, bar, decode)
+    return {view.index: np.concatenate(out[view.index]) if out[view.index] else np.zeros((0, 0), np.float32)
+            for view in plan}
+
+
+def stream_views(model, info, images, plan: dict, device: torch.device, sink: Callable, batch_size: int = 256,
+                 workers: int = 0, bar=None, decode: str = "workers") -> int:
+    """As :func:`embed_views`, each view's features handed to ``sink(view index, features)`` in
+    row order as they are computed, none kept here: the batch size it ended at."""
     dataset = view_set(images, plan)
     on_device = decodes_on_device(decode, images, device)
     if on_device:
@@ -157,14 +186,15 @@ def embed_views(model, info, images, plan: dict, device: torch.device, batch_siz
     # Pinned batches copy to the GPU asynchronously; JPEG bytes go to nvJPEG as they are.
     loader = DataLoader(source, batch_size=batch_size, num_workers=workers, collate_fn=collate_fn,
                         pin_memory=device.type == "cuda" and not on_device, persistent_workers=False)
-    embedder = Embedder(model, info, device)
+    embedder = Embedder(model, info, device, sink, batch_size)
     for batch in loader:
         batch = prepare(batch)
-        queued = 0
+        held = len(embedder.pending)  # the previous batch's pieces
         for index, images_of_view in batch.items():
             embedder(index, images_of_view)
-            queued += 1
             if bar is not None:
                 bar.update(len(images_of_view))
-        embedder.collect(keep=queued)  # the previous batch's, now that this one is queued
-    return {view.index: embedder.result(view.index) for view in plan}
+        # The previous batch's features, now that this one is queued (a halving collected them).
+        embedder.collect(keep=max(0, len(embedder.pending) - held))
+    embedder.collect()
+    return embedder.batch_size
