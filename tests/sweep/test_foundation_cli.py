@@ -70,6 +70,6 @@ def test_a_plan_asks_the_hub_nothing_and_lists_what_the_cache_lacks(tmp_path, mo
     assert result.exit_code == 0, result.output
     assert CountingHub.requests == 0
     lacking = json.loads(result.stdout)["preflight"]["not_checked"]
-    assert any(line.startswith("uni2-h: hf-hub:MahmoodLab/UNI2-h: config.json is not in the local Hugging Face cache")
+    assert any(line.startswith("uni2-h: MahmoodLab/UNI2-h: config.json is not in the local Hugging Face cache")
                for line in lacking)
     assert not any(line.startswith("rad-dino:") for line in lacking)  # found in the cache

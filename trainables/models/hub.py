@@ -103,7 +103,7 @@ def _download(repo: str, filename: str) -> Optional[str]:
     except LocalEntryNotFoundError:  # (a kind of EntryNotFoundError: caught first)
         if offline():
             return None
-        raise HubError(f"{HUB_PREFIX}{repo}: cannot reach {_where(repo)} and {filename} is not in the local "
+        raise HubError(f"{repo}: cannot reach {_where(repo)} and {filename} is not in the local "
                        f"Hugging Face cache {cache_dir()}") from None
     except GatedRepoError:  # before the generic case: its text would quote the request
         raise HubError(gated_message(repo)) from None
@@ -122,14 +122,15 @@ def download_file(repo: str, filename: str) -> Optional[str]:
 
 def missing_file_message(repo: str, filename: str) -> str:
     if offline():
-        return str(_not_cached(repo, f"{filename} is"))
+        return str(_not_cached(repo, f"{filename} is", label=repo))
     return f"{repo}: {_where(repo)} has no {filename}"
 
 
-def _not_cached(repo: str, what: str) -> HubError:
+def _not_cached(repo: str, what: str, label: Optional[str] = None) -> HubError:
+    """``label``: how the message names the repo (a named model's is its repo, without hf-hub:)."""
     why = " and HF_HUB_OFFLINE=1" if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true") else ""
     return HubError(
-        f"{HUB_PREFIX}{repo}: {what} not in the local Hugging Face cache {cache_dir()}{why}; "
+        f"{label or HUB_PREFIX + repo}: {what} not in the local Hugging Face cache {cache_dir()}{why}; "
         f"fetch it once online (hf download {repo}) or point HF_HUB_CACHE at a cache that holds it"
     )
 
@@ -148,6 +149,18 @@ def _repo_and_file(name: str) -> tuple[str, Optional[str], dict]:
     return cfg["hf_hub_id"], cfg.get("hf_hub_filename"), cfg
 
 
+def read_config(path: str) -> dict:
+    """A repo's JSON config (config.json, open_clip_config.json); one that does not parse, named."""
+    with open(path) as f:
+        try:
+            config = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise HubError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise HubError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    return config
+
+
 @functools.lru_cache(maxsize=64)
 def hub_config(name: str, weights_path: Optional[str] = None) -> tuple[str, dict, dict]:
     """(timm architecture, pretrained_cfg, model arguments) of a hub backbone.
@@ -163,11 +176,7 @@ def hub_config(name: str, weights_path: Optional[str] = None) -> tuple[str, dict
     if path is None:
         raise _not_cached(repo, "config.json is") if offline() else HubError(
             f"{name}: {_where(repo)} has no config.json: not a timm model repo")
-    with open(path) as f:
-        try:
-            config = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise HubError(f"{path}: not JSON ({exc})") from None
+    config = read_config(path)
     arch = config.get("architecture")
     if not arch or not timm.is_model(arch):
         raise HubError(f"{path}: architecture {arch!r} is not a timm model (a timm hub repo's config.json names one)")

@@ -8,12 +8,11 @@ the text tower's (or the logit scale), or the file is refused naming it.
 
 from __future__ import annotations
 
-import json
-
 import torch
 from torch import nn
 
 from trainables.models.foundation import recipes
+from trainables.models.hub import read_config
 from trainables.models.foundation.loading import FoundationError, beside, key_problem, read_tensors
 
 VISUAL = "visual."
@@ -38,13 +37,12 @@ def build_open_clip(info, weights_path: str) -> ImageTower:
     from open_clip.model import _build_vision_tower  # the builder open_clip's CLIP itself uses
 
     config_path = beside(weights_path, "open_clip_config.json")
-    with open(config_path) as f:
-        try:
-            model_cfg = json.load(f)["model_cfg"]
-            embed_dim, vision_cfg = model_cfg["embed_dim"], model_cfg["vision_cfg"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise FoundationError(f"{config_path}: expected JSON with model_cfg.embed_dim and model_cfg.vision_cfg "
-                                  f"({type(exc).__name__}: {exc})") from None
+    try:
+        model_cfg = read_config(config_path)["model_cfg"]
+        embed_dim, vision_cfg = model_cfg["embed_dim"], model_cfg["vision_cfg"]
+    except (KeyError, TypeError) as exc:
+        raise FoundationError(f"{config_path}: expected model_cfg.embed_dim and model_cfg.vision_cfg "
+                              f"({type(exc).__name__}: {exc})") from None
     visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=bool(model_cfg.get("quick_gelu", False)))
     state = read_tensors(weights_path)
     tower = {k[len(VISUAL):]: v for k, v in state.items() if k.startswith(VISUAL)}

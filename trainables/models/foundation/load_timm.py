@@ -7,14 +7,13 @@ act_layer=SiLU``). Built at the card's input size, weights loaded strictly.
 
 from __future__ import annotations
 
-import json
-
 import timm
 import torch
 from timm.layers import SwiGLUPacked, resample_abs_pos_embed
 from torch import nn
 
 from trainables.models.foundation import recipes
+from trainables.models.hub import read_config
 from trainables.models.foundation.loading import FoundationError, beside, key_problem, read_tensors
 
 # The layer classes cards pass by name: the only classes an entry may name.
@@ -52,11 +51,7 @@ def creation_arguments(info, config: dict) -> dict:
 
 def build_timm(info, weights_path: str, seed: int = 0) -> TimmEncoder:
     config_path = beside(weights_path, "config.json")
-    with open(config_path) as f:
-        try:
-            config = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise FoundationError(f"{config_path}: not JSON ({exc})") from None
+    config = read_config(config_path)
     arch = config.get("architecture")
     if arch != info.timm_name:
         raise FoundationError(f"{config_path}: architecture {arch!r}, but {info.name}'s card builds {info.timm_name!r}")
