@@ -58,3 +58,36 @@ def test_a_sweep_of_named_foundation_models_offline(tmp_path, monkeypatch, ray_l
         used = json.loads(r["weights_digests"])
         assert used == {b: digests[b] for b in r["backbones"]}
     assert "extracted digits x virchow2 view 0" in run.output
+
+
+@pytest.mark.slow
+def test_the_foundation_grid_runs_its_xray_cell_end_to_end(tmp_path, monkeypatch, ray_local):
+    """`sweep run --grid foundation` itself, its NIH F cell of fold 0 (linear and DVME): every
+    X-ray model of the grid, tiny under its real name, and the paper's DINO file as reference."""
+    import timm
+    import torch
+
+    from tests import layouts
+
+    nih = str(tmp_path / "nih")
+    layouts.nih_pool(nih, usable=30, n_test=10)
+    hub = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("rad-dino", "biomedclip", "dinov2-s", "dinov2-b", "dinov2-l", "dinov2-g"):
+        make_foundation_repo(str(hub), name)
+    dino = tmp_path / "dino_deitsmall8_pretrain.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("vit_small_patch8_224", num_classes=0).state_dict(), dino)
+    results = str(tmp_path / "results")
+    run = CliRunner().invoke(main, ["run", "--grid", "foundation", "--where", "dataset=nih", "--where", "subset=F",
+                                    "--where", "fold=0", "--where", "mode=linear,dvme", "--data", f"nih={nih}",
+                                    "--weights", f"dino={dino}", "--results", results, "--quiet"])
+    assert run.exit_code == 0, run.output
+    rows = ResultsStore(results).read_trials().to_pylist()
+    linear = {r["backbones"][0] for r in rows if r["mode"] == "linear"}
+    assert linear == {"rad-dino", "biomedclip", "dinov2-s", "dinov2-b", "dinov2-l", "dinov2-g", "dino"}
+    dvme = [r for r in rows if r["mode"] == "dvme"]
+    assert {tuple(r["backbones"]) for r in dvme} == {("rad-dino", "biomedclip", "dinov2-l")}
+    assert len(rows) == 7 * 8 + 2 * 8 and {r["status"] for r in rows} <= {"ok", "stopped"}
+    assert {r["grid"] for r in rows} == {"foundation"} and {r["n_train"] for r in rows} == {30}
