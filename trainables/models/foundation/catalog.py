@@ -79,7 +79,8 @@ _foundation(name="h-optimus-0", repo="bioptimus/H-optimus-0", timm_name="vit_gia
             embedding="cls", dim=1536, mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
             create={"init_values": 1e-5, "dynamic_img_size": False}, licence=APACHE, gated=True,
             description="H-optimus-0 (Bioptimus): ViT-g/14, 4 registers, pathology; 1536-d class token")
-# H-optimus-1: the same code and normalisation as H-optimus-0, on bioptimus/H-optimus-1.
+# H-optimus-1: timm.create_model("hf-hub:bioptimus/H-optimus-1", pretrained=True, init_values=1e-5,
+# dynamic_img_size=False), the same normalisation as H-optimus-0, Resize(224), CenterCrop(224).
 _foundation(name="h-optimus-1", repo="bioptimus/H-optimus-1", timm_name="vit_giant_patch14_reg4_dinov2",
             embedding="cls", dim=1536, mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
             create={"init_values": 1e-5, "dynamic_img_size": False},
@@ -122,7 +123,8 @@ _foundation(name="conch", repo="MahmoodLab/CONCH", loader="conch", timm_name="co
 # cls_embeddings = outputs.pooler_output, 1 x 768.
 _foundation(name="rad-dino", repo="microsoft/rad-dino", loader="transformers", timm_name="Dinov2Model",
             embedding="pooler", dim=768, input_size=518, mean=(0.5307,) * 3, std=(0.2583,) * 3,
-            licence="MSRLA (Microsoft Research licence, research only)", gated=False,
+            # The card's licence moved from MSRLA to MIT; it still says research use only.
+            licence="MIT (the card: research use only, not for clinical practice)", gated=False,
             description="RAD-DINO (Microsoft): ViT-B/14 DINOv2 on chest X-rays; 768-d class token")
 # BiomedCLIP: open_clip.create_model_from_pretrained("hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-
 # vit_base_patch16_224"); its open_clip_config.json: 224, OpenAI CLIP mean/std; image features
