@@ -204,3 +204,17 @@ def test_a_foundation_model_sees_its_cards_geometry_whatever_the_dataset():
     # The paper's backbones keep the dataset's own size.
     assert build_transform(patchcam, get_backbone_info("dino"), train=False)(
         torch.zeros(3, 96, 96, dtype=torch.uint8)).shape == (3, 96, 96)
+
+
+def test_a_config_naming_its_layer_classes_as_dotted_strings_builds_them(hub_cache):
+    """Some repos' config.json hold model_args such as "mlp_layer": "timm.layers.SwiGLUPacked"."""
+    arch, args, card = TIMM_REPOS["h-optimus-0"]
+    strings = {**args, "mlp_layer": "timm.layers.SwiGLUPacked", "act_layer": "torch.nn.SiLU"}
+    snapshot, model = timm_repo(hub_cache, "bioptimus/H-optimus-0", arch, args, card)
+    config = json.load(open(os.path.join(snapshot, "config.json")))
+    config["model_args"] = strings
+    json.dump(config, open(os.path.join(snapshot, "config.json"), "w"))
+    encoder, info = create_backbone("h-optimus-0", weights_path=os.path.join(snapshot, "model.safetensors"))
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(embed(encoder, info, x), model(x))

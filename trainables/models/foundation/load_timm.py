@@ -16,8 +16,10 @@ from trainables.models.foundation import recipes
 from trainables.models.hub import read_config
 from trainables.models.foundation.loading import FoundationError, beside, key_problem, read_tensors
 
-# The layer classes cards pass by name: the only classes an entry may name.
-LAYER_CLASSES = {"SwiGLUPacked": SwiGLUPacked, "SiLU": nn.SiLU}
+# The layer classes cards pass (and some repos' config.json name as dotted strings): the only
+# classes an entry or a config may name.
+LAYER_CLASSES = {"SwiGLUPacked": SwiGLUPacked, "SiLU": nn.SiLU,
+                 "timm.layers.SwiGLUPacked": SwiGLUPacked, "torch.nn.SiLU": nn.SiLU}
 LAYER_ARGS = ("mlp_layer", "act_layer")
 
 
@@ -43,7 +45,11 @@ def creation_arguments(info, config: dict) -> dict:
     unknown = [v for v in layers.values() if v not in LAYER_CLASSES]
     if unknown:
         raise FoundationError(f"{info.name}: layer classes {unknown}: expected one of {', '.join(LAYER_CLASSES)}")
-    args = {**card, **(config.get("model_args") or {}), **{k: LAYER_CLASSES[v] for k, v in layers.items()}}
+    configured = dict(config.get("model_args") or {})
+    for k in LAYER_ARGS:  # a config's dotted class name, as the class
+        if isinstance(configured.get(k), str) and configured[k] in LAYER_CLASSES:
+            configured[k] = LAYER_CLASSES[configured[k]]
+    args = {**card, **configured, **{k: LAYER_CLASSES[v] for k, v in layers.items()}}
     # Ours: no classifier, the card's input size, weights loaded below (never fetched by timm).
     args.update(num_classes=0, img_size=info.input_size, pretrained=False)
     return args
