@@ -43,6 +43,9 @@ def address_of(name: str, mirror: Optional[str] = None) -> tuple[str, str]:
     """(address, file name in DIR) of ``name``'s published file."""
     info = get_backbone_info(name)
     if not info.url:
+        if info.foundation:  # its repo's files go to the Hugging Face cache, where the sweep reads them
+            raise FetchError(f"{name} comes through the Hugging Face cache, not a folder: hf download {info.repo} "
+                             f"(or any `sweep run` online fetches it){'; it is gated: accept its terms at ' + info.card + ' first' if info.gated else ''}")
         raise FetchError(f"backbone {name!r} has no published file to fetch; fetchable: {', '.join(fetchable())}"
                          + (" (hub backbones come through the Hugging Face cache)" if info.hub else ""))
     file_name = info.weight_files[0]

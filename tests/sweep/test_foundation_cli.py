@@ -73,3 +73,10 @@ def test_a_plan_asks_the_hub_nothing_and_lists_what_the_cache_lacks(tmp_path, mo
     assert any(line.startswith("uni2-h: MahmoodLab/UNI2-h: config.json is not in the local Hugging Face cache")
                for line in lacking)
     assert not any(line.startswith("rad-dino:") for line in lacking)  # found in the cache
+
+
+def test_weights_fetch_points_a_named_model_to_the_hugging_face_cache(tmp_path):
+    result = CliRunner().invoke(main, ["weights", "fetch", "uni2-h", "--to", str(tmp_path)])
+    assert result.exit_code == 2
+    assert ("uni2-h comes through the Hugging Face cache, not a folder: hf download MahmoodLab/UNI2-h "
+            "(or any `sweep run` online fetches it); it is gated: accept its terms at https://huggingface.co/MahmoodLab/UNI2-h first") in result.output
