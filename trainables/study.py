@@ -159,6 +159,9 @@ class StudySpec:
                 f"views and embedding_dtype apply to the frozen modes ({', '.join(FROZEN_MODES)}); "
                 f"mode {self.mode!r} augments its images on the fly"
             )
+        if mode.frozen and not mode.uses_views and self.views != 1:
+            raise SpecError(f"views {self.views}: mode {self.mode!r} fits on the evaluation view (view 0) only; "
+                            f"views must be 1")
         if self.embedding_dtype not in EMBEDDING_DTYPES:
             raise SpecError(
                 f"unknown embedding_dtype {self.embedding_dtype!r}; valid: {', '.join(EMBEDDING_DTYPES)}"

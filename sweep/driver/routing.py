@@ -24,16 +24,23 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from trainables.context import CONTEXT, LR, TrialContext, trial_config
+from trainables.models.modes import get_mode
 from trainables.study import StudySpec
 
 METRIC = "val_score"
 MODE = "max"
 
 
+def _value(study: StudySpec, lr: float):
+    """A stored searched value as the mode's distribution holds it (knn's k: an integer)."""
+    return int(round(lr)) if get_mode(study.mode).search.integer else lr
+
+
 def _optuna_for(study: StudySpec, done: list[tuple[float, float]], failed: list[float] = ()) -> OptunaSearch:
     """One study's Optuna search, warm-started with trials already in the results store:
     their scores, and the learning rates whose trials failed (Optuna FAIL trials)."""
-    space = {"lr": optuna.distributions.FloatDistribution(study.lr_min, study.lr_max, log=True)}
+    # The mode's searched value (a learning rate, logistic's C, knn's k), always under "lr".
+    space = {"lr": get_mode(study.mode).search.distribution(study)}
     # Seeded per study: the same grid suggests the same learning rates on every run.
     sampler = optuna.samplers.TPESampler(seed=study.seed * 7919 + study.fold, n_startup_trials=2)
     search = OptunaSearch(
@@ -41,11 +48,11 @@ def _optuna_for(study: StudySpec, done: list[tuple[float, float]], failed: list[
         metric=METRIC,
         mode=MODE,
         sampler=sampler,
-        points_to_evaluate=[{"lr": lr} for lr, _ in done] or None,
+        points_to_evaluate=[{"lr": _value(study, lr)} for lr, _ in done] or None,
         evaluated_rewards=[reward for _, reward in done] or None,
     )
     for lr in failed:
-        search.add_evaluated_point({"lr": lr}, None, error=True)
+        search.add_evaluated_point({"lr": _value(study, lr)}, None, error=True)
     return search
 
 
@@ -117,7 +124,8 @@ class StudySearcher(_PickledState, Searcher):
             # Optuna gives a queued trial's parameters to its next ask(): this trial is one of
             # Optuna's, with the learning rate the checkpoint was trained with. Ray's
             # OptunaSearch has no public way to queue one point beside evaluated ones.
-            self._searchers[sid]._ot_study.enqueue_trial({"lr": resume["lr"]}, skip_if_exists=False)
+            self._searchers[sid]._ot_study.enqueue_trial({"lr": _value(self._studies[sid].study, resume["lr"])},
+                                                         skip_if_exists=False)
         params = self._searchers[sid].suggest(trial_id)
         self._remaining[sid] -= 1
         self._in_flight[sid] += 1

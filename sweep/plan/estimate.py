@@ -107,8 +107,9 @@ def head_key(study: StudySpec, dims: dict) -> str:
     """A frozen head's shape: its mode, input widths and, for DVME, projection and attention."""
     size = get_dataset_info(study.dataset).image_size
     widths = ",".join(str(dims.get(arch_key(b, size), "?")) for b in study.backbones)
-    if study.mode == "linear":
-        return f"linear:{widths}"
+    mode = get_mode(study.mode)
+    if mode.fitter is not None or mode.max_backbones == 1:  # a probe, or the linear head: its widths say all
+        return f"{study.mode}:{widths}"
     attention = study.attention_form if study.attention else f"none-{study.no_attention_head}"
     return f"dvme:{widths}:p{study.proj_dim}:{attention}"
 
@@ -191,8 +192,11 @@ def calibrate(studies: list[StudySpec], device: Optional[str] = None, echo=None)
 
 
 def _head_seconds_per_row(study: StudySpec, widths: list[int], dev) -> float:
-    """One training epoch of the study's head over 2,048 random rows, per row."""
-    head = get_mode(study.mode).head(widths, 5, study).to(dev)
+    """One training epoch of the study's head over 2,048 random rows, per row (a probe: its fit)."""
+    mode = get_mode(study.mode)
+    if mode.row_seconds is not None:
+        return mode.row_seconds(widths, dev)
+    head = mode.head(widths, 5, study).to(dev)
     rows = [torch.randn(2048, w, device=dev) for w in widths]
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
 

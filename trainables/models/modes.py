@@ -28,6 +28,28 @@ class ModeError(UserError):
 
 
 @dataclass(frozen=True)
+class Search:
+    """The one value a mode's Optuna study searches per trial: the learning rate of a gradient
+    mode (the study's lr_min..lr_max), a probe's own hyper-parameter over the range it fixes.
+    A trial's config and row carry it in ``lr``; ``name`` says what it is."""
+
+    name: str = "lr"
+    low: Optional[float] = None  # None: the study's lr_min / lr_max
+    high: Optional[float] = None
+    log: bool = True
+    integer: bool = False
+
+    def distribution(self, study):
+        import optuna
+
+        low = study.lr_min if self.low is None else self.low
+        high = study.lr_max if self.high is None else self.high
+        if self.integer:
+            return optuna.distributions.IntDistribution(int(low), int(high), log=self.log)
+        return optuna.distributions.FloatDistribution(low, high, log=self.log)
+
+
+@dataclass(frozen=True)
 class ModeInfo:
     name: str
     # Backbones frozen: the trial trains a head on cached embeddings, never runs a backbone,
@@ -38,8 +60,16 @@ class ModeInfo:
     # Run order: costliest first (a long trial started last leaves the machine idle while it
     # ends). Lower runs first.
     run_order: int
-    # Frozen modes: the head on the backbones' embeddings (dims, n_classes, the study's fields).
+    # Frozen modes: the head on the backbones' embeddings (dims, n_classes, the study's fields),
+    # trained by the one engine epoch by epoch; or a probe's fitter (run -> its one record),
+    # fitted once without epochs (trainables/training/probes.py).
     head: Optional[Callable[..., nn.Module]] = None
+    fitter: Optional[Callable] = None
+    search: Search = Search()
+    # Whether training may read cached augmented views (study.views > 1).
+    uses_views: bool = True
+    # A probe's cost for `sweep plan --estimate`: (input widths, device) -> seconds per row.
+    row_seconds: Optional[Callable] = None
     description: str = ""
 
     @property
@@ -52,8 +82,10 @@ _REGISTRY: Registry[ModeInfo] = Registry("mode", ModeError)
 
 
 def register_mode(info: ModeInfo) -> ModeInfo:
-    if info.frozen != (info.head is not None):
-        raise ModeError(f"mode {info.name!r}: a frozen mode builds a head, a trained one none")
+    if info.frozen != (info.head is not None or info.fitter is not None) or (info.head and info.fitter):
+        raise ModeError(f"mode {info.name!r}: a frozen mode builds a head or has a fitter, a trained one neither")
+    if (info.fitter is None) != (info.row_seconds is None):
+        raise ModeError(f"mode {info.name!r}: a probe's fitter comes with its cost (row_seconds)")
     return _REGISTRY.add(info.name, info)
 
 
@@ -95,4 +127,43 @@ register_mode(ModeInfo(
 register_mode(ModeInfo(
     name="finetune", frozen=False, min_backbones=1, max_backbones=1, run_order=0,
     description="every layer of one backbone trained on images (Table 3)",
+))
+
+
+# Probes: fitted once on view 0, no epochs (trainables/training/probes.py imports torch and
+# scikit-learn when a trial runs, not with this registry).
+def _fit_logistic(run):
+    from trainables.training.probes import fit_logistic
+
+    return fit_logistic(run)
+
+
+def _fit_knn(run):
+    from trainables.training.probes import fit_knn
+
+    return fit_knn(run)
+
+
+def _logistic_seconds(widths, device) -> float:
+    from trainables.training.probes import logistic_seconds_per_row
+
+    return logistic_seconds_per_row(widths, device)
+
+
+def _knn_seconds(widths, device) -> float:
+    from trainables.training.probes import knn_seconds_per_row
+
+    return knn_seconds_per_row(widths, device)
+
+
+register_mode(ModeInfo(
+    name="logistic", frozen=True, min_backbones=1, max_backbones=None, run_order=3, fitter=_fit_logistic, row_seconds=_logistic_seconds,
+    # Patho-Bench's and DINOv2's C grids span about 1e-6..1e5: searched log-uniformly instead.
+    search=Search("C", 1e-6, 1e5), uses_views=False,
+    description="multinomial logistic regression by L-BFGS on standardised frozen embeddings (DINOv2, Patho-Bench)",
+))
+register_mode(ModeInfo(
+    name="knn", frozen=True, min_backbones=1, max_backbones=None, run_order=3, fitter=_fit_knn, row_seconds=_knn_seconds,
+    search=Search("k", 1, 200, log=False, integer=True), uses_views=False,
+    description="DINO's weighted cosine kNN on L2-normalised frozen embeddings (DINO, THUNDER, MedMNIST+)",
 ))

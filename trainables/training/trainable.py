@@ -252,6 +252,10 @@ def trial_epochs(run: TrialRun, checkpointer: Optional[Checkpointer] = None) -> 
     context, study, lr = run.context, run.study, run.lr
     torch.manual_seed(study.seed * 1009 + study.fold)
     torch.set_num_threads(max(1, int(context.cpus)))
+    fitter = get_mode(study.mode).fitter
+    if fitter is not None:  # a probe: fitted once, one record
+        yield from fitter(run)
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     build = build_frozen if get_mode(study.mode).frozen else build_finetune
     model, (train, val, test) = build(context)
