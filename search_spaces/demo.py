@@ -1,4 +1,5 @@
-"""The demo grid: every mode of the paper on data that ships with scikit-learn, on a CPU.
+"""The demo grid: every mode of the paper, and the field's probes, on data that ships with
+scikit-learn, on a CPU.
 
 Run it (about 2-4 minutes on 2 CPU cores, no GPU, no download)::
 
@@ -12,8 +13,11 @@ Studies: 2 subset sizes (S = 50, M = 250 images, class-balanced) x 5 folds x
   linear   2 backbones                       = 20 studies x 4 trials =  80 trials
   dvme     1 fusion (test_resnet + test_vit)  = 10 studies x 4 trials =  40 trials
   finetune 1 backbone (test_resnet)           = 10 studies x 3 trials =  30 trials
-  total                                       = 40 studies, 150 trials, 8 cells.
-ASHA (grace 2 epochs, reduction factor 2) stops a share of the trials of each study early.
+  logistic 1 backbone (test_vit)              = 10 studies x 3 trials =  30 trials (C)
+  knn      1 backbone (test_vit)              = 10 studies x 3 trials =  30 trials (k)
+  total                                       = 60 studies, 210 trials, 12 cells.
+ASHA (grace 2 epochs, reduction factor 2) stops a share of the trials of each study early;
+the probes report once and are never stopped.
 
 Learning rates: the heads sit on random-init features of small magnitude, so the demo
 searches 1e-3..1e-1 for them rather than the paper's 1e-4..1e-3 (which barely moves a linear
@@ -48,6 +52,9 @@ MODES = {
         (("test_resnet",),),
         dict(lr_min=1e-4, lr_max=1e-2, n_trials=3, max_epochs=8, batch_size=32, cpus=1.0, gpus=0.25),
     ),
+    # Probes search their own value (logistic's C, knn's k), fitted once: one "epoch".
+    "logistic": ((("test_vit",),), dict(n_trials=3, max_epochs=1, cpus=0.5, gpus=0.05)),
+    "knn": ((("test_vit",),), dict(n_trials=3, max_epochs=1, cpus=0.5, gpus=0.05)),
 }
 
 STUDIES = [
@@ -60,7 +67,7 @@ STUDIES = [
         n_train=SIZES[label],
         fold=fold,
         n_folds=FOLDS,
-        grace_period=2,
+        grace_period=min(2, settings["max_epochs"]),
         reduction_factor=2,
         **settings,
     )

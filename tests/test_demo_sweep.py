@@ -28,13 +28,18 @@ def test_demo_sweep_end_to_end(tmp_path):
     assert "Number of trials" in log and "pid=" in log
     # The 250 images the largest subset draws (S is inside M) and the 540 test images, not the pool of 1,257.
     assert "extracted digits x test_resnet view 0: 790 images in " in out
-    assert "trials 150/150, studies 40/40 complete" in out
-    assert "8 cells, 40 studies (0 already complete), 150 trials" in out
+    assert "trials 210/210, studies 60/60 complete" in out
+    assert "12 cells, 60 studies (0 already complete), 210 trials" in out
     assert f"results: {results}" in out
     printed = _printed_cells(out)
     rows = ResultsStore(str(results)).read_trials().to_pylist()
-    assert len(rows) == 150 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 210 and all(r["status"] == "ok" for r in rows)
     assert 0 < sum(r["stopped_early"] for r in rows) < 150
+    # The probes report once (one "epoch" each) and ASHA never stops them.
+    probes = [r for r in rows if r["mode"] in ("logistic", "knn")]
+    assert len(probes) == 60 and all(r["epochs"] == 1 and not r["stopped_early"] for r in probes)
+    assert all(float(r["lr"]).is_integer() and 1 <= r["lr"] <= 200 for r in probes if r["mode"] == "knn")
+    assert all(1e-6 <= r["lr"] <= 1e5 for r in probes if r["mode"] == "logistic")
     cells = subprocess.run(
         [sweep, "results", "--results", str(results), "--level", "cells", "--format", "json"],
         capture_output=True, text=True, check=True,
@@ -42,14 +47,14 @@ def test_demo_sweep_end_to_end(tmp_path):
     import json
 
     cells = json.loads(cells.stdout)
-    assert len(cells) == 8 and all(c["folds"] == 5 for c in cells)
+    assert len(cells) == 12 and all(c["folds"] == 5 for c in cells)
     # The table `sweep run` printed holds exactly these cells, each with its mean ± std.
     from sweep.store.formatting import mean_std
 
     assert printed == {(c["backbone"], c["mode"], c["subset"], str(c["n_train"]), c["metric"],
                         mean_std(c["mean"], c["std"]), str(c["folds"]), str(c["trials"])) for c in cells}
-    assert sum(int(p[-1]) for p in printed) == 150
-    assert {c["mode"] for c in cells} == {"linear", "finetune", "dvme"}
+    assert sum(int(p[-1]) for p in printed) == 210
+    assert {c["mode"] for c in cells} == {"linear", "finetune", "dvme", "logistic", "knn"}
     assert {c["n_train"] for c in cells} == {50, 250}
     # Random tiny features are weak but informative: every cell beats chance (AUC 0.5).
     assert all(c["mean"] > 0.6 for c in cells)

@@ -107,7 +107,7 @@ def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 def logistic_torch(x: torch.Tensor, y: torch.Tensor, n_classes: int, C: float) -> torch.nn.Linear:
     """scikit-learn's objective, full batch: mean cross-entropy + ||W||^2 / (2 C n), by L-BFGS."""
-    layer = torch.nn.Linear(x.shape[1], n_classes).to(x.device)
+    layer = torch.nn.Linear(x.shape[1], n_classes, device=x.device, dtype=x.dtype)
     torch.nn.init.zeros_(layer.weight)
     torch.nn.init.zeros_(layer.bias)
     optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=LBFGS_ITERATIONS, tolerance_grad=1e-7,
