@@ -5,7 +5,8 @@ and a legend, and returns the file it wrote.
   paper's detail tables B1-B8, C1-C4 as curves);
 - t-SNE of cached embeddings per backbone (the paper's Figures 2, D1, D2), coloured by class;
 - DVME attention between backbones, averaged over the folds' selected trials;
-- the learning-rate landscape: each trial's validation score against its learning rate.
+- the learning-rate landscape: each trial's validation score against its learning rate (a
+  probe's: against the value it searched, C or k).
 """
 
 from __future__ import annotations
@@ -202,8 +203,12 @@ def lr_landscape(trials: list[dict], out_dir: str) -> list[str]:
             ax.scatter([r["lr"] for r in early], [r["val_score"] for r in early], facecolors="none",
                        edgecolors=color, s=18)
         ax.scatter([], [], facecolors="none", edgecolors="grey", s=18, label="(hollow: stopped early by ASHA)")
-        ax.set_xscale("log")
-        _label_axes(ax, "learning rate (log scale)", f"best validation {metric}",
-                    f"{dataset} {mode}: validation {metric} vs learning rate, every trial")
+        # What the mode searched (a learning rate, logistic's C, knn's k), on its own scale.
+        search = get_mode(mode).search
+        searched = search.label
+        if search.log:
+            ax.set_xscale("log")
+        _label_axes(ax, f"{searched}{' (log scale)' if search.log else ''}", f"best validation {metric}",
+                    f"{dataset} {mode}: validation {metric} vs {searched}, every trial")
         written.append(_save(fig, os.path.join(out_dir, f"lr_{dataset}_{mode}.png")))
     return written

@@ -38,6 +38,7 @@ class Search:
     high: Optional[float] = None
     log: bool = True
     integer: bool = False
+    label: str = "learning rate"  # how plots name it
 
     def distribution(self, study):
         import optuna
@@ -159,11 +160,11 @@ def _knn_seconds(widths, device) -> float:
 register_mode(ModeInfo(
     name="logistic", frozen=True, min_backbones=1, max_backbones=None, run_order=3, fitter=_fit_logistic, row_seconds=_logistic_seconds,
     # Patho-Bench's and DINOv2's C grids span about 1e-6..1e5: searched log-uniformly instead.
-    search=Search("C", 1e-6, 1e5), uses_views=False,
+    search=Search("C", 1e-6, 1e5, label="C (inverse regularisation)"), uses_views=False,
     description="multinomial logistic regression by L-BFGS on standardised frozen embeddings (DINOv2, Patho-Bench)",
 ))
 register_mode(ModeInfo(
     name="knn", frozen=True, min_backbones=1, max_backbones=None, run_order=3, fitter=_fit_knn, row_seconds=_knn_seconds,
-    search=Search("k", 1, 200, log=False, integer=True), uses_views=False,
+    search=Search("k", 1, 200, log=False, integer=True, label="k (neighbours)"), uses_views=False,
     description="DINO's weighted cosine kNN on L2-normalised frozen embeddings (DINO, THUNDER, MedMNIST+)",
 ))
