@@ -80,7 +80,7 @@ def _where(values: tuple[str, ...]) -> dict:
 
 WHERE_HELP = "Only the grid's studies whose FIELD is VALUE (repeatable; VALUE may be a,b), e.g. --where dataset=pneumonia."
 VIEWS_HELP = (
-    "Frozen modes: train heads on K augmented views of each training image, cached once (epoch e "
+    "Frozen heads (linear, dvme; the probes fit on view 0): train on K augmented views of each training image, cached once (epoch e "
     "reads view e mod K); validation and test use the evaluation transform. Default: the grid's (1 = "
     "no augmentation, the evaluation transform only)."
 )

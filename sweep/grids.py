@@ -125,11 +125,15 @@ def select_studies_where(studies: list[StudySpec], where: dict[str, list[str]]) 
 
 def with_embedding_options(studies: list[StudySpec], views: int | None = None, dtype: str | None = None) -> list[StudySpec]:
     """The frozen-mode studies with ``views`` / ``embedding_dtype`` replaced (``--views``,
-    ``--embedding-dtype``); finetune studies unchanged. The study ids change with them, so
-    results with other views never mix."""
-    from sweep.spec import FROZEN_MODES
+    ``--embedding-dtype``); finetune studies unchanged, and the probes keep view 0 (they fit
+    on it alone). The study ids change with them, so results with other views never mix."""
+    from trainables.models.modes import get_mode
 
-    changes = {k: v for k, v in (("views", views), ("embedding_dtype", dtype)) if v is not None}
-    if not changes:
-        return studies
-    return [s.replace(**changes) if s.mode in FROZEN_MODES else s for s in studies]
+    def changes(study: StudySpec) -> dict:
+        mode = get_mode(study.mode)
+        if not mode.frozen:
+            return {}
+        wanted = {"embedding_dtype": dtype, "views": views if mode.uses_views else None}
+        return {k: v for k, v in wanted.items() if v is not None}
+
+    return [s.replace(**changes(s)) if changes(s) else s for s in studies]

@@ -28,9 +28,9 @@ def test_every_grid_loads_and_passes_planning_checks(name):
 
 def test_demo_covers_every_mode_at_two_sizes_with_several_learning_rates():
     studies = load_grid("demo")
-    assert {s.mode for s in studies} == {"linear", "finetune", "dvme"}
+    assert {s.mode for s in studies} == {"linear", "finetune", "dvme", "logistic", "knn"}
     assert all(len(s.backbones) >= 2 for s in studies if s.mode == "dvme")
-    for mode in ("linear", "finetune", "dvme"):
+    for mode in ("linear", "finetune", "dvme", "logistic", "knn"):
         assert len({s.n_train for s in studies if s.mode == mode}) >= 2
     assert min(s.n_trials for s in studies) >= 3
     assert {s.dataset for s in studies} == {"digits"}

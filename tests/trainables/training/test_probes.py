@@ -63,3 +63,13 @@ def test_each_probe_searches_its_own_value_and_fits_view_0_only():
     with pytest.raises(SpecError, match="views 4: mode 'logistic' fits on the evaluation view \\(view 0\\) only"):
         study.replace(mode="logistic", views=4)
     assert study.replace(backbones=("test_resnet", "test_vit")).backbones == ("test_resnet", "test_vit")
+
+
+def test_views_given_to_a_sweep_leave_the_probes_on_view_0():
+    from sweep.grids import load_grid, with_embedding_options
+
+    studies = with_embedding_options(load_grid("demo"), views=4, dtype="float16")
+    views = {(s.mode, s.views, s.embedding_dtype) for s in studies}
+    assert ("linear", 4, "float16") in views and ("dvme", 4, "float16") in views
+    assert ("logistic", 1, "float16") in views and ("knn", 1, "float16") in views
+    assert ("finetune", 1, "float32") in views
