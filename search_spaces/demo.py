@@ -1,7 +1,7 @@
 """The demo grid: every mode of the paper, and the field's probes, on data that ships with
 scikit-learn, on a CPU.
 
-Run it (about 2-4 minutes on 2 CPU cores, no GPU, no download)::
+Run it (about 2 minutes on 2 CPU cores, no GPU, no download)::
 
     sweep run --grid demo
 
