@@ -359,8 +359,10 @@ def _extract_views(dataset: str, data, backbone: str, weights_path: Optional[str
     with contextlib.ExitStack() as stack:
         # Each view's file is written as its features come (host memory: one chunk per view);
         # renamed or uploaded under its key only once whole.
-        files = {p.view: ViewFile(stack.enter_context(storage.temporary_file(local_dir, suffix=".arrow")), dtype)
+        files = {p.view: ViewFile(stack.enter_context(storage.temporary_file(local_dir, suffix=".arrow")))
                  for p in plans}
+        for f in files.values():  # closed before its temporary file goes, also on an error
+            stack.callback(f.close)
         try:
             for split_name, (split, plan) in splits.items():
                 if not plan:
@@ -407,8 +409,8 @@ class ViewFile:
     (every pool up to ~26,000 images of 2,560-d float32) is one record batch, which trials map
     as one zero-copy matrix; a larger one is several, read as row pieces (parts.RowFeatures)."""
 
-    def __init__(self, path: str, dtype: str):
-        self.path, self.dtype = path, dtype
+    def __init__(self, path: str):
+        self.path = path
         self.buffer: list = []
         self.bytes = 0
         self.sink = self.writer = None
@@ -431,12 +433,17 @@ class ViewFile:
         self.writer.write_table(table, max_chunksize=len(table))
         self.buffer, self.bytes = [], 0
 
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.sink.close()
+            self.writer = self.sink = None
+
     def finish(self, metadata: dict, cache_dir: str, final: str) -> None:
         """Close it, then write it again with its metadata (known only now: the time taken),
         record batch by record batch from the mapped file, and move or upload it under its key."""
         self.flush()
-        self.writer.close()
-        self.sink.close()
+        self.close()
         local_dir = storage.absolute(cache_dir) if not storage.is_uri(cache_dir) else None
         with storage.temporary_file(local_dir, suffix=".arrow") as tmp:
             with pa.memory_map(self.path, "r") as source:
