@@ -25,6 +25,9 @@ import tempfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from synthetic_cache import write_cache  # noqa: E402  (the benchmarks' shared helper)
+
 CHILD = r"""
 import json, sys
 from trainables.training.memory import private_mib, resident_mib
@@ -69,25 +72,6 @@ peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).s
 print(json.dumps({"before": before, "peak_resident": peak, "private": private_mib(), "cache_pages": mapped,
                   "reported_peak_rss": record["peak_rss_mib"]}))
 """
-
-
-def write_cache(path: str, pool: int, test: int, dim: int) -> None:
-    import pyarrow as pa
-
-    from trainables.data.datasets import ImageSet
-    from trainables.cache.embeddings import _split_table
-
-    rng = np.random.default_rng(0)
-    tables = []
-    for name, n in (("pool", pool), ("test", test)):
-        labels = rng.integers(0, 2, n)
-        features = rng.standard_normal((n, dim), dtype=np.float32) + labels[:, None].astype(np.float32) * 0.1
-        split = ImageSet(images=None, labels=labels, ids=[str(i) for i in range(n)])
-        tables.append(_split_table(name, split, features, "float32"))
-        del features
-    table = pa.concat_tables(tables)
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=len(table))
 
 
 def main() -> None:
