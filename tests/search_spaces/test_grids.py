@@ -116,7 +116,7 @@ def test_the_paper_grids_dvme_is_listing_1_and_its_ablation_the_texts():
 
 
 def test_unknown_grid_lists_the_valid_ones():
-    with pytest.raises(SpecError, match=r"unknown grid 'papr' \(did you mean 'paper'\?\); valid grids: demo, foundation, paper, paper_plus, or a grid file PATH.py"):
+    with pytest.raises(SpecError, match=r"unknown grid 'papr' \(did you mean 'paper'\?\); valid grids: demo, foundation, paper, paper_plus, probes, or a grid file PATH.py"):
         load_grid("papr")
 
 

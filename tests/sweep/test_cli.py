@@ -41,7 +41,7 @@ def test_plan_table_prints_studies_and_trials_per_dataset_and_mode():
 def test_unknown_grid_is_a_one_line_error_listing_valid_grids():
     result = CliRunner().invoke(main, ["plan", "--grid", "nope"])
     assert result.exit_code == 2
-    assert result.output.strip() == "Error: unknown grid 'nope'; valid grids: demo, foundation, paper, paper_plus, or a grid file PATH.py"
+    assert result.output.strip() == "Error: unknown grid 'nope'; valid grids: demo, foundation, paper, paper_plus, probes, or a grid file PATH.py"
 
 
 def test_malformed_key_value_option_is_named():
