@@ -176,19 +176,25 @@ def compare_keys(model: nn.Module, state: dict) -> tuple[list, list, list]:
     return missing, unexpected, wrong_shape
 
 
+def resample_pos_embed(model: nn.Module, state: dict) -> None:
+    """``state``'s position embeddings resampled to ``model``'s patch grid where they were trained
+    at another size (ViT-S/8 on 96x96 PatchCam, DINOv2's 518 seen at 224), in place. A ViT
+    whose class and register tokens carry no position embedding (``no_embed_class``) has no
+    prefix in the grid."""
+    pos = getattr(model, "pos_embed", None)
+    if pos is None or "pos_embed" not in state or state["pos_embed"].shape == pos.shape:
+        return
+    prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
+    state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], new_size=list(model.patch_embed.grid_size),
+                                                num_prefix_tokens=prefix)
+
+
 def load_weights(model: nn.Module, info: BackboneInfo, path: str) -> ConvertedWeights:
     """Detect the file's layout, convert it, load it: nothing may be missing (the backbone has
     no classifier), nothing unexpected, no shape different; else an error naming the keys."""
     converted = read_weights(path)
     state = converted.state_dict
-    pos = getattr(model, "pos_embed", None)
-    if pos is not None and "pos_embed" in state and state["pos_embed"].shape != pos.shape:
-        # A ViT built for another image size (ViT-S/8 on 96x96 PatchCam): resample the grid.
-        state["pos_embed"] = resample_abs_pos_embed(
-            state["pos_embed"],
-            new_size=list(model.patch_embed.grid_size),
-            num_prefix_tokens=getattr(model, "num_prefix_tokens", 1),
-        )
+    resample_pos_embed(model, state)
     missing, unexpected, wrong_shape = compare_keys(model, state)
     if missing or unexpected or wrong_shape:
         raise BackboneError(

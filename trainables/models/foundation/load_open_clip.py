@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from trainables.models.foundation import recipes
+from trainables.models.backbones import compare_keys
 from trainables.models.hub import read_config
 from trainables.models.foundation.loading import FoundationError, beside, key_problem, read_tensors
 
@@ -47,10 +48,8 @@ def build_open_clip(info, weights_path: str) -> ImageTower:
     state = read_tensors(weights_path)
     tower = {k[len(VISUAL):]: v for k, v in state.items() if k.startswith(VISUAL)}
     stray = [k for k in state if not k.startswith(VISUAL) and not k.startswith(TEXT_SIDE)]
-    expected = visual.state_dict()
-    wrong = {k for k in set(tower) & set(expected) if tower[k].shape != expected[k].shape}
-    problem = key_problem(f"{info.name}'s image tower", weights_path, set(expected) - set(tower),
-                          (set(tower) - set(expected)) | set(stray), wrong)
+    missing, unexpected, wrong = compare_keys(visual, tower)
+    problem = key_problem(f"{info.name}'s image tower", weights_path, missing, unexpected + stray, wrong)
     if problem:
         raise FoundationError(problem)
     visual.load_state_dict(tower, strict=True)

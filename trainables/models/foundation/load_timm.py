@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import timm
 import torch
-from timm.layers import SwiGLUPacked, resample_abs_pos_embed
+from timm.layers import SwiGLUPacked
 from torch import nn
 
 from trainables.models.foundation import recipes
+from trainables.models.backbones import compare_keys, resample_pos_embed
 from trainables.models.hub import read_config
 from trainables.models.foundation.loading import FoundationError, beside, key_problem, read_tensors
 
@@ -69,14 +70,8 @@ def build_timm(info, weights_path: str, seed: int = 0) -> TimmEncoder:
     # A classifier the file carries: the entry is built without one (its repo may keep one).
     head = (model.pretrained_cfg or {}).get("classifier") or "head"
     state = {k: v for k, v in state.items() if k in expected or not k.startswith(head + ".")}
-    if "pos_embed" in state and "pos_embed" in expected and state["pos_embed"].shape != expected["pos_embed"].shape:
-        # Trained at another size (DINOv2 at 518): the grid resampled to the card's input size.
-        state["pos_embed"] = resample_abs_pos_embed(
-            state["pos_embed"], new_size=list(model.patch_embed.grid_size),
-            num_prefix_tokens=0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens)
-    missing = set(expected) - set(state)
-    unexpected = set(state) - set(expected)
-    wrong = {k for k in set(state) & set(expected) if state[k].shape != expected[k].shape}
+    resample_pos_embed(model, state)  # trained at another size (DINOv2 at 518): the card's grid
+    missing, unexpected, wrong = compare_keys(model, state)
     problem = key_problem(f"{info.name} ({info.timm_name})", weights_path, missing, unexpected, wrong)
     if problem:
         raise FoundationError(problem)
