@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import statistics
@@ -65,7 +64,7 @@ def _seconds_per_flop(dev, batch: int, repeats: int, cache: dict) -> float:
     if "seconds_per_flop" not in cache:
         from torch.utils.flop_counter import FlopCounterMode
 
-        info = dataclasses.replace(get_backbone_info(REFERENCE_VIT), takes_img_size=True)
+        info = get_backbone_info(REFERENCE_VIT)  # any timm name: built at the size it is given
         model = build_architecture(info, 224).eval().to(dev)
         x = torch.randn(batch, 3, 224, 224, device=dev)
         counter = FlopCounterMode(display=False)

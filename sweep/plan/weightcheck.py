@@ -72,13 +72,13 @@ def _check_hub(name, info, path: str, report: dict) -> dict:
 def _check_foundation(name, info, path: str, report: dict, trust_remote_code: bool) -> dict:
     """A named foundation model's files through its loader (strict; errors name the keys)."""
     from trainables.models.backbones import create_backbone
-    from trainables.models.foundation.loading import read_tensors
+    from trainables.models.foundation.loading import tensor_count
 
     report.update(format=f"{info.loader} ({info.repo})", architecture=info.timm_name, input_size=info.input_size,
                   embedding=info.embedding, card=info.card, gated=info.gated)
     try:
         report["sha256"] = weights_digest(name, path)
-        report["tensors"] = len(read_tensors(path))
+        report["tensors"] = tensor_count(path)
         model, _ = create_backbone(name, weights_path=path, trust_remote_code=trust_remote_code)
     except (UserError, OSError) as exc:
         report["error"] = str(exc)

@@ -54,10 +54,14 @@ def is_hub_backbone(name: str) -> bool:
 _CACHE_ONLY = contextvars.ContextVar("cache_only", default=False)
 
 
+def _offline_by_environment() -> bool:
+    """``HF_HUB_OFFLINE`` as the Hugging Face libraries read it, read now (not at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+
+
 def offline() -> bool:
-    """``HF_HUB_OFFLINE`` as the Hugging Face libraries read it, read now (not at import), or
-    inside :func:`cache_only`."""
-    return _CACHE_ONLY.get() or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+    """``HF_HUB_OFFLINE`` set, or inside :func:`cache_only`."""
+    return _CACHE_ONLY.get() or _offline_by_environment()
 
 
 @contextlib.contextmanager
@@ -128,7 +132,7 @@ def missing_file_message(repo: str, filename: str) -> str:
 
 def _not_cached(repo: str, what: str, label: Optional[str] = None) -> HubError:
     """``label``: how the message names the repo (a named model's is its repo, without hf-hub:)."""
-    why = " and HF_HUB_OFFLINE=1" if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true") else ""
+    why = " and HF_HUB_OFFLINE=1" if _offline_by_environment() else ""
     return HubError(
         f"{label or HUB_PREFIX + repo}: {what} not in the local Hugging Face cache {cache_dir()}{why}; "
         f"fetch it once online (hf download {repo}) or point HF_HUB_CACHE at a cache that holds it"

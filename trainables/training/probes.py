@@ -76,13 +76,18 @@ def probe_data(run: TrialRun) -> ProbeData:
                      context.n_classes)
 
 
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of class probabilities (the loss an epoch of a head reports)."""
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
+
+
 def _record(run: TrialRun, started: float, train_loss: float, val_probs: np.ndarray, data: ProbeData,
             test_probs: np.ndarray) -> dict:
     from trainables.training.trainable import save_predictions
 
     metric = get_dataset_info(run.study.dataset).metric
     val_score = score(metric, data.val_y, val_probs, where="validation fold")
-    val_loss = float(-np.mean(np.log(np.clip(val_probs[np.arange(len(data.val_y)), data.val_y], 1e-12, None))))
+    val_loss = log_loss(val_probs, data.val_y)
     hidden = bool((data.test_y < 0).any())
     if hidden:
         save_predictions(run.files.predictions, test_probs)
@@ -141,7 +146,7 @@ def fit_logistic(run: TrialRun) -> Iterator[dict]:
         model = LogisticRegression(C=C, max_iter=LBFGS_ITERATIONS, tol=1e-6)
         model.fit(train_x, data.train_y)
         probs = [_all_classes(model, a, data.n_classes) for a in (train_x, val_x, test_x)]
-    train_loss = float(-np.mean(np.log(np.clip(probs[0][np.arange(len(data.train_y)), data.train_y], 1e-12, None))))
+    train_loss = log_loss(probs[0], data.train_y)
     yield _record(run, started, train_loss, probs[1], data, probs[2])
 
 

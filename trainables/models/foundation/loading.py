@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional
 
@@ -72,8 +71,7 @@ def _check_loader(info) -> None:
 def remote_code_files(config_path: str) -> list[str]:
     """The Python files a transformers config's ``auto_map`` names (``modeling_x.Class`` ->
     ``modeling_x.py``): the code ``trust_remote_code`` would run."""
-    with open(config_path) as f:
-        auto_map = json.load(f).get("auto_map") or {}
+    auto_map = hub.read_config(config_path).get("auto_map") or {}
     targets = [t for v in auto_map.values() for t in (v if isinstance(v, list) else [v]) if t]
     return sorted({t.split("--")[-1].rsplit(".", 1)[0] + ".py" for t in targets})
 
@@ -98,6 +96,20 @@ def fetch_model_files(info) -> str:
         if path is not None:
             return path
     raise FoundationError(hub.missing_file_message(info.repo, " or ".join(weights)))
+
+
+def tensor_count(path: str) -> int:
+    """How many tensors a weight file holds; a safetensors file's from its header alone (a
+    ViT-g's 4.5 GB are read once, by the load that follows, not twice)."""
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(path, "pt") as f:
+                return len(list(f.keys()))
+        except (SafetensorError, OSError) as exc:
+            raise FoundationError(f"{path}: not a readable safetensors file: {exc}") from None
+    return len(read_tensors(path))
 
 
 def read_tensors(path: str) -> dict:
