@@ -123,10 +123,13 @@ def read_parquet(source, schema: Optional[pa.Schema] = None) -> pa.Table:
 
     Not ``pq.read_table`` or ``pyarrow.dataset``: both go through the dataset scanner, whose
     threads can outlive the read and abort the process when it exits (apache/arrow#39862, open:
-    seen here as a `sweep run` ending in SIGABRT just after its closing read of the store)."""
+    seen here as a `sweep run` ending in SIGABRT just after its closing read of the store).
+    And on the calling thread: with threads, Parquet's column readers are freed by Arrow's pool
+    threads, and one freed while the interpreter exits (a reader over Python bytes wants the
+    GIL then) aborted a `sweep run` of a store at a URI in about 1 of 6 runs here."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = pa.BufferReader(source)
-    table = pq.ParquetFile(source).read()
+    table = pq.ParquetFile(source).read(use_threads=False)
     if schema is None or table.schema.equals(schema):
         return table
     columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
