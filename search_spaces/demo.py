@@ -15,7 +15,10 @@ Studies: 2 subset sizes (S = 50, M = 250 images, class-balanced) x 5 folds x
   finetune 1 backbone (test_resnet)           = 10 studies x 3 trials =  30 trials
   logistic 1 backbone (test_vit)              = 10 studies x 3 trials =  30 trials (C)
   knn      1 backbone (test_vit)              = 10 studies x 3 trials =  30 trials (k)
-  total                                       = 60 studies, 210 trials, 12 cells.
+and SimpleShot few-shot on test_vit at 1, 2, 4, 8 and 16 images per class, 20 episodes a fold
+drawn from M's training folds (its embeddings are M's: nothing more is extracted)
+  fewshot  5 shot counts x 5 folds            = 25 studies x 1 trial  =  25 trials
+  total                                       = 85 studies, 235 trials, 17 cells.
 ASHA (grace 2 epochs, reduction factor 2) stops a share of the trials of each study early;
 the probes report once and are never stopped.
 
@@ -57,6 +60,9 @@ MODES = {
     "knn": ((("test_vit",),), dict(n_trials=3, max_epochs=1, cpus=0.5, gpus=0.05)),
 }
 
+SHOTS = (1, 2, 4, 8, 16)
+FEWSHOT = dict(n_trials=1, max_epochs=1, grace_period=1, cpus=0.5, gpus=0.05, episodes=20)
+
 STUDIES = [
     StudySpec(
         grid=GRID,
@@ -73,4 +79,10 @@ STUDIES = [
     )
     for mode, (backbone_sets, settings) in MODES.items()
     for backbones, label, fold in product(backbone_sets, SIZES, range(FOLDS))
+] + [
+    # Few-shot: drawn from the M subset's training folds (the whole-pool studies of a paper
+    # grid draw from F's), so the cache holds their rows already.
+    StudySpec(grid=GRID, dataset=DATASET, backbones=("test_vit",), mode="fewshot", subset=f"{shots}-shot",
+              n_train=SIZES["M"], fold=fold, n_folds=FOLDS, shots=shots, **FEWSHOT)
+    for shots, fold in product(SHOTS, range(FOLDS))
 ]

@@ -13,9 +13,12 @@ Studies: 4 datasets x the paper's S, M, F x 5 backbones x 5 folds = 300 per prob
             4 augmented views)                         300 studies x 8 trials = 2,400
   logistic  L-BFGS, C over 1e-6..1e5, view 0             300 studies x 8 trials = 2,400
   knn       DINO's weighted kNN, k over 1..200, view 0   300 studies x 8 trials = 2,400
-Total: 900 studies, 7,200 trials. The embeddings are the paper grid's (one cache serves both:
-view 0 for every probe, the augmented views for the Adam probe alone). SimpleShot few-shot,
-the fourth probe of the issue that asked for these, is not a mode yet.
+and SimpleShot few-shot (UNI's and THUNDER's protocol) at 1, 2, 4, 8 and 16 images per class,
+100 episodes per fold drawn from F's training folds, view 0:
+  fewshot   4 datasets x 5 shot counts x 5 backbones x 5 folds = 500 studies x 1 trial = 500
+Total: 1,400 studies, 7,700 trials. The embeddings are the paper grid's (one cache serves
+both: view 0 for every probe, the augmented views for the Adam probe alone; the few-shot
+episodes draw from F's rows, which the linear F studies cache).
 
 Expected: the linear cells reproduce the paper's Table 2 (sweep/data/paper_results.csv);
 logistic at least matches them on F (on the demo and on a synthetic F-sized pool it scored
@@ -32,8 +35,15 @@ PROBE = dict(n_trials=8, max_epochs=1, batch_size=256, cpus=1.0, gpus=0.1)
 SETTINGS = {"linear": dict(LINEAR, grace_period=5), "logistic": dict(PROBE, grace_period=1),
             "knn": dict(PROBE, grace_period=1)}
 
+SHOTS = (1, 2, 4, 8, 16)
+FEWSHOT = dict(n_trials=1, max_epochs=1, grace_period=1, batch_size=256, cpus=1.0, gpus=0.1, episodes=100)
+
 STUDIES = [
     StudySpec(grid=GRID, dataset=dataset, backbones=(backbone,), mode=mode, subset=size, n_train=SML[dataset][size],
               fold=fold, n_folds=FOLDS, reduction_factor=3, **SETTINGS[mode])
     for mode, dataset, size, backbone, fold in product(SETTINGS, SML, ("S", "M", "F"), BACKBONES, range(FOLDS))
+] + [
+    StudySpec(grid=GRID, dataset=dataset, backbones=(backbone,), mode="fewshot", subset=f"{shots}-shot",
+              n_train=SML[dataset]["F"], fold=fold, n_folds=FOLDS, reduction_factor=3, shots=shots, **FEWSHOT)
+    for dataset, shots, backbone, fold in product(SML, SHOTS, BACKBONES, range(FOLDS))
 ]

@@ -388,7 +388,9 @@ def results(results, level, where, sort, fmt, out, kaggle_scores):
     elif kaggle_scores:
         raise click.UsageError("--kaggle-scores goes with --level studies or cells")
     if level == "cells":
-        rows = aggregate_cells(rows)
+        from sweep.store.intervals import cell_intervals
+
+        rows = aggregate_cells(rows, cell_intervals(store.root, rows))
     rows = filter_rows(rows, _where(where))
     if level == "epochs":
         rows = epoch_rows(store, rows)

@@ -4,14 +4,16 @@ Layout under the store's root (a path or a URI)::
 
     trials/<study_id>/<trial_id>.parquet        the trial's row (sweep/store/store.py)
     history/<study_id>/<trial_id>.parquet       its epochs
-    predictions/<study_id>/<trial_id>.npy       test probabilities where test labels are hidden
+    predictions/<study_id>/<trial_id>.npz       the selected model's test probabilities and the test labels
+    bootstrap/<study_id>/<trial_id>.npy         the selected model's scores on the test set's
+                                                bootstrap resamples (trainables/training/bootstrap.py)
     dvme_features/<study_id>/<trial_id>.npz     DVME: fused embeddings of test images
     checkpoints/<study_id>/<trial_id>.pt, .json a trial in flight (trainables/training/checkpoints.py)
 
 Example::
 
     >>> TrialFiles("/r", "s", "t").predictions
-    '/r/predictions/s/t.npy'
+    '/r/predictions/s/t.npz'
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from trainables import storage
 KINDS = {
     "row": ("trials", ".parquet"),
     "history": ("history", ".parquet"),
-    "predictions": ("predictions", ".npy"),
+    "predictions": ("predictions", ".npz"),
+    "bootstrap": ("bootstrap", ".npy"),
     "dvme_features": ("dvme_features", ".npz"),
     "checkpoint": ("checkpoints", ".pt"),
     "checkpoint_meta": ("checkpoints", ".json"),
@@ -57,6 +60,10 @@ class TrialFiles:
     @property
     def predictions(self) -> str:
         return self._path("predictions")
+
+    @property
+    def bootstrap(self) -> str:
+        return self._path("bootstrap")
 
     @property
     def dvme_features(self) -> str:

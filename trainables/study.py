@@ -115,6 +115,10 @@ class StudySpec:
     # default, False, which Listing 1's footnote points to; True is a variant (paper_plus).
     qkv_bias: bool = False
     no_attention_head: str = "linear"  # NO_ATTENTION_HEADS; attention=False only
+    # Few-shot only (an episodic mode): support images per class of each episode, drawn from
+    # the fold's training rows, and episodes per fold (seeded; the row holds their mean and std).
+    shots: int = 0
+    episodes: int = 0
 
     def __post_init__(self) -> None:
         # Types first: a grid is code, and a "5" or a list where a number or tuple belongs
@@ -162,6 +166,14 @@ class StudySpec:
         if mode.frozen and not mode.uses_views and self.views != 1:
             raise SpecError(f"views {self.views}: mode {self.mode!r} fits on the evaluation view (view 0) only; "
                             f"views must be 1")
+        if mode.episodic and (self.shots < 1 or self.episodes < 1):
+            raise SpecError(f"mode {self.mode!r} needs shots >= 1 (support images per class) and episodes >= 1, "
+                            f"got shots={self.shots}, episodes={self.episodes}")
+        if not mode.episodic and (self.shots or self.episodes):
+            raise SpecError(f"shots and episodes apply to the episodic modes "
+                            f"({', '.join(m for m in MODES if get_mode(m).episodic)}); mode {self.mode!r} takes 0")
+        if mode.search.fixed and self.n_trials != 1:
+            raise SpecError(f"mode {self.mode!r} searches nothing: n_trials must be 1, got {self.n_trials}")
         if self.embedding_dtype not in EMBEDDING_DTYPES:
             raise SpecError(
                 f"unknown embedding_dtype {self.embedding_dtype!r}; valid: {', '.join(EMBEDDING_DTYPES)}"

@@ -50,6 +50,7 @@ def trial_row(config: dict, result: dict, trial_id: str, status: str, error: str
         stopped_early=status == "ok" and not result.get("trial_error") and epochs < study.max_epochs,
         val_score=result.get("best_val_score"),
         test_score=_finite(result.get("test_score")),  # null where test labels are hidden
+        test_score_std=_finite(result.get("test_score_std")),  # few-shot: over the fold's episodes
         metric=facts["metrics"][study.dataset],
         status=status,
         error=error,

@@ -27,6 +27,7 @@ from sweep.driver.console import capture, echo, end_status, status, warn
 from sweep.report.kaggle import write_submissions
 from sweep.driver.manifests import StudySplit, write_manifests
 from sweep.options import Inputs, Resources, RunOptions, StoreOptions, TrialPolicy
+from sweep.store.intervals import cell_intervals
 from sweep.store.queries import aggregate_cells, select_studies
 from sweep.plan.planning import check_studies
 from sweep.plan.preflight import resolve_inputs
@@ -68,7 +69,7 @@ class RunSummary:
         trials = [r for r in store.read_trials().to_pylist() if r["study_id"] in ours]
         studies = select_studies(trials)
         return {
-            "cells": aggregate_cells(studies),
+            "cells": aggregate_cells(studies, cell_intervals(store.root, studies)),
             "answers": answers(studies),
             "trials": len(trials),
             "stopped": sum(1 for r in trials if r["stopped_early"]),

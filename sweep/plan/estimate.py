@@ -194,7 +194,7 @@ def _head_seconds_per_row(study: StudySpec, widths: list[int], dev) -> float:
     """One training epoch of the study's head over 2,048 random rows, per row (a probe: its fit)."""
     mode = get_mode(study.mode)
     if mode.row_seconds is not None:
-        return mode.row_seconds(widths, dev)
+        return mode.row_seconds(study, widths, dev)
     head = mode.head(widths, 5, study).to(dev)
     rows = [torch.randn(2048, w, device=dev) for w in widths]
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)

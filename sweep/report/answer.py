@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from sweep.report.statistics import ALPHA, _p, corrected_resampled_ttest, method_label
+from sweep.report.statistics import ALPHA, _p, corrected_resampled_ttest, method_label, size_of
 from sweep.store.formatting import mean_std
 from sweep.store.queries import aggregate_cells
 
@@ -29,34 +29,37 @@ METRIC_NAMES = {"auc": "AUC", "kappa_quadratic": "quadratic kappa"}
 
 
 def _size(cell: dict) -> str:
+    if cell.get("shots"):
+        return f"{cell['shots']} image{'s' if cell['shots'] > 1 else ''} per class ({cell['subset']}, drawn from {cell['n_train']:,})"
     label = f"{cell['n_train']:,} images"
     return f"{label} ({cell['subset']})" if cell["subset"] in ("S", "M", "F") else label
 
 
 def answers(studies: list[dict]) -> list[dict]:
-    """One answer per (dataset, n_train) with at least one scored cell, in dataset and size order."""
-    folds: dict = defaultdict(dict)  # (dataset, n_train, method) -> {fold: test score}
+    """One answer per (dataset, size) with at least one scored cell, in dataset and size order
+    (a size: n_train, and a few-shot study's shots per class: statistics.size_of)."""
+    folds: dict = defaultdict(dict)  # (dataset, size, method) -> {fold: test score}
     n_folds = {}
     for row in studies:
         if row.get("test_score") is not None and not math.isnan(row["test_score"]):
-            folds[(row["dataset"], row["n_train"], method_label(row))][row["fold"]] = row["test_score"]
-            n_folds[(row["dataset"], row["n_train"])] = int(row.get("n_folds") or 5)
+            folds[(row["dataset"], size_of(row), method_label(row))][row["fold"]] = row["test_score"]
+            n_folds[(row["dataset"], size_of(row))] = int(row.get("n_folds") or 5)
     groups = defaultdict(list)
     for cell in aggregate_cells(studies):
         if cell["mean"] is not None:
-            groups[(cell["dataset"], cell["n_train"])].append({**cell, "method": method_label(cell)})
+            groups[(cell["dataset"], size_of(cell))].append({**cell, "method": method_label(cell)})
     out = []
-    for (dataset, n_train), cells in sorted(groups.items()):
+    for (dataset, size), cells in sorted(groups.items()):
         ranked = sorted(cells, key=lambda c: c["mean"], reverse=True)
-        out.append(_answer(dataset, n_train, ranked, folds, n_folds.get((dataset, n_train), 5)))
+        out.append(_answer(dataset, size, ranked, folds, n_folds.get((dataset, size), 5)))
     return out
 
 
-def _answer(dataset, n_train, ranked: list[dict], folds: dict, k: int) -> dict:
+def _answer(dataset, size: tuple, ranked: list[dict], folds: dict, k: int) -> dict:
     best = ranked[0]
     metric = METRIC_NAMES.get(best.get("metric"), best.get("metric") or "score")
     head = f"{dataset}, {_size(best)}: "
-    answer = {"dataset": dataset, "n_train": n_train, "subset": best["subset"], "metric": best.get("metric"),
+    answer = {"dataset": dataset, "n_train": size[0], "shots": size[1], "subset": best["subset"], "metric": best.get("metric"),
               "best": best["method"], "best_mean": best["mean"], "best_std": best["std"], "runner_up": None,
               "runner_up_mean": None, "runner_up_std": None, "difference": None, "p_corrected": None,
               "folds": 0, "clear": False}
@@ -65,7 +68,7 @@ def _answer(dataset, n_train, ranked: list[dict], folds: dict, k: int) -> dict:
                               f"nothing to compare it with.")
         return answer
     second = ranked[1]
-    a, b = folds[(dataset, n_train, best["method"])], folds[(dataset, n_train, second["method"])]
+    a, b = folds[(dataset, size, best["method"])], folds[(dataset, size, second["method"])]
     common = sorted(set(a) & set(b))
     x, y = np.array([a[f] for f in common]), np.array([b[f] for f in common])
     p = _p(lambda u, v: corrected_resampled_ttest(u, v, 1 / (k - 1)), x, y) if len(common) >= 2 else math.nan

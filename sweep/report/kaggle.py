@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Optional
 
@@ -24,6 +23,7 @@ from sweep.store.formatting import csv_text
 from trainables import storage
 from trainables.artifacts import TrialFiles
 from trainables.data.datasets import DatasetError, dataset_names, get_dataset_info
+from trainables.training.outputs import load_predictions
 from trainables.training.metrics import METRIC_RANGES
 
 
@@ -78,7 +78,7 @@ def write_submissions(root: str, studies: list[dict], test_ids: dict[str, list[s
             path = TrialFiles(root, row["study_id"], row["trial_id"]).predictions
             if not storage.exists(path):
                 continue
-            probs = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
+            probs, _ = load_predictions(path)
             if len(probs) != len(ids):
                 raise DatasetError(f"{path}: {len(probs)} predictions for a test set of {len(ids)}")
             fold_probs.append(probs)

@@ -44,28 +44,32 @@ def _label_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
 
 
 def size_curves(cells: list[dict], out_dir: str) -> list[str]:
-    """One PNG per (dataset, frozen|finetune): mean test score vs n_train, error bars = std."""
+    """One PNG per (dataset, frozen|finetune): mean test score vs n_train, error bars = std;
+    few-shot cells on their own plot, against shots per class."""
     groups: dict = defaultdict(lambda: defaultdict(list))
     for c in cells:
         if c["mean"] is None:
             continue
-        group = (c["dataset"], get_mode(c["mode"]).family)
+        mode = get_mode(c["mode"])
+        group = (c["dataset"], "fewshot" if mode.episodic else mode.family)
         groups[group][method_label(c)].append(c)
     written = []
     for (dataset, kind), methods in sorted(groups.items()):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         metric = next(iter(methods.values()))[0]["metric"]
+        size = (lambda r: r["shots"]) if kind == "fewshot" else (lambda r: r["n_train"])
         for label, rows in sorted(methods.items()):
-            rows = sorted(rows, key=lambda r: r["n_train"])
-            x = [r["n_train"] for r in rows]
+            rows = sorted(rows, key=size)
+            x = [size(r) for r in rows]
             y = [r["mean"] for r in rows]
             err = [r["std"] or 0.0 for r in rows]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
         ax.set_xscale("log")
-        sizes = sorted({r["n_train"] for rows in methods.values() for r in rows})
+        sizes = sorted({size(r) for rows in methods.values() for r in rows})
         ax.set_xticks(sizes, [f"{n:,}" for n in sizes])  # the sizes themselves, not powers of ten
         ax.minorticks_off()
-        _label_axes(ax, "training images (log scale)", f"test {metric} (mean ± std over folds)",
+        what = "training images per class" if kind == "fewshot" else "training images"
+        _label_axes(ax, f"{what} (log scale)", f"test {metric} (mean ± std over folds)",
                     f"{dataset}: test {metric} vs training-set size ({kind})")
         written.append(_save(fig, os.path.join(out_dir, f"size_{dataset}_{kind}.png")))
     return written
@@ -193,6 +197,8 @@ def lr_landscape(trials: list[dict], out_dir: str) -> list[str]:
             groups[(t["dataset"], t["mode"])][method_label(t)].append(t)
     written = []
     for (dataset, mode), methods in sorted(groups.items()):
+        if get_mode(mode).search.fixed:
+            continue  # nothing searched (few-shot): no landscape
         fig, ax = plt.subplots(figsize=(7, 4.5))
         metric = next(iter(methods.values()))[0]["metric"]
         for i, (label, rows) in enumerate(sorted(methods.items())):

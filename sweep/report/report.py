@@ -27,8 +27,10 @@ from trainables.errors import UserError
 from sweep.store.formatting import csv_text, mean_std
 from sweep.report.answer import answers
 from sweep.report.paper_numbers import PAPER_DVME_BACKBONES, is_paper_study, paper_figure, paper_numbers, paper_size
+from sweep.store.intervals import cell_intervals
 from sweep.store.queries import aggregate_cells, select_studies
-from sweep.report.statistics import method_label, paired_comparisons
+from trainables.models.modes import get_mode, mode_names
+from sweep.report.statistics import method_label, paired_comparisons, size_of, size_text
 from sweep.store.store import ResultsStore, StoreError
 from trainables import storage
 
@@ -54,6 +56,10 @@ def compare(cell: dict) -> dict:
 
 def cell_text(c: dict) -> str:
     text = mean_std(c["mean"], c["std"])
+    if c.get("ci_low") is not None:
+        text += f" [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
+    if c.get("episode_std") is not None:
+        text += f" (episodes ± {c['episode_std']:.4f})"
     if c.get("scored_by") == "kaggle" and c["mean"] is not None:
         text += " (Kaggle)"
     if c.get("paper_mean") is not None:
@@ -71,7 +77,7 @@ def _labels(cells: list[dict]) -> list[str]:
     main = [s for s in SML if s in present]
     if main:
         return main
-    return [s for s, _ in sorted({(c["subset"], c["n_train"]) for c in cells}, key=lambda x: x[1])]
+    return [s for s, _ in sorted({(c["subset"], size_of(c)) for c in cells}, key=lambda x: x[1])]
 
 
 def mode_table(cells: list[dict], mode: str) -> tuple[list[str], list[list[str]]]:
@@ -127,10 +133,10 @@ def detail_tables(cells: list[dict]) -> list[tuple[str, list[str], list[list[str
     for c in cells:
         groups[(c["dataset"], c["mode"])].append(c)
     for (dataset, mode), mine in sorted(groups.items()):
-        sizes = sorted({c["n_train"] for c in mine})
+        sizes = sorted({size_of(c) for c in mine})
         grid = defaultdict(dict)
         for c in mine:
-            grid[c["method"]][c["n_train"]] = c
+            grid[c["method"]][size_of(c)] = c
         rows = []
         for method, by in sorted(grid.items()):
             row = [method]
@@ -144,7 +150,8 @@ def detail_tables(cells: list[dict]) -> list[tuple[str, list[str], list[list[str
                     text += f" ({c['paper_mean']:.4f}){' ' + FLAG if c['flagged'] else ''}"
                 row.append(text)
             rows.append(row)
-        out.append((f"{dataset}, {mode}", ["method", *[str(n) for n in sizes]], rows))
+        headers = [size_text({"n_train": n, "shots": shots}) for n, shots in sizes]
+        out.append((f"{dataset}, {mode}", ["method", *headers], rows))
     return out
 
 
@@ -153,7 +160,7 @@ def statistics_table(comparisons: list[dict]) -> tuple[list[str], list[list[str]
         return "-" if x is None or math.isnan(x) else f"{x:.3g}"
 
     rows = [
-        [r["dataset"], r["modes"], str(r["n_train"]), r["a"], r["b"], str(r["folds"]), f"{r['difference']:+.4f}",
+        [r["dataset"], r["modes"], size_text(r), r["a"], r["b"], str(r["folds"]), f"{r['difference']:+.4f}",
          p(r["p_ttest"]), p(r["p_holm"]), p(r["p_corrected"]), p(r["p_corrected_holm"]), p(r["p_wilcoxon"]),
          "yes" if r["significant"] else "no"]
         for r in comparisons
@@ -287,7 +294,7 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
 
         filled = read_kaggle_scores(kaggle_scores)  # read once: the cells and the Kaggle table
         studies = with_kaggle_scores(studies, filled, kaggle_scores)
-    cells = [compare(c) for c in aggregate_cells(studies)]
+    cells = [compare(c) for c in aggregate_cells(studies, cell_intervals(store.root, studies))]
     comparisons = paired_comparisons(studies)
     os.makedirs(out_dir, exist_ok=True)
     plot_dir = os.path.join(out_dir, "plots")
@@ -297,12 +304,18 @@ def write_report(store: ResultsStore, out_dir: str, fmt: str = "md", cache: Opti
     blocks += [("p", a["sentence"]) for a in answered]
     blocks += [("p", f"Store {store.root}: {len(trials)} trials, {len(studies)} studies, {len(cells)} cells. "
                                  f"Each cell is the mean ± sample std over folds of the test score of each fold's "
-                                 f"selected trial (best validation score). Beside it the paper's figure for the same "
+                                 f"selected trial (best validation score), then in brackets its bootstrap 95% "
+                                 f"interval (1,000 stratified resamples of the test set, the fold models held "
+                                 f"fixed; few-shot cells add the std over every episode). Beside it the paper's figure for the same "
                                  f"dataset, method and training-set size where the paper reports one "
                                  f"({sum(c['paper_mean'] is not None for c in cells)} of {len(cells)} cells; the "
                                  f"others say 'no paper figure'), and the difference; {FLAG} marks cells "
                                  f"that differ by more than 2 std.")]
-    for mode, title in (("linear", "Table 2: linear evaluation"), ("finetune", "Table 3: finetuning")):
+    # The paper's two tables, then one per probe of the field (logistic, knn, fewshot, ...).
+    probes = [m for m in mode_names() if get_mode(m).fitter is not None]
+    titled = [("linear", "Table 2: linear evaluation"), ("finetune", "Table 3: finetuning")]
+    titled += [(m, f"Probe: {m} ({get_mode(m).description})") for m in probes]
+    for mode, title in titled:
         if any(c["mode"] == mode for c in cells):
             blocks += [("h2", title), ("table", *mode_table(cells, mode))]
     if any(c["mode"] == "dvme" for c in cells):

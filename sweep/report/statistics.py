@@ -61,8 +61,21 @@ def method_label(row: dict) -> str:
     return f"{label} ({', '.join(qualifiers)})" if qualifiers else label
 
 
+def size_of(row: dict) -> tuple[int, int]:
+    """A row's training-set size as the tables and tests group it: (n_train, shots). A few-shot
+    study draws its episodes from the same fold rows as a whole-pool study, so its shots per
+    class tell the sizes apart (0 for every other mode)."""
+    return int(row["n_train"]), int(row.get("shots") or 0)
+
+
+def size_text(row: dict) -> str:
+    """``250`` images, or a few-shot study's ``4-shot``."""
+    n_train, shots = size_of(row)
+    return f"{shots}-shot" if shots else str(n_train)
+
+
 def family_of(row: dict) -> tuple:
-    return row["dataset"], get_mode(row["mode"]).family, int(row["n_train"])
+    return (row["dataset"], get_mode(row["mode"]).family, *size_of(row))
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -125,7 +138,8 @@ def paired_comparisons(studies: list[dict]) -> list[dict]:
             if len(folds) < 2:
                 continue
             rows.append({
-                "dataset": family[0], "modes": family[1], "n_train": family[2], "metric": metric[family],
+                "dataset": family[0], "modes": family[1], "n_train": family[2], "shots": family[3],
+                "metric": metric[family],
                 "a": a, "b": b, "folds": len(folds),
                 "mean_a": float(x.mean()), "mean_b": float(y.mean()), "difference": float((x - y).mean()),
                 "p_ttest": _p(ttest_rel, x, y), "p_wilcoxon": _p(wilcoxon, x, y),

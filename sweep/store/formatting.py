@@ -19,7 +19,7 @@ FORMATS = ("table", "csv", "json", "parquet")
 TABLE_COLUMNS = {
     "trials": ("study_id", "trial_id", "lr", "epochs", "stopped_early", "val_score", "test_score", "status"),
     "studies": ("dataset", "backbone", "mode", "n_train", "fold", "lr", "epochs", "val_score", "test_score", "trials"),
-    "cells": ("dataset", "backbone", "mode", "subset", "n_train", "metric", "mean ± std", "folds", "trials"),
+    "cells": ("dataset", "backbone", "mode", "subset", "n_train", "metric", "mean ± std", "95% CI", "folds", "trials"),
     "epochs": ("trial_id", "backbone", "n_train", "fold", "lr", "epoch", "train_loss", "val_loss", "val_score", "lr_now"),
 }
 
@@ -37,6 +37,11 @@ def mean_std(mean: Optional[float], std: Optional[float]) -> str:
     if mean is None:
         return "-"
     return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
+
+
+def interval(low: Optional[float], high: Optional[float]) -> str:
+    """A bootstrap interval as the tables write it: [0.9741, 0.9862]."""
+    return "-" if low is None else f"[{low:.4f}, {high:.4f}]"
 
 
 def render_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
@@ -72,7 +77,8 @@ def render(rows: Sequence[dict], fmt: str, level: str, out: Optional[str] = None
         return None
     if fmt == "table":
         if level == "cells":
-            rows = [{**r, "mean ± std": mean_std(r["mean"], r["std"])} for r in rows]
+            rows = [{**r, "mean ± std": mean_std(r["mean"], r["std"]), "95% CI": interval(r["ci_low"], r["ci_high"])}
+                    for r in rows]
         text = render_table(rows, TABLE_COLUMNS[level])
     elif fmt == "json":
         # JSON has no NaN: a missing score is null.

@@ -4,7 +4,10 @@
 - studies: each study's selected trial, the one with the best validation score (the test
   score never takes part in selection), with ``trials`` = how many trials the study ran.
 - cells: a study without its fold; ``mean`` and ``std`` (sample std, ddof=1, the spread of
-  5 fold models) of the selected trials' test scores, ``folds`` = how many folds are in.
+  5 fold models) of the selected trials' test scores, ``folds`` = how many folds are in;
+  ``ci_low`` and ``ci_high``, the bootstrap 95% interval of the mean over test-set resamples
+  (sweep/store/intervals.py), where the caller gives them; few-shot cells also
+  ``episode_std``, the sample std of the test score over every episode of every fold.
 
 Example::
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from typing import Iterable
+from typing import Iterable, Optional
 
 from trainables.errors import UserError, did_you_mean
 from sweep.spec import StudySpec
@@ -48,7 +51,23 @@ def _neg(text: str) -> tuple:
     return tuple(-ord(c) for c in text)
 
 
-def aggregate_cells(studies: Iterable[dict]) -> list[dict]:
+def episode_std(rows: list[dict]) -> Optional[float]:
+    """The sample std over every episode of a few-shot cell, pooled from each fold's mean, std
+    and episode count (within-fold spread plus the folds' spread about the grand mean)."""
+    parts = [(r["episodes"], r["test_score"], r.get("test_score_std")) for r in rows
+             if r.get("episodes") and r["test_score"] is not None and not math.isnan(r["test_score"])]
+    total = sum(n for n, _, _ in parts)
+    if total < 2 or any(s is None or math.isnan(s) for n, _, s in parts if n > 1):
+        return None
+    grand = sum(n * m for n, m, _ in parts) / total
+    squares = sum((n - 1) * (s if n > 1 else 0.0) ** 2 + n * (m - grand) ** 2 for n, m, s in parts)
+    return math.sqrt(squares / (total - 1))
+
+
+def aggregate_cells(studies: Iterable[dict], intervals: Optional[dict] = None) -> list[dict]:
+    """The cells of the selected ``studies``; ``intervals`` (cell_id -> (low, high), from
+    sweep/store/intervals.py) fills ``ci_low``/``ci_high``, None elsewhere."""
+    intervals = intervals or {}
     by_cell: dict[str, list[dict]] = {}
     for row in studies:
         by_cell.setdefault(row["cell_id"], []).append(row)
@@ -62,6 +81,9 @@ def aggregate_cells(studies: Iterable[dict]) -> list[dict]:
                 **{c: first.get(c) for c in CELL_SETTINGS},
                 "mean": statistics.fmean(scores) if scores else None,
                 "std": statistics.stdev(scores) if len(scores) > 1 else None,
+                "ci_low": intervals.get(cid, (None, None))[0],
+                "ci_high": intervals.get(cid, (None, None))[1],
+                "episode_std": episode_std(rows),
                 "folds": len(rows),
                 "trials": sum(r["trials"] for r in rows),
                 # Hidden test labels: the fold models' alpha-weighted Kaggle scores, once given.
@@ -69,7 +91,8 @@ def aggregate_cells(studies: Iterable[dict]) -> list[dict]:
                 "cell_id": cid,
             }
         )
-    return sorted(cells, key=lambda c: (c["dataset"], c["mode"], c["backbone"], c["n_train"], str(c["attention"])))
+    return sorted(cells, key=lambda c: (c["dataset"], c["mode"], c["backbone"], c["n_train"], c.get("shots") or 0,
+                                        str(c["attention"])))
 
 
 def _matches(value, wanted: list[str]) -> bool:

@@ -5,7 +5,8 @@ Layout under ``--results DIR``::
     store.json                       schema version and the grid this store belongs to
     trials/<study_id>/<trial_id>.parquet
     manifests/<digest>.json          each study's training and validation ids
-    predictions/<study_id>/<trial_id>.npy   test probabilities where test labels are hidden
+    predictions/<study_id>/<trial_id>.npz   the selected epoch's test probabilities and the test labels
+    bootstrap/<study_id>/<trial_id>.npy     its scores on the test set's 1,000 bootstrap resamples
     dvme_features/<study_id>/<trial_id>.npz   DVME: fused embeddings of 500 test images (t-SNE)
     submissions/<cell>/fold<k>.csv, ensemble.csv   Kaggle submission files
     skipped/<dataset>.json           what --skip-unreadable left out, file by file
@@ -55,8 +56,9 @@ from trainables.artifacts import TrialFiles
 
 MIN_FREE_MIB = 64  # refuse to start a sweep on a nearly full disk rather than fail mid-way
 # 2: views, embedding_dtype, peak_rss_mib, peak_gpu_mib, gpu_ids, started_at; 3: resumed_from_epoch;
-# 4: qkv_bias, no_attention_head (every study id changed with them: a store of 3 is another sweep's)
-SCHEMA_VERSION = 4
+# 4: qkv_bias, no_attention_head (every study id changed with them: a store of 3 is another sweep's);
+# 5: shots, episodes, test_score_std (few-shot; study ids changed again)
+SCHEMA_VERSION = 5
 STORE_FILE = "store.json"
 
 # One row per trial. Every StudySpec field, then what the trial did, then what reproduces it.
@@ -88,6 +90,8 @@ TRIAL_SCHEMA = pa.schema(
         ("attention_form", pa.string()),
         ("qkv_bias", pa.bool_()),
         ("no_attention_head", pa.string()),
+        ("shots", pa.int64()),
+        ("episodes", pa.int64()),
         ("study_id", pa.string()),
         ("cell_id", pa.string()),
         ("trial_id", pa.string()),
@@ -97,6 +101,7 @@ TRIAL_SCHEMA = pa.schema(
         ("stopped_early", pa.bool_()),
         ("val_score", pa.float64()),
         ("test_score", pa.float64()),
+        ("test_score_std", pa.float64()),  # few-shot: sample std of the test score over the fold's episodes
         ("metric", pa.string()),
         ("status", pa.string()),
         ("error", pa.string()),

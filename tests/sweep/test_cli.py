@@ -35,7 +35,7 @@ def test_plan_table_prints_studies_and_trials_per_dataset_and_mode():
     result = CliRunner().invoke(main, ["plan", "--grid", "demo"])
     assert result.exit_code == 0
     assert "digits   finetune  10       30" in result.output
-    assert "grid demo: 60 studies, 210 trials, 12 cells" in result.output
+    assert "grid demo: 85 studies, 235 trials, 17 cells" in result.output
 
 
 def test_unknown_grid_is_a_one_line_error_listing_valid_grids():
@@ -158,7 +158,7 @@ def test_where_errors_name_the_field_or_the_empty_result():
     out = CliRunner().invoke(main, ["plan", "--where", "colour=red"]).output
     assert "unknown field; valid fields:" in out
     out = CliRunner().invoke(main, ["plan", "--where", "dataset=aptos"]).output
-    assert "keeps none of the grid's 60 studies" in out
+    assert "keeps none of the grid's 85 studies" in out
 
 
 def test_an_unusable_results_directory_is_a_clear_error_before_anything_runs(tmp_path):

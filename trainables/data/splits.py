@@ -83,3 +83,25 @@ def fold_split(
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         train, val = list(splits)[fold]
     return subset[train], subset[val]
+
+
+def episode_support(labels: np.ndarray, shots: int, seed: int, fold: int, episode: int) -> np.ndarray:
+    """Indices (into ``labels``) of one few-shot episode's support set: ``shots`` images of each
+    class, or all a class has when it holds fewer, sorted.
+
+    Each class's images are put in a random order seeded by (seed, fold, episode, class) alone,
+    and the support takes the first ``shots``: for one episode the 1-shot support is inside
+    the 2-shot one, and so on (shot curves compare like with like, as the nested subsets do).
+
+    >>> labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    >>> one, two = (episode_support(labels, k, seed=0, fold=0, episode=3) for k in (1, 2))
+    >>> set(one) <= set(two), np.bincount(labels[two]).tolist()
+    (True, [2, 2])
+    """
+    labels = np.asarray(labels)
+    support = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rng = np.random.default_rng([seed, fold, episode, int(c)])
+        support.append(rng.permutation(members)[:shots])
+    return np.sort(np.concatenate(support)) if support else np.zeros(0, np.int64)

@@ -40,6 +40,11 @@ class Search:
     integer: bool = False
     label: str = "learning rate"  # how plots name it
 
+    @property
+    def fixed(self) -> bool:
+        """Nothing to search (few-shot centroids): one value, one trial per study."""
+        return self.low is not None and self.low == self.high
+
     def distribution(self, study):
         import optuna
 
@@ -69,7 +74,11 @@ class ModeInfo:
     search: Search = Search()
     # Whether training may read cached augmented views (study.views > 1).
     uses_views: bool = True
-    # A probe's cost for `sweep plan --estimate`: (input widths, device) -> seconds per row.
+    # Episodic (few-shot): the trial fits study.episodes support sets of study.shots images per
+    # class, drawn from the fold's training rows, instead of training on all of them.
+    episodic: bool = False
+    # A probe's cost for `sweep plan --estimate`: (study, input widths, device) -> seconds per
+    # training row.
     row_seconds: Optional[Callable] = None
     description: str = ""
 
@@ -145,16 +154,28 @@ def _fit_knn(run):
     return fit_knn(run)
 
 
-def _logistic_seconds(widths, device) -> float:
+def _fit_fewshot(run):
+    from trainables.training.probes import fit_fewshot
+
+    return fit_fewshot(run)
+
+
+def _logistic_seconds(study, widths, device) -> float:
     from trainables.training.probes import logistic_seconds_per_row
 
     return logistic_seconds_per_row(widths, device)
 
 
-def _knn_seconds(widths, device) -> float:
+def _knn_seconds(study, widths, device) -> float:
     from trainables.training.probes import knn_seconds_per_row
 
     return knn_seconds_per_row(widths, device)
+
+
+def _fewshot_seconds(study, widths, device) -> float:
+    from trainables.training.probes import fewshot_seconds_per_row
+
+    return fewshot_seconds_per_row(study, widths, device)
 
 
 register_mode(ModeInfo(
@@ -167,4 +188,12 @@ register_mode(ModeInfo(
     name="knn", frozen=True, min_backbones=1, max_backbones=None, run_order=3, fitter=_fit_knn, row_seconds=_knn_seconds,
     search=Search("k", 1, 200, log=False, integer=True, label="k (neighbours)"), uses_views=False,
     description="DINO's weighted cosine kNN on L2-normalised frozen embeddings (DINO, THUNDER, MedMNIST+)",
+))
+register_mode(ModeInfo(
+    name="fewshot", frozen=True, min_backbones=1, max_backbones=None, run_order=3, fitter=_fit_fewshot,
+    row_seconds=_fewshot_seconds, episodic=True,
+    # SimpleShot has no hyper-parameter: one trial per study, its "searched" value 0.
+    search=Search("none", 0.0, 0.0, log=False, label="nothing (SimpleShot searches nothing)"), uses_views=False,
+    description="SimpleShot few-shot: class centroids of `shots` images per class, centred and L2-normalised "
+                "(UNI, THUNDER), over seeded episodes",
 ))

@@ -1,4 +1,4 @@
-"""Probes fitted without epochs (logistic regression, kNN): one small fitter each behind the
+"""Probes fitted without epochs (logistic regression, kNN, few-shot): one small fitter each behind the
 trial contract. A probe trial reads its TrialContext, fits once on the cached evaluation view
 (view 0) of its backbones (several: their embeddings concatenated, as DVME takes them), and
 yields one record of the same fields an epoch of a gradient head yields: Tune gets one report,
@@ -15,6 +15,8 @@ set); the augmented views are the Adam-trained heads' way to see variation acros
   a GPU share (the features are already there; the fit is a few hundred matrix products).
 - ``knn``: DINO's weighted kNN: L2-normalised features, cosine similarity to every training
   row, the k nearest (k the searched value) voting with weight exp(similarity / 0.07).
+- ``fewshot``: SimpleShot (CL2N centroids) on ``shots`` images per class, over seeded episodes
+  (nothing searched: one trial per study).
 
 Example::
 
@@ -36,6 +38,9 @@ import torch
 from trainables.cache.embeddings import load_embeddings
 from trainables.context import TrialRun
 from trainables.data.datasets import get_dataset_info
+from trainables.data.splits import episode_support
+from trainables.training.bootstrap import BootstrapResamples
+from trainables.training.outputs import save_bootstrap, save_predictions
 from trainables.training.memory import resident_mib
 from trainables.training.metrics import score
 
@@ -83,20 +88,25 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def _record(run: TrialRun, started: float, train_loss: float, val_probs: np.ndarray, data: ProbeData,
             test_probs: np.ndarray) -> dict:
-    from trainables.training.trainable import save_predictions
-
+    """The one record of a probe fitted once: its validation and test scores, the test set's
+    bootstrap scores written beside the row, or its test probabilities where labels are hidden."""
     metric = get_dataset_info(run.study.dataset).metric
-    val_score = score(metric, data.val_y, val_probs, where="validation fold")
-    val_loss = log_loss(val_probs, data.val_y)
     hidden = bool((data.test_y < 0).any())
-    if hidden:
-        save_predictions(run.files.predictions, test_probs)
-    test_score = float("nan") if hidden or not len(data.test_y) else score(metric, data.test_y, test_probs,
-                                                                            where="test set")
+    save_predictions(run.files.predictions, test_probs, data.test_y)
+    scored = not hidden and len(data.test_y)
+    test_score = score(metric, data.test_y, test_probs, where="test set") if scored else float("nan")
+    if scored:
+        save_bootstrap(run.files.bootstrap, BootstrapResamples(data.test_y, device=_device(run)).scores(metric, test_probs))
+    return _probe_record(run, started, train_loss, score(metric, data.val_y, val_probs, where="validation fold"),
+                         log_loss(val_probs, data.val_y), test_score)
+
+
+def _probe_record(run: TrialRun, started: float, train_loss: float, val_score: float, val_loss: float,
+                  test_score: float, **extra) -> dict:
     return {"epoch": 1, "train_loss": train_loss, "val_loss": val_loss, "val_score": val_score, "lr_now": run.lr,
             "best_val_score": val_score, "best_epoch": 1, "test_score": test_score,
             "peak_rss_mib": round(resident_mib(), 1), "trial_wall_s": time.monotonic() - started,
-            "resumed_from_epoch": None}
+            "resumed_from_epoch": None, **extra}
 
 
 def _device(run: TrialRun) -> torch.device:
@@ -187,6 +197,63 @@ def fit_knn(run: TrialRun) -> Iterator[dict]:
     yield _record(run, started, math.nan, probs[0], data, probs[1])
 
 
+def simpleshot_probabilities(support_x: torch.Tensor, support_y: torch.Tensor, queries: torch.Tensor,
+                             n_classes: int) -> torch.Tensor:
+    """SimpleShot with CL2N: every feature centred on the support set's mean and L2-normalised,
+    one centroid per class (the mean of its normalised support features), a query's class
+    probabilities the softmax of its negative squared distances to the centroids. The nearest
+    centroid is the prediction (as SimpleShot's); the softmax only turns distances into the
+    probabilities AUC ranks. A class without support images gets probability 0."""
+    mean = support_x.mean(dim=0, keepdim=True)
+    support = torch.nn.functional.normalize(support_x - mean, dim=1)
+    queries = torch.nn.functional.normalize(queries - mean, dim=1)
+    sums = torch.zeros(n_classes, support.shape[1], device=support.device, dtype=support.dtype)
+    sums.index_add_(0, support_y, support)
+    counts = torch.bincount(support_y, minlength=n_classes)
+    centroids = sums / counts.clamp(min=1)[:, None].to(sums.dtype)
+    distances = torch.cdist(queries, centroids).square()
+    distances[:, counts == 0] = math.inf
+    return torch.softmax(-distances, dim=1)
+
+
+def fit_fewshot(run: TrialRun) -> Iterator[dict]:
+    """SimpleShot over ``study.episodes`` episodes: each draws ``study.shots`` images per class
+    from the fold's training rows (nested across shot counts, trainables/data/splits.py) and
+    scores the validation fold and the test set. The record holds the episodes' mean scores,
+    the test score's sample std over episodes (``test_score_std``) and, beside the row, the
+    bootstrap scores of the episodes' mean (the same resamples scored by every episode)."""
+    started = time.monotonic()
+    study, data = run.study, probe_data(run)
+    metric = get_dataset_info(study.dataset).metric
+    device = _device(run)
+    to = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    train_x, train_y, val_x, test_x = to(data.train_x), to(data.train_y).long(), to(data.val_x), to(data.test_x)
+    hidden = bool((data.test_y < 0).any())
+    scored = not hidden and len(data.test_y)
+    resamples = BootstrapResamples(data.test_y, device=device) if scored else None
+    val_scores, val_losses, test_scores, bootstrap, test_sum = [], [], [], 0.0, 0.0
+    for episode in range(study.episodes):
+        support = to(episode_support(data.train_y, study.shots, study.seed, study.fold, episode))
+        with torch.no_grad():
+            val_probs, test_probs = (
+                simpleshot_probabilities(train_x[support], train_y[support], q, data.n_classes).cpu().numpy()
+                .astype(np.float64) for q in (val_x, test_x))
+        val_scores.append(score(metric, data.val_y, val_probs, where="validation fold"))
+        val_losses.append(log_loss(val_probs, data.val_y))
+        if scored:
+            test_scores.append(score(metric, data.test_y, test_probs, where="test set"))
+            bootstrap = bootstrap + resamples.scores(metric, test_probs) / study.episodes
+        elif hidden:
+            test_sum = test_sum + test_probs / study.episodes
+    if hidden:  # Kaggle scores the episodes' mean probabilities
+        save_predictions(run.files.predictions, test_sum, data.test_y)
+    if scored:
+        save_bootstrap(run.files.bootstrap, bootstrap)
+    spread = float(np.std(test_scores, ddof=1)) if len(test_scores) > 1 else float("nan")
+    yield _probe_record(run, started, math.nan, float(np.mean(val_scores)), float(np.mean(val_losses)),
+                        float(np.mean(test_scores)) if test_scores else float("nan"), test_score_std=spread)
+
+
 CALIBRATION_ROWS = 2048
 
 
@@ -219,3 +286,16 @@ def knn_seconds_per_row(widths, device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - started) / CALIBRATION_ROWS
+
+
+def fewshot_seconds_per_row(study, widths, device) -> float:
+    """One SimpleShot episode (16 shots of 5 classes, 2,048 random queries) per query row, times
+    the study's episodes (``sweep plan --estimate`` multiplies by the rows)."""
+    x, y = _calibration_data(widths)
+    t, labels = torch.as_tensor(x, device=device), torch.as_tensor(y, device=device).long()
+    support = torch.as_tensor(episode_support(y, 16, 0, 0, 0), device=device)
+    started = time.perf_counter()
+    simpleshot_probabilities(t[support], labels[support], t, 5)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - started) * study.episodes / CALIBRATION_ROWS

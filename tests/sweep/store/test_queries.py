@@ -90,3 +90,75 @@ def test_sort_by_several_keys_with_missing_values_last():
     assert [(r["d"], r["s"]) for r in sort_rows(rows, ["d", "-s"])] == [("a", 0.9), ("a", 0.1), ("a", None), ("b", 0.5)]
     with pytest.raises(ValueError, match="--sort x: unknown field"):
         sort_rows(rows, ["x"])
+
+
+def test_a_cells_interval_is_the_percentiles_of_its_folds_mean_resample_by_resample(tmp_path):
+    """The fold models held fixed: resample b of the cell is the mean of the folds' scores on
+    resample b; a cell with a fold that left no resample scores (hidden labels) has none."""
+    import numpy as np
+
+    from sweep.store.intervals import cell_intervals
+    from trainables.artifacts import TrialFiles
+    from trainables.training.outputs import save_bootstrap
+
+    studies = select_studies(TRIALS)
+    rng = np.random.default_rng(0)
+    saved = {}
+    for s in studies:
+        if s["cell_id"] == "c1":
+            saved[s["study_id"]] = rng.normal(s["test_score"], 0.02, 1000)
+            save_bootstrap(TrialFiles(str(tmp_path), s["study_id"], s["trial_id"]).bootstrap, saved[s["study_id"]])
+    intervals = cell_intervals(str(tmp_path), studies)
+    means = np.mean([saved["s0"], saved["s1"], saved["s2"]], axis=0)
+    assert intervals["c1"] == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
+    assert "c2" not in intervals  # its one fold left nothing
+    # Averaged per resample, the folds' spread cancels: narrower than any one fold's interval.
+    assert intervals["c1"][1] - intervals["c1"][0] < np.diff(np.percentile(saved["s0"], [2.5, 97.5]))[0]
+    cells = {c["cell_id"]: c for c in aggregate_cells(studies, intervals)}
+    assert (cells["c1"]["ci_low"], cells["c1"]["ci_high"]) == intervals["c1"]
+    assert cells["c2"]["ci_low"] is None and cells["c2"]["ci_high"] is None
+    # A fold whose file is gone: no interval of fewer folds than the mean.
+    import os
+
+    os.remove(TrialFiles(str(tmp_path), "s1", "d").bootstrap)
+    assert "c1" not in cell_intervals(str(tmp_path), studies)
+
+
+def test_a_fewshot_cells_episode_std_pools_every_episode_of_every_fold():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    episodes = [rng.normal(m, 0.05, 20) for m in (0.7, 0.72, 0.69)]
+    rows = [{**_trial(f"f{i}", i, f"t{i}", 0.8, float(e.mean())), "mode": "fewshot", "episodes": 20,
+             "test_score_std": float(e.std(ddof=1)), "shots": 4} for i, e in enumerate(episodes)]
+    (cell,) = aggregate_cells(select_studies(rows))
+    assert cell["episode_std"] == pytest.approx(np.concatenate(episodes).std(ddof=1))
+    assert cell["std"] == pytest.approx(np.std([e.mean() for e in episodes], ddof=1))
+    (plain,) = aggregate_cells(select_studies(TRIALS[:3]))
+    assert plain["episode_std"] is None
+
+
+def test_a_selected_trial_that_left_no_resample_scores_gets_them_from_its_predictions(tmp_path):
+    import numpy as np
+
+    from sweep.store.intervals import cell_intervals
+    from trainables.artifacts import TrialFiles
+    from trainables.training.bootstrap import BootstrapResamples
+    from trainables.training.outputs import save_predictions
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 120)
+    studies = [s for s in select_studies(TRIALS) if s["cell_id"] == "c1"]
+    expected = []
+    for s in studies:
+        p = np.clip(labels + rng.normal(0, 0.6, 120), 0, 1)
+        probs = np.stack([1 - p, p], 1).astype(np.float32)
+        save_predictions(TrialFiles(str(tmp_path), s["study_id"], s["trial_id"]).predictions, probs, labels)
+        expected.append(BootstrapResamples(labels).scores("auc", probs))
+    low, high = np.percentile(np.mean(expected, axis=0), [2.5, 97.5])
+    assert cell_intervals(str(tmp_path), studies)["c1"] == pytest.approx((low, high))
+    # Hidden test labels (-1): no interval.
+    hidden = studies[0]
+    save_predictions(TrialFiles(str(tmp_path), hidden["study_id"], hidden["trial_id"]).predictions,
+                     np.full((5, 2), 0.5), np.full(5, -1))
+    assert "c1" not in cell_intervals(str(tmp_path), studies)

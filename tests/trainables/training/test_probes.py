@@ -73,3 +73,56 @@ def test_views_given_to_a_sweep_leave_the_probes_on_view_0():
     assert ("linear", 4, "float16") in views and ("dvme", 4, "float16") in views
     assert ("logistic", 1, "float16") in views and ("knn", 1, "float16") in views
     assert ("finetune", 1, "float32") in views
+
+
+def test_simpleshot_is_cl2n_nearest_centroid_computed_by_hand():
+    from trainables.training.probes import simpleshot_probabilities
+
+    x, y = _blobs(n=60, dim=8, classes=3)
+    support_x, support_y, queries = x[:12], y[:12], x[12:]
+    probs = simpleshot_probabilities(torch.as_tensor(support_x), torch.as_tensor(support_y),
+                                     torch.as_tensor(queries), 3).numpy()
+    mean = support_x.mean(0)
+    unit = lambda a: (a - mean) / np.linalg.norm(a - mean, axis=1, keepdims=True)  # noqa: E731
+    centroids = np.stack([unit(support_x)[support_y == c].mean(0) for c in range(3)])
+    distances = ((unit(queries)[:, None, :] - centroids[None]) ** 2).sum(-1)
+    assert np.array_equal(probs.argmax(1), distances.argmin(1))  # SimpleShot's nearest centroid
+    expected = np.exp(-distances) / np.exp(-distances).sum(1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_simpleshot_gives_a_class_without_support_no_probability():
+    from trainables.training.probes import simpleshot_probabilities
+
+    x, y = _blobs(n=40, dim=4, classes=3)
+    keep = y != 2
+    probs = simpleshot_probabilities(torch.as_tensor(x[keep]), torch.as_tensor(y[keep]), torch.as_tensor(x), 3)
+    assert torch.all(probs[:, 2] == 0) and torch.allclose(probs.sum(1), torch.ones(len(x)))
+
+
+def test_episode_supports_are_balanced_nested_across_shots_and_seeded_per_episode():
+    from trainables.data.splits import episode_support
+
+    labels = np.array([0] * 20 + [1] * 20 + [2] * 3)
+    previous = set()
+    for shots in (1, 2, 4, 8, 16):
+        support = episode_support(labels, shots, seed=0, fold=2, episode=5)
+        assert np.bincount(labels[support]).tolist() == [shots, shots, min(shots, 3)]  # a small class gives all
+        assert previous <= set(support.tolist())
+        previous = set(support.tolist())
+    one = episode_support(labels, 4, seed=0, fold=2, episode=5)
+    assert np.array_equal(one, episode_support(labels, 4, seed=0, fold=2, episode=5))
+    others = [episode_support(labels, 4, seed=0, fold=f, episode=e) for f, e in ((2, 6), (3, 5))]
+    assert all(not np.array_equal(one, o) for o in others)
+
+
+def test_fewshot_studies_need_shots_and_episodes_and_search_nothing():
+    study = StudySpec(grid="t", dataset="digits", backbones=("test_vit",), mode="fewshot", subset="4-shot",
+                      n_train=250, fold=0, n_trials=1, max_epochs=1, grace_period=1, shots=4, episodes=10)
+    assert get_mode("fewshot").search.fixed and not get_mode("knn").search.fixed
+    with pytest.raises(SpecError, match="mode 'fewshot' searches nothing: n_trials must be 1, got 3"):
+        study.replace(n_trials=3)
+    with pytest.raises(SpecError, match="needs shots >= 1 .* got shots=0, episodes=10"):
+        study.replace(shots=0)
+    with pytest.raises(SpecError, match="shots and episodes apply to the episodic modes \\(fewshot\\); mode 'knn'"):
+        study.replace(mode="knn", n_trials=3)

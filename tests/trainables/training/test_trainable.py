@@ -1,4 +1,5 @@
 import json
+import os
 import math
 
 import numpy as np
@@ -215,3 +216,62 @@ def test_a_trial_on_the_parts_a_sweep_extracted_trains_as_on_the_whole_pool(file
     lacking = make_run(make_context(spec, str(tmp_path / "d"), embedding_files={"test_resnet": [first]}))
     with pytest.raises(MissingRowsError, match=r"test_resnet \(view 0\) holds no features of 70 row\(s\)"):
         next(trial_epochs(lacking))
+
+
+def test_a_fewshot_trial_averages_its_episodes_and_leaves_their_bootstrap(files, store_root):
+    """One record: the mean of the episodes' scores, their std, and beside the row the mean of
+    the episodes' resample scores; more shots per class score higher."""
+    from trainables.training.bootstrap import BootstrapResamples
+    from trainables.training.probes import probe_data, simpleshot_probabilities
+    from trainables.data.splits import episode_support
+    from trainables.training.metrics import score
+
+    def run(shots):
+        spec = StudySpec(grid="t", dataset="digits", backbones=("test_vit",), mode="fewshot", subset=f"{shots}-shot",
+                         n_train=100, fold=1, n_trials=1, max_epochs=1, grace_period=1, shots=shots, episodes=6)
+        return make_run(make_context(spec, store_root, embedding_files={"test_vit": files["test_vit"]}), lr=0.0)
+
+    (record,) = trial_epochs(run(2))
+    data = probe_data(run(2))
+    episodes = []
+    for e in range(6):
+        support = episode_support(data.train_y, 2, 0, 1, e)
+        probs = simpleshot_probabilities(torch.as_tensor(data.train_x[support]), torch.as_tensor(data.train_y[support]),
+                                         torch.as_tensor(data.test_x), 10).numpy().astype(np.float64)
+        episodes.append((score("auc", data.test_y, probs), BootstrapResamples(data.test_y).scores("auc", probs)))
+    assert record["test_score"] == pytest.approx(np.mean([s for s, _ in episodes]))
+    assert record["test_score_std"] == pytest.approx(np.std([s for s, _ in episodes], ddof=1))
+    assert record["test_score_std"] > 0 and record["epoch"] == 1
+    saved = np.load(run(2).files.bootstrap)
+    np.testing.assert_allclose(saved, np.mean([b for _, b in episodes], axis=0))
+    (more,) = trial_epochs(run(16))
+    assert more["test_score"] > record["test_score"]
+
+
+def test_every_frozen_trial_leaves_the_bootstrap_of_its_selected_epoch(files, store_root):
+    from trainables.training.bootstrap import BootstrapResamples
+
+    run = _run(files, "linear", ("test_resnet",), store_root)
+    records = list(trial_epochs(run))
+    saved = np.load(run.files.bootstrap)
+    assert saved.shape == (1000,)
+    # Around the selected epoch's test score, spread by the resampling.
+    assert np.percentile(saved, 2.5) < records[-1]["test_score"] < np.percentile(saved, 97.5)
+    assert saved.std() > 0
+
+
+def test_a_trial_ended_at_a_report_leaves_the_bootstrap_of_its_selected_epoch(files, store_root):
+    """ASHA ends a trial by not asking for its next epoch (the generator is closed): the epoch
+    selected so far is final, and its predictions and resample scores are written then."""
+    from trainables.training.bootstrap import BootstrapResamples
+    from trainables.training.metrics import score
+    from trainables.training.outputs import load_predictions
+
+    run = _run(files, "linear", ("test_resnet",), store_root)
+    epochs = trial_epochs(run)
+    records = [next(epochs), next(epochs)]
+    assert not os.path.exists(run.files.bootstrap)  # nothing but predictions while it runs
+    epochs.close()
+    probs, labels = load_predictions(run.files.predictions)
+    assert score("auc", labels, probs) == pytest.approx(records[-1]["test_score"], abs=1e-6)
+    np.testing.assert_allclose(np.load(run.files.bootstrap), BootstrapResamples(labels).scores("auc", probs))
