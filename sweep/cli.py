@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import shlex
 import sys
 
 import click
@@ -220,6 +222,117 @@ def _run_options(given: dict, verbose: int):
         policy=TrialPolicy(max_failures=given["max_failures"], checkpoint_every_s=given["checkpoint_every"]),
         verbose=verbose,
     )
+
+
+# Options whose values are paths: sweep slurm makes local ones absolute (the job runs elsewhere).
+_PATH_OPTIONS = {"results", "cache"}
+_PATH_PAIRS = {"data", "weights"}
+
+
+def _absolute(value: str) -> str:
+    from trainables import storage
+
+    return value if storage.is_uri(value) else os.path.abspath(os.path.expanduser(value))
+
+
+def _run_argv(ctx: click.Context, skip: set) -> list[str]:
+    """``sweep run`` with the options of ``ctx`` that ``run`` takes (but ``skip``), as a
+    command line: values as given, local paths made absolute, defaults left out."""
+    argv = ["sweep", "run"]
+    for param in run.params:
+        if not isinstance(param, click.Option) or param.name in skip:
+            continue
+        value = ctx.params.get(param.name)
+        if param.name == "checkpoint_every" and value is None:
+            value = "off"  # None is the option's "off", not its absence
+        if param.name != "grid_name" and (value is None or value == () or value is False or value == param.default):
+            continue
+        flag = param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0]
+        if param.is_flag:
+            argv.append(flag)
+            continue
+        for item in value if param.multiple else (value,):
+            item = str(item)
+            if param.name in _PATH_OPTIONS:
+                item = _absolute(item)
+            elif param.name in _PATH_PAIRS and "=" in item:
+                name, _, path = item.partition("=")
+                item = f"{name}={_absolute(path)}"
+            elif param.name == "grid_name" and item.endswith(".py"):
+                item = _absolute(item)
+            argv += [flag, item]
+    if "--results" not in argv:  # the default, as a path every node reads
+        argv += ["--results", _absolute(DEFAULT_RESULTS)]
+    return argv
+
+
+@main.command()
+@_study_options
+@_store_options
+@_input_options
+@_resource_options
+@_policy_options
+@click.option("--quiet", is_flag=True, help="No extraction bars and no progress line: the table and the answer only.")
+@click.option("-v", "--verbose", is_flag=True, help="Also a line per finished trial (study, lr, epochs, scores).")
+@click.option("--nodes", type=click.IntRange(min=1), required=True, help="Machines of the allocation; one Ray node each.")
+@click.option("--gpus-per-node", type=click.IntRange(min=0), required=True, help="GPUs SLURM gives each node (0: CPU only).")
+@click.option("--cpus-per-node", type=click.IntRange(min=1), required=True, help="CPUs SLURM gives each node, all Ray's.")
+@click.option("--time", "time_limit", required=True, metavar="HH:MM:SS", help="The job's time limit (D-HH:MM:SS for days); near it the job requeues itself and resumes.")
+@click.option("--partition", help="SLURM partition.")
+@click.option("--account", help="SLURM account.")
+@click.option("--env-setup", metavar="CMD", help="Shell line that puts sweep and ray on PATH on every node, e.g. 'source /shared/medsweep/.venv/bin/activate' or 'module load ...' [default: activate the virtualenv this sweep runs from].")
+@click.option("--signal-before", type=click.IntRange(min=10), metavar="SECONDS", help="Requeue this long before the time limit [default: 300, a fifth of a shorter job].")
+@click.option("--out", "out", required=True, metavar="FILE.sbatch", help="Where the sbatch script goes.")
+@click.option("--submit", is_flag=True, help="Also submit it with sbatch and print the job id.")
+@click.pass_context
+def slurm(ctx, grid_name, where, views, embedding_dtype, quiet, verbose, nodes, gpus_per_node, cpus_per_node,
+          time_limit, partition, account, env_setup, signal_before, out, submit, **given):
+    """Write an sbatch script that runs a sweep on a SLURM allocation (and submit it).
+
+    Ray starts on every node (ray symmetric-run under srun, ports from the job id), the driver
+    runs on the first, the results go to --results on storage every node shares. The job
+    requeues itself before its time limit (and when preempted) and resumes into the same store.
+
+    \b
+    Example:
+      sweep slurm --grid paper --data patchcam=/shared/pcam --results /shared/sweep-results \\
+        --nodes 4 --gpus-per-node 4 --cpus-per-node 32 --time 24:00:00 --partition gpu \\
+        --gpus-per-trial linear=0.1 --out paper.sbatch --submit
+      squeue --me; tail -f /shared/sweep-results/slurm/medsweep-paper-JOBID.log
+    """
+    from sweep.launch.slurm import SlurmJob, sbatch_script, submit as sbatch_submit
+
+    if given["address"]:
+        raise click.UsageError("--address: the script starts Ray over the allocation and joins it itself")
+    # Checked exactly as sweep run checks them, before anything is written.
+    options = _run_options(given, 0 if quiet else 2 if verbose else 1)
+    studies = _studies(grid_name, where, views, embedding_dtype)
+    check_studies(studies)
+    from trainables import storage
+
+    results = _absolute(options.store.results)
+    if storage.is_local(results):
+        log_dir = os.path.join(results, "slurm")
+        os.makedirs(log_dir, exist_ok=True)  # sbatch opens the log there before anything runs
+    else:
+        log_dir = os.path.abspath("slurm-logs")  # the log needs a shared folder; the results are at a URI
+        os.makedirs(log_dir, exist_ok=True)
+    if env_setup is None and sys.prefix != sys.base_prefix:
+        env_setup = f"source {shlex.quote(os.path.join(sys.prefix, 'bin', 'activate'))}"
+    job = SlurmJob(nodes=nodes, cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node, time=time_limit,
+                   partition=partition, account=account, signal_before_s=signal_before)
+    argv = _run_argv(ctx, skip={"address", "resume"})
+    if given["resume"]:
+        argv.append("--resume")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", grid_name_of(grid_name))
+    with open(out, "w") as f:
+        f.write(sbatch_script(argv, job, env_setup, log_dir, name))
+    os.chmod(out, 0o755)
+    click.echo(f"wrote {out}: {len(studies)} studies on {nodes} node(s) x {cpus_per_node} CPUs, {gpus_per_node} GPUs, "
+               f"time {time_limit}; log {log_dir}/medsweep-{name}-JOBID.log")
+    if submit:
+        job_id = sbatch_submit(out)
+        click.echo(f"submitted job {job_id}: squeue -j {job_id}; tail -f {log_dir}/medsweep-{name}-{job_id}.log")
 
 
 @main.command()

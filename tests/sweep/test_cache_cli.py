@@ -42,7 +42,7 @@ def test_plan_with_views_on_a_grid_without_augmentation_names_the_problem():
     result = CliRunner().invoke(main, ["plan", "--grid", "demo", "--views", "3"])
     assert result.exit_code == 2 and "views 3" in result.output and "digits has no training augmentation" in result.output
     ok = CliRunner().invoke(main, ["plan", "--grid", "demo", "--embedding-dtype", "float16", "--format", "json"])
-    assert ok.exit_code == 0 and json.loads(ok.output)["studies"] == 60
+    assert ok.exit_code == 0 and json.loads(ok.output)["studies"] == 85
 
 
 def test_embed_decodes_jpegs_where_asked_and_cache_ls_says_which(tmp_path):

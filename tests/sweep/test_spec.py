@@ -35,7 +35,7 @@ def test_a_study_travels_in_its_trial_context_and_back_into_its_row():
 @pytest.mark.parametrize(
     "change,message",
     [
-        ({"mode": "probe"}, "unknown mode 'probe'; valid modes: dvme, finetune, knn, linear, logistic"),
+        ({"mode": "probe"}, "unknown mode 'probe'; valid modes: dvme, fewshot, finetune, knn, linear, logistic"),
         ({"mode": "dvme"}, "mode 'dvme' takes at least 2 backbones"),
         ({"backbones": ("a", "b")}, "mode 'linear' takes exactly 1 backbone"),
         ({"backbones": "test_resnet"}, "backbones must be a tuple"),

@@ -1,0 +1,118 @@
+"""`sweep slurm`'s script on a real SLURM (tests/slurmd.py: munged, slurmctld and slurmd on this
+machine): the demo's linear S part submitted with sbatch completes into its store; submitted
+again and requeued while trials are in flight, it resumes into the same store, each trial once."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from sweep.store.store import ResultsStore
+from tests.slurmd import SlurmOnThisMachine, missing
+
+pytestmark = pytest.mark.slow
+
+SWEEP = os.path.join(os.path.dirname(sys.executable), "sweep")
+STUDIES, TRIALS_EACH = 10, 4  # the demo's linear S: 2 backbones x 5 folds, 4 learning rates each
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    why = missing()
+    if why:
+        pytest.skip(why)
+    with SlurmOnThisMachine(tmp_path_factory.mktemp("slurm")) as cluster:
+        yield cluster
+
+
+def _script(tmp_path, results) -> str:
+    out = str(tmp_path / "demo.sbatch")
+    subprocess.run([SWEEP, "slurm", "--grid", "demo", "--where", "mode=linear", "--where", "subset=S",
+                    "--results", str(results), "--checkpoint-every", "0", "--nodes", "1", "--gpus-per-node", "0",
+                    "--cpus-per-node", str(os.cpu_count()), "--time", "00:30:00", "--out", out],
+                   check=True, capture_output=True, text=True)
+    return out
+
+
+def _complete_once(results) -> list[dict]:
+    rows = ResultsStore(str(results)).read_trials().to_pylist()
+    keys = [(r["study_id"], r["trial_id"]) for r in rows]
+    assert len(keys) == len(set(keys)) == STUDIES * TRIALS_EACH, "a trial recorded twice, or missing"
+    assert set(Counter(r["study_id"] for r in rows).values()) == {TRIALS_EACH} and len({k[0] for k in keys}) == STUDIES
+    assert all(r["status"] == "ok" for r in rows)
+    return rows
+
+
+def test_a_sweep_submitted_to_slurm_completes_into_its_store(slurm, tmp_path):
+    results = tmp_path / "results"
+    started = time.monotonic()
+    job = slurm.submit(_script(tmp_path, results))
+    fields = slurm.wait(job, "COMPLETED")
+    print(f"slurm job {job} completed in {time.monotonic() - started:.0f} s")
+    assert fields["ExitCode"] == "0:0" and fields["Restarts"] == "0"
+    _complete_once(results)
+    log = open(fields["StdOut"]).read()
+    assert f"medsweep: job {job} run 0" in log and "--resume" not in log
+    assert f"{STUDIES} studies (0 already complete), {STUDIES * TRIALS_EACH} trials" in log
+
+
+def _in_flight(results) -> dict[str, int]:
+    """trial id -> epoch of its checkpoint, for the trials with a checkpoint and no row yet."""
+    out = {}
+    for meta in glob.glob(os.path.join(results, "checkpoints", "*", "*.json")):
+        study, trial = meta.split(os.sep)[-2], os.path.basename(meta)[: -len(".json")]
+        if not os.path.exists(os.path.join(results, "trials", study, f"{trial}.parquet")):
+            try:
+                out[trial] = json.load(open(meta))["epoch"]
+            except (OSError, ValueError):
+                continue  # removed or being written as we read it
+    return out
+
+
+def _suspend_with_trials_in_flight(slurm, job: str, results: str, timeout: float = 600) -> dict[str, int]:
+    """Suspend the job (SIGSTOP to all its processes: nothing moves) at a moment some trial has a
+    checkpoint and no row, and say which; resumed and tried again while none has."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _in_flight(results):
+            slurm.run("scontrol", "suspend", job)
+            caught = _in_flight(results)
+            if caught:
+                return caught
+            slurm.run("scontrol", "resume", job)
+        assert slurm.job(job)["JobState"] in ("PENDING", "RUNNING"), "the job ended before a trial was caught in flight"
+        time.sleep(0.2)
+    raise AssertionError(f"no trial with a checkpoint in flight within {timeout:.0f} s")
+
+
+def test_a_requeued_sweep_resumes_every_unfinished_trial_into_the_same_store(slurm, tmp_path):
+    results = str(tmp_path / "results")
+    started = time.monotonic()
+    job = slurm.submit(_script(tmp_path, results))
+    caught = _suspend_with_trials_in_flight(slurm, job, results)
+    done_before = len(glob.glob(os.path.join(results, "trials", "*", "*.parquet")))
+    slurm.run("scontrol", "requeue", job)  # as a preemption or the script's own trap does
+    slurm.wait(job, "PENDING", timeout=120)
+    # A job requeued while suspended is held, and SLURM holds any requeued job back two
+    # minutes: the test lets it start at once.
+    slurm.run("scontrol", "release", job, check=False)
+    slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+    fields = slurm.wait(job, "COMPLETED")
+    print(f"slurm job {job}: requeued with {len(caught)} trial(s) in flight and {done_before} recorded; "
+          f"completed after {time.monotonic() - started:.0f} s")
+    assert fields["Restarts"] == "1" and fields["ExitCode"] == "0:0"
+    rows = {r["trial_id"]: r for r in _complete_once(results)}
+    # The trials in flight at the requeue went on from their checkpoints, under their own ids.
+    for trial, epoch in caught.items():
+        assert rows[trial]["resumed_from_epoch"] == epoch, (trial, epoch, rows[trial]["resumed_from_epoch"])
+    log = open(fields["StdOut"]).read()
+    assert f"medsweep: job {job} run 0" in log and f"medsweep: job {job} run 1" in log
+    second = log[log.index(f"medsweep: job {job} run 1"):]
+    assert "--resume" in second.splitlines()[0] and "already complete" in second
