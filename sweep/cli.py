@@ -195,6 +195,14 @@ _policy_options = _option_group(
 )
 
 
+# Every option of sweep run: sweep slurm takes them all and writes them into its script.
+_sweep_run_options = _option_group(
+    _study_options, _store_options, _input_options, _resource_options, _policy_options,
+    click.option("--quiet", is_flag=True, help="No extraction bars and no progress line: the table and the answer only."),
+    click.option("-v", "--verbose", is_flag=True, help="Also a line per finished trial (study, lr, epochs, scores)."),
+)
+
+
 def _trusted(names: tuple) -> tuple:
     """--trust-remote-code names, each a known backbone (an unknown one: the registry's error)."""
     from trainables.models.backbones import get_backbone_info
@@ -267,13 +275,7 @@ def _run_argv(ctx: click.Context, skip: set) -> list[str]:
 
 
 @main.command()
-@_study_options
-@_store_options
-@_input_options
-@_resource_options
-@_policy_options
-@click.option("--quiet", is_flag=True, help="No extraction bars and no progress line: the table and the answer only.")
-@click.option("-v", "--verbose", is_flag=True, help="Also a line per finished trial (study, lr, epochs, scores).")
+@_sweep_run_options
 @click.option("--nodes", type=click.IntRange(min=1), required=True, help="Machines of the allocation; one Ray node each.")
 @click.option("--gpus-per-node", type=click.IntRange(min=0), required=True, help="GPUs SLURM gives each node (0: CPU only).")
 @click.option("--cpus-per-node", type=click.IntRange(min=1), required=True, help="CPUs SLURM gives each node, all Ray's.")
@@ -336,13 +338,7 @@ def slurm(ctx, grid_name, where, views, embedding_dtype, quiet, verbose, nodes, 
 
 
 @main.command()
-@_study_options
-@_store_options
-@_input_options
-@_resource_options
-@_policy_options
-@click.option("--quiet", is_flag=True, help="No extraction bars and no progress line: the table and the answer only.")
-@click.option("-v", "--verbose", is_flag=True, help="Also a line per finished trial (study, lr, epochs, scores).")
+@_sweep_run_options
 def run(grid_name, where, views, embedding_dtype, quiet, verbose, **given):
     """Run a grid's studies and print the mean ± std table of its cells.
 
