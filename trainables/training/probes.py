@@ -88,8 +88,8 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def _record(run: TrialRun, started: float, train_loss: float, val_probs: np.ndarray, data: ProbeData,
             test_probs: np.ndarray) -> dict:
-    """The one record of a probe fitted once: its validation and test scores, the test set's
-    bootstrap scores written beside the row, or its test probabilities where labels are hidden."""
+    """The one record of a probe fitted once: its validation and test scores; beside the row its
+    test probabilities (Kaggle's, where the labels are hidden) and its bootstrap scores."""
     metric = get_dataset_info(run.study.dataset).metric
     hidden = bool((data.test_y < 0).any())
     save_predictions(run.files.predictions, test_probs, data.test_y)
