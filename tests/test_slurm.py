@@ -76,6 +76,18 @@ def _in_flight(results) -> dict[str, int]:
     return out
 
 
+def _settled(results: str) -> dict[str, int]:
+    """The trials in flight once the store stops changing: slurmd stops the job's processes
+    after scontrol suspend returns, and a trial may write one more checkpoint, or its row, meanwhile."""
+    seen = _in_flight(results)
+    while True:
+        time.sleep(1.0)
+        now = _in_flight(results)
+        if now == seen:
+            return now
+        seen = now
+
+
 def _suspend_with_trials_in_flight(slurm, job: str, results: str, timeout: float = 600) -> dict[str, int]:
     """Suspend the job (SIGSTOP to all its processes: nothing moves) at a moment some trial has a
     checkpoint and no row, and say which; resumed and tried again while none has."""
@@ -83,7 +95,7 @@ def _suspend_with_trials_in_flight(slurm, job: str, results: str, timeout: float
     while time.monotonic() < deadline:
         if _in_flight(results):
             slurm.run("scontrol", "suspend", job)
-            caught = _in_flight(results)
+            caught = _settled(results)
             if caught:
                 return caught
             slurm.run("scontrol", "resume", job)
