@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trainables.training import bootstrap
 from trainables.training.bootstrap import BootstrapResamples
 from trainables.training.metrics import score
 
@@ -26,15 +27,20 @@ def scored_sets(draw):
     return labels, probs / probs.sum(axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("metric", ["auc", "kappa_quadratic"])
+# AUC over every pair as one matrix product (small test sets), and by ranks (large ones).
+@pytest.mark.parametrize("metric,pairwise_max", [("auc", 10**9), ("auc", 0), ("kappa_quadratic", 10**9)])
 @settings(max_examples=30, deadline=None)
 @given(data=scored_sets())
-def test_each_resample_scores_as_the_resampled_test_set_would(metric, data):
+def test_each_resample_scores_as_the_resampled_test_set_would(metric, pairwise_max, data):
     labels, probs = data
     resamples = BootstrapResamples(labels, resamples=20)
     counts = resamples.counts.numpy()
     expected = [score(metric, np.repeat(labels, c), np.repeat(probs, c, axis=0)) for c in counts]
-    np.testing.assert_allclose(resamples.scores(metric, probs), expected, atol=1e-12)
+    saved, bootstrap.PAIRWISE_MAX = bootstrap.PAIRWISE_MAX, pairwise_max
+    try:
+        np.testing.assert_allclose(resamples.scores(metric, probs), expected, atol=1e-12)
+    finally:
+        bootstrap.PAIRWISE_MAX = saved
 
 
 def test_resamples_are_stratified_seeded_and_the_same_for_every_count_asked():
