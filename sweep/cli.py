@@ -291,8 +291,8 @@ def slurm(ctx, grid_name, where, views, embedding_dtype, quiet, verbose, nodes, 
           time_limit, partition, account, env_setup, signal_before, out, submit, **given):
     """Write an sbatch script that runs a sweep on a SLURM allocation (and submit it).
 
-    Ray starts on every node (ray symmetric-run under srun, ports from the job id), the driver
-    runs on the first, the results go to --results on storage every node shares. The job
+    Ray starts on every node (ray start under srun, ports from the job id), the driver runs on
+    the first, the results go to --results on storage every node shares. The job
     requeues itself before its time limit (and when preempted) and resumes into the same store.
 
     \b
@@ -313,12 +313,10 @@ def slurm(ctx, grid_name, where, views, embedding_dtype, quiet, verbose, nodes, 
     from trainables import storage
 
     results = _absolute(options.store.results)
-    if storage.is_local(results):
-        log_dir = os.path.join(results, "slurm")
-        os.makedirs(log_dir, exist_ok=True)  # sbatch opens the log there before anything runs
-    else:
-        log_dir = os.path.abspath("slurm-logs")  # the log needs a shared folder; the results are at a URI
-        os.makedirs(log_dir, exist_ok=True)
+    # sbatch opens the log before anything runs: beside local results, else (results at a URI)
+    # in a folder here, which must be shared too.
+    log_dir = os.path.join(results, "slurm") if storage.is_local(results) else os.path.abspath("slurm-logs")
+    os.makedirs(log_dir, exist_ok=True)
     if env_setup is None and sys.prefix != sys.base_prefix:
         env_setup = f"source {shlex.quote(os.path.join(sys.prefix, 'bin', 'activate'))}"
     job = SlurmJob(nodes=nodes, cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node, time=time_limit,

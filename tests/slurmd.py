@@ -19,6 +19,8 @@ import subprocess
 import time
 from typing import Optional
 
+from sweep.launch.nodes import ended
+
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "scontrol", "sinfo", "scancel")
 
@@ -133,9 +135,9 @@ class SlurmOnThisMachine:
             except ProcessLookupError:
                 continue
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and not ended(pid):
                 time.sleep(0.1)
-            if _alive(pid):
+            if not ended(pid):
                 os.kill(pid, signal.SIGKILL)
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -161,15 +163,3 @@ class SlurmOnThisMachine:
             time.sleep(1)
         raise AssertionError(f"job {job_id} is {fields.get('JobState')}, not {state} (reason {fields.get('Reason')}, "
                              f"exit {fields.get('ExitCode')}); its log: {fields.get('StdOut')}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

@@ -25,7 +25,8 @@ def alive_nodes(address: str) -> int:
         ray.shutdown()
 
 
-def _ended(pid: int) -> bool:
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended (gone, or a zombie not reaped yet)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> int:
     deadline = time.monotonic() + timeout
     seen, why = 0, "no answer yet"
     while time.monotonic() < deadline:
-        gone = [p for p in steps if _ended(p)]
+        gone = [p for p in steps if ended(p)]
         if gone:
             print(f"medsweep: the step starting Ray (pid {gone[0]}) ended before the cluster at {address} had "
                   f"{wanted} node(s): its error is above", file=sys.stderr, flush=True)
