@@ -199,7 +199,7 @@ _policy_options = _option_group(
 _sweep_run_options = _option_group(
     _study_options, _store_options, _input_options, _resource_options, _policy_options,
     click.option("--quiet", is_flag=True, help="No extraction bars and no progress line: the table and the answer only."),
-    click.option("-v", "--verbose", is_flag=True, help="Also a line per finished trial (study, lr, epochs, scores)."),
+    click.option("-v", "--verbose", is_flag=True, help="Also a line per finished trial (study, lr, epochs, scores), and the time of each stage of the sweep at the end."),
 )
 
 
@@ -360,6 +360,8 @@ def run(grid_name, where, views, embedding_dtype, quiet, verbose, **given):
         f"{outcome['trials']} trials ({outcome['stopped']} stopped early by ASHA, {outcome['failed']} failed), "
         f"{summary.wall_s:.0f} s"
     )
+    if verbose and summary.phases:
+        click.echo(f"stages: {summary.phase_line()}")
     click.echo(f"results: {summary.results}  (query: sweep results --results {summary.results} --level cells)")
     if summary.submissions:
         click.echo(

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -58,6 +59,12 @@ class RunSummary:
     submissions: int = 0  # Kaggle submission files written (hidden test labels)
     extracted: int = 0  # embedding-cache files this sweep extracted (the rest were cached)
     study_ids: tuple = ()  # the sweep's studies, whole-pool sizes resolved (as the rows have them)
+    # Each stage of the sweep as it ran, in order: name -> (start, end), Unix seconds
+    # (benchmarks/overhead.py reads where a sweep's time goes; `sweep run -v` prints it).
+    phases: dict = dataclasses.field(default_factory=dict)
+
+    def phase_line(self) -> str:
+        return ", ".join(f"{name} {end - start:.1f} s" for name, (start, end) in self.phases.items())
 
     def outcome(self, store: ResultsStore) -> dict:
         """What the store holds of this sweep's studies: its cells (mean ± std over folds), the
@@ -476,31 +483,55 @@ class _Plan:
 def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsStore, grid: str, started: float) -> RunSummary:
     """The sweep once this driver holds the store's lock, stage by stage as DESIGN.md's "How
     a sweep flows": store, data, Ray, data checked, extraction, trial contexts, tune, finish."""
+    phases = _Phases()
     data = _DataLoader(options.inputs, store)
-    plan = _prepare_store(studies, options, store, data)
+    with phases("store"):
+        plan = _prepare_store(studies, options, store, data)
     ids = tuple(s.study_id for s in plan.studies)
     if not plan.pending:
-        return RunSummary(store.root, len(studies), len(studies), 0, time.perf_counter() - started, study_ids=ids)
-    datasets = _prepare_data(plan.pending, data, store)
-    has_gpu, cpus = _start_ray(options)
+        return RunSummary(store.root, len(studies), len(studies), 0, time.perf_counter() - started, study_ids=ids,
+                          phases=phases.times)
+    with phases("data read"):
+        datasets = _prepare_data(plan.pending, data, store)
+    with phases("Ray start"):
+        has_gpu, cpus = _start_ray(options)
     cache_dir = store.cache_at(options.store.cache)
-    # Every image decoded once, content fingerprints; the splits written with them.
-    datasets = _verify_images(datasets, cache_dir, options.verbose)
-    manifests = write_manifests(store.manifests_dir, plan.pending, datasets, data.skips)
-    requests = extraction_requests(plan.pending)
-    facts = _row_facts(plan.pending, datasets, options)
-    files, extracted = _extract_all(extraction_rows(requests, manifests), options, cache_dir, has_gpu, data.skips,
-                                    facts["fingerprints"])
-    contexts = [
-        trial_context(s, options, store, n_classes=len(datasets[s.dataset].classes), manifest=manifests[s.study_id],
-                      embedding_files={b: [files[r] for r in rs] for b, rs in requests.get(s.study_id, {}).items()},
-                      skip=data.skips.get(s.dataset), has_gpu=has_gpu)
-        for s in plan.pending
-    ]
-    written = _tune(plan, contexts, options, store, facts, grid, cpus)
-    submissions = _finish(store, plan, datasets)
+    with phases("image check"):
+        # Every image decoded once, content fingerprints; the splits written with them.
+        datasets = _verify_images(datasets, cache_dir, options.verbose)
+        manifests = write_manifests(store.manifests_dir, plan.pending, datasets, data.skips)
+    with phases("extraction"):
+        requests = extraction_requests(plan.pending)
+        facts = _row_facts(plan.pending, datasets, options)
+        files, extracted = _extract_all(extraction_rows(requests, manifests), options, cache_dir, has_gpu, data.skips,
+                                        facts["fingerprints"])
+    with phases("tuner"):
+        contexts = [
+            trial_context(s, options, store, n_classes=len(datasets[s.dataset].classes), manifest=manifests[s.study_id],
+                          embedding_files={b: [files[r] for r in rs] for b, rs in requests.get(s.study_id, {}).items()},
+                          skip=data.skips.get(s.dataset), has_gpu=has_gpu)
+            for s in plan.pending
+        ]
+        written = _tune(plan, contexts, options, store, facts, grid, cpus)
+    with phases("finish"):
+        submissions = _finish(store, plan, datasets)
     return RunSummary(store.root, len(studies), len(studies) - len(plan.pending), written,
-                      time.perf_counter() - started, submissions, extracted, ids)
+                      time.perf_counter() - started, submissions, extracted, ids, phases.times)
+
+
+class _Phases:
+    """Times the stages of a sweep: ``with phases("name"):`` records (start, end)."""
+
+    def __init__(self):
+        self.times: dict = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.time()
+        try:
+            yield
+        finally:
+            self.times[name] = (start, time.time())
 
 
 def _prepare_store(studies: list[StudySpec], options: RunOptions, store: ResultsStore, data: "_DataLoader") -> _Plan:

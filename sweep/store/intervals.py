@@ -41,9 +41,9 @@ def _resample_scores(root: str, study: dict) -> Optional[np.ndarray]:
         return None  # a trial that failed before its first test score
     if (labels < 0).any():
         return None  # hidden test labels (Kaggle)
-    from trainables.training.bootstrap import BootstrapResamples
+    from trainables.training.bootstrap import resamples_of
 
-    return BootstrapResamples(labels).scores(study["metric"], probs)
+    return resamples_of(labels).scores(study["metric"], probs)
 
 
 def cell_intervals(root: str, studies: Iterable[dict]) -> dict[str, tuple[float, float]]:

@@ -11,9 +11,10 @@ the 2.5th and 97.5th percentiles of that mean (sweep/store/intervals.py).
 A resample is a vector of counts (how often each test image was drawn), and each score is
 computed with those counts as weights, which is the score of the resampled set exactly: AUC in
 its Mann-Whitney form over the distinct scores (ties half), quadratic kappa from the weighted
-confusion matrix with scikit-learn's definition. In torch, on the trial's device: 1,000
-resamples of 32,768 images (PatchCam's test set) take about a second on one CPU core; a trial
-scores them only when its validation score improves (a few-shot trial: every episode).
+confusion matrix with scikit-learn's definition. In torch, on the trial's device: scoring
+1,000 resamples of 32,768 images (PatchCam's test set) takes about a quarter second on 2 CPU
+cores, drawing them twice that, once per process (``resamples_of``); a trial scores its
+selected epoch once, when it ends (a few-shot trial: every episode).
 
 Example::
 
@@ -26,6 +27,8 @@ Example::
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import numpy as np
 import torch
 
@@ -35,9 +38,6 @@ RESAMPLES = 1000
 SEED = 0
 # Resamples scored at once: bounds the float32 weight matrix to about 32 MiB (x a few copies).
 CHUNK_ELEMENTS = 8_000_000
-# Positives x negatives of one class up to which AUC is one matrix product over the pairs
-# (a float32 matrix of 16 MiB); above it, by ranks.
-PAIRWISE_MAX = 4_000_000
 DRAW_BLOCK = 50  # resamples drawn at once (50 x 32,768 images: 13 MiB of uniforms)
 
 
@@ -65,7 +65,17 @@ class BootstrapResamples:
             flat = (drawn + np.arange(rows)[:, None] * n).ravel()
             counts[block:block + rows] = np.bincount(flat, minlength=rows * n).reshape(rows, n)
         self.device = torch.device(device or "cpu")
-        self.counts = torch.from_numpy(counts).to(self.device)
+        # Scoring reads the counts image by image (the positives' rows, the negatives' rows), so
+        # they are kept images x resamples: gathering an image's counts is one contiguous row.
+        # In float32 too, once, where a chunk holds them all (test sets below 8,000 images).
+        self._by_image = torch.from_numpy(np.ascontiguousarray(counts.T)).to(self.device)
+        self._chunk = max(1, CHUNK_ELEMENTS // max(1, n))
+        self._float = self._by_image.float() if self._chunk >= resamples else None
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """How often each image was drawn: resamples x images."""
+        return self._by_image.T
 
     def scores(self, metric: str, probs) -> np.ndarray:
         """The score of ``probs`` (N x C) on every resample, as ``metrics.score`` would give it."""
@@ -73,58 +83,61 @@ class BootstrapResamples:
             raise MetricError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
         probs = torch.as_tensor(np.asarray(probs, np.float64), device=self.device)
         labels = torch.as_tensor(self.labels, device=self.device)
-        chunk = max(1, CHUNK_ELEMENTS // max(1, len(self.labels)))
         out = []
-        for start in range(0, len(self.counts), chunk):
-            counts = self.counts[start:start + chunk].float()
+        for start in range(0, self._by_image.shape[1], self._chunk):
+            counts = self._float if self._float is not None else self._by_image[:, start:start + self._chunk].float()
             out.append(_weighted_auc(labels, probs, counts) if metric == "auc"
                        else _weighted_kappa(labels, probs, counts))
         return np.concatenate(out)
 
 
+# Test sets whose resamples a process keeps: a worker runs trial after trial on one test set,
+# and drawing PatchCam's resamples again would take longer than a demo trial's whole fit.
+KEPT_TEST_SETS = 2
+_kept: "collections.OrderedDict[tuple, BootstrapResamples]" = collections.OrderedDict()
+
+
+def resamples_of(labels: np.ndarray, device=None) -> BootstrapResamples:
+    """``BootstrapResamples(labels, device=device)``, drawn once per process for each of the last
+    ``KEPT_TEST_SETS`` test sets (the draw depends on nothing else)."""
+    labels = np.ascontiguousarray(labels)
+    key = (hashlib.sha1(labels.tobytes()).hexdigest(), str(labels.dtype), len(labels), str(torch.device(device or "cpu")))
+    if key in _kept:
+        _kept.move_to_end(key)
+        return _kept[key]
+    resamples = _kept[key] = BootstrapResamples(labels, device=device)
+    while len(_kept) > KEPT_TEST_SETS:
+        _kept.popitem(last=False)
+    return resamples
+
+
 def _weighted_binary_auc(positive: torch.Tensor, scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Per row of ``counts``: P(score of a positive > score of a negative), ties half, each
-    image counted as often as it was drawn. A test set of few pairs (the demo's: 54 x 486 a
-    class) as one matrix product over every (positive, negative) pair; a large one (PatchCam's
-    16,384 x 16,384) by ranks, in memory linear in the images."""
-    p, n = torch.nonzero(positive).flatten(), torch.nonzero(~positive).flatten()
-    if len(p) * len(n) <= PAIRWISE_MAX:
-        diff = scores[p][:, None] - scores[n][None, :]
-        beats = (diff > 0).float() + 0.5 * (diff == 0).float()
-        c_pos, c_neg = counts.index_select(1, p), counts.index_select(1, n)
-        # Every entry and product below is a multiple of 0.5 under 2^23, exact in float32; the
-        # sums over a resample accumulate in float64.
-        beaten = ((c_pos @ beats) * c_neg).sum(dim=1, dtype=torch.float64)
-        return beaten / (c_pos.sum(dim=1).double() * c_neg.sum(dim=1).double())
-    return _ranked_binary_auc(positive, scores, counts)
+    """Per column of ``counts`` (images x resamples): P(score of a positive > score of a
+    negative), ties half, each image counted as often as it was drawn.
 
-
-def _ranked_binary_auc(positive: torch.Tensor, scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Per row of ``counts``: P(score of a positive > score of a negative), ties half, each
-    image counted as often as it was drawn. In score order, a positive at position i beats the
-    negatives before its group of tied scores and ties the negatives in it: half the sum of
-    the negatives' cumulative count before the group's start and at its end."""
-    order = torch.argsort(scores, stable=True)
-    ordered, pos = scores[order], positive[order]
-    n = len(ordered)
-    new_group = torch.ones(n, dtype=torch.bool, device=scores.device)
-    new_group[1:] = ordered[1:] != ordered[:-1]
-    index = torch.arange(n, device=scores.device)
-    group_start = torch.cummax(torch.where(new_group, index, 0), dim=0).values
-    starts = torch.nonzero(new_group).flatten()
-    ends = torch.cat([starts[1:], starts.new_tensor([n])]) - 1
-    group_end = ends[torch.cumsum(new_group.long(), dim=0) - 1]
-    counts = counts.index_select(1, order)
-    # float32 holds every count and cumulative count exactly (below 2^24); products and sums
-    # go to float64.
-    negatives = torch.cumsum(counts * ~pos, dim=1)
-    p = torch.nonzero(pos).flatten()
-    start, end = group_start[p], group_end[p]
-    before_start = negatives.index_select(1, start) - counts.index_select(1, start) * ~pos[start]
-    both = (before_start + negatives.index_select(1, end)).double()
-    c_pos = counts.index_select(1, p).double()
-    beaten = (c_pos * both).sum(dim=1) / 2
-    return beaten / (c_pos.sum(dim=1) * negatives[:, -1].double())
+    With the positives in score order and ``suffix[k]`` the count of those from the k-th on, a
+    negative of score s is beaten by ``suffix[hi]`` positives and tied with ``suffix[lo] -
+    suffix[hi]`` (lo, hi: the positives below s, and at or below it): half their sum. Summed
+    over the negatives, that is half the dot product of ``suffix`` with the negatives' counts
+    binned by lo and by hi: one pass over the counts, whatever the number of pairs (PatchCam's
+    16,384 x 16,384 as the demo's 54 x 486)."""
+    p = torch.nonzero(positive).flatten()
+    ordered, order = torch.sort(scores[p])
+    by_score = counts.index_select(0, p[order])
+    prefix = torch.cat([by_score.new_zeros(1, by_score.shape[1]), torch.cumsum(by_score, dim=0)])
+    suffix = prefix[-1] - prefix
+    scores = scores.contiguous()
+    lo, hi = torch.searchsorted(ordered, scores, right=False), torch.searchsorted(ordered, scores, right=True)
+    # The positives' own counts go to a last bin, dropped: no gathering of the negatives' rows.
+    dropped = len(p) + 1
+    bins = counts.new_zeros(len(p) + 2, counts.shape[1])
+    bins.index_add_(0, torch.where(positive, dropped, lo), counts)
+    bins.index_add_(0, torch.where(positive, dropped, hi), counts)
+    # Counts, their bins and suffix sums are integers below 2^24, exact in float32; the dot
+    # products, up to twice the pairs, in float64.
+    beaten = torch.linalg.vecdot(suffix.double(), bins[:-1].double(), dim=0) / 2
+    positives = prefix[-1].double()
+    return beaten / (positives * (counts.sum(dim=0).double() - positives))
 
 
 def _weighted_auc(labels: torch.Tensor, probs: torch.Tensor, counts: torch.Tensor) -> np.ndarray:
@@ -142,7 +155,7 @@ def _weighted_kappa(labels: torch.Tensor, probs: torch.Tensor, counts: torch.Ten
     k = probs.shape[1]
     codes = labels * k + probs.argmax(dim=1)
     onehot = torch.nn.functional.one_hot(codes, k * k).float()
-    confusions = (counts @ onehot).double().reshape(-1, k, k).cpu().numpy()
+    confusions = (onehot.T @ counts).T.double().reshape(-1, k, k).cpu().numpy()
     out = np.empty(len(confusions))
     for b, confusion in enumerate(confusions):
         present = np.flatnonzero(confusion.sum(axis=0) + confusion.sum(axis=1))

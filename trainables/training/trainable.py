@@ -30,7 +30,7 @@ from trainables.training.batches import FeatureBatches, balanced_weights
 from trainables.data.datasets import get_dataset_info, load_dataset
 from trainables.cache.embeddings import load_embeddings
 from trainables.cache.parts import MissingRowsError
-from trainables.training.bootstrap import BootstrapResamples
+from trainables.training.bootstrap import resamples_of
 from trainables.training.outputs import save_bootstrap, save_predictions
 from trainables.training.checkpoints import load_checkpoint, save_checkpoint, settle_meta
 from trainables.training.engine import Fit, predict
@@ -301,12 +301,12 @@ def trial_epochs(run: TrialRun, checkpointer: Optional[Checkpointer] = None) -> 
 
 
 def _save_selected_bootstrap(run: TrialRun, metric: str, selected, device) -> None:
-    """The selected epoch's scores on the test set's resamples, once per trial (on a CPU 1,000
-    resamples of PatchCam's 32,768 test images take about 0.6 s: at every improvement they
-    would cost more than a linear head's epochs)."""
+    """The selected epoch's scores on the test set's resamples, once per trial (on 2 CPU cores
+    1,000 resamples of PatchCam's 32,768 test images take about 0.25 s: at every improvement
+    they would cost more than a linear head's epochs)."""
     if selected is not None:
         labels, probs = selected
-        save_bootstrap(run.files.bootstrap, BootstrapResamples(labels, device=device).scores(metric, probs))
+        save_bootstrap(run.files.bootstrap, resamples_of(labels, device=device).scores(metric, probs))
 
 
 def error_text(exc: BaseException) -> str:

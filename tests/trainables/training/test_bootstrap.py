@@ -27,20 +27,22 @@ def scored_sets(draw):
     return labels, probs / probs.sum(axis=1, keepdims=True)
 
 
-# AUC over every pair as one matrix product (small test sets), and by ranks (large ones).
-@pytest.mark.parametrize("metric,pairwise_max", [("auc", 10**9), ("auc", 0), ("kappa_quadratic", 10**9)])
+# All resamples scored at once, and a few at a time (the chunks of a large test set).
+@pytest.mark.parametrize("metric", ["auc", "kappa_quadratic"])
+@pytest.mark.parametrize("chunk_elements", [bootstrap.CHUNK_ELEMENTS, 150])
 @settings(max_examples=30, deadline=None)
 @given(data=scored_sets())
-def test_each_resample_scores_as_the_resampled_test_set_would(metric, pairwise_max, data):
+def test_each_resample_scores_as_the_resampled_test_set_would(metric, chunk_elements, data):
     labels, probs = data
-    resamples = BootstrapResamples(labels, resamples=20)
-    counts = resamples.counts.numpy()
-    expected = [score(metric, np.repeat(labels, c), np.repeat(probs, c, axis=0)) for c in counts]
-    saved, bootstrap.PAIRWISE_MAX = bootstrap.PAIRWISE_MAX, pairwise_max
+    saved, bootstrap.CHUNK_ELEMENTS = bootstrap.CHUNK_ELEMENTS, chunk_elements
     try:
+        resamples = BootstrapResamples(labels, resamples=20)
+        assert (resamples._float is None) == (chunk_elements // len(labels) < 20)
+        counts = resamples.counts.numpy()
+        expected = [score(metric, np.repeat(labels, c), np.repeat(probs, c, axis=0)) for c in counts]
         np.testing.assert_allclose(resamples.scores(metric, probs), expected, atol=1e-12)
     finally:
-        bootstrap.PAIRWISE_MAX = saved
+        bootstrap.CHUNK_ELEMENTS = saved
 
 
 def test_resamples_are_stratified_seeded_and_the_same_for_every_count_asked():
@@ -69,3 +71,17 @@ def test_a_better_model_scores_higher_on_almost_every_resample():
     # The resample scores spread around the full test set's score.
     full = score("auc", labels, np.stack([1 - good, good], 1))
     assert np.percentile(a, 2.5) < full < np.percentile(a, 97.5)
+
+
+def test_a_process_draws_a_test_sets_resamples_once_and_keeps_the_last_few():
+    first, second, third = np.array([0, 1, 1, 0, 1]), np.array([1, 0, 0, 1, 1, 0]), np.array([0, 0, 1, 1])
+    kept = bootstrap.resamples_of(first)
+    assert bootstrap.resamples_of(first.copy()) is kept  # equal labels, another array: the same draw
+    assert np.array_equal(kept.counts.numpy(), BootstrapResamples(first).counts.numpy())
+    # Same bytes, another dtype: other labels.
+    assert bootstrap.resamples_of(first.astype(np.int32)) is not kept
+    bootstrap.resamples_of(second)
+    bootstrap.resamples_of(third)
+    assert len(bootstrap._kept) == bootstrap.KEPT_TEST_SETS
+    assert bootstrap.resamples_of(first) is not kept  # evicted, drawn again
+    assert np.array_equal(bootstrap.resamples_of(first).counts.numpy(), kept.counts.numpy())

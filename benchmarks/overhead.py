@@ -1,0 +1,205 @@
+"""Where a sweep's time goes: the demo grid run as `sweep run --grid demo` runs it, with the
+driver profiled and the machine's CPUs sampled, in one run.
+
+    .venv/bin/python benchmarks/overhead.py [--grid demo] [--where mode=linear] [--profile FILE]
+
+Prints:
+- the stages (Ray start, data read, image check, extraction, Tuner, finish) and the closing
+  read (the cells, answers and counts `sweep run` prints at the end);
+- the trials' own time: each trial's ``wall_s`` (inside its process, from the store) times
+  its CPUs, summed; the packing ratio, Tuner wall / (trials' CPU-seconds / cores), 1.0 when
+  the trials alone filled every core; the per-trial overhead, (Tuner wall - trials'
+  CPU-seconds / cores) / trials;
+- the cores' seconds during the Tuner: the trials' own, the driver process's (every thread),
+  the rest of the busy CPU (Ray's daemons, the trials' processes outside their trials: actor
+  start, imports, Tune's own thread in the actor), and idle;
+- the driver's main thread, from a profile (CPU time, ``time.thread_time``): the searcher
+  (Optuna, per study), the scheduler (ASHA, per study), the recorder (the store's rows and
+  histories), the progress line, Tune's experiment-state snapshots, and the rest of Tune's loop;
+- actor start: from the moment the searcher hands a trial to Tune to the moment the trial
+  starts in its process (its ``started_at``), median and mean, and that wait summed over the
+  trials, divided by the trials that run at once.
+
+``--profile FILE`` keeps the driver's profile (pstats) for a closer look (``python -m pstats``).
+Last line: ``packing ratio X, per-trial overhead Y s, demo wall Z s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# (group, file suffix, function names or None for every function of the file) of the driver's
+# profile; the first group a function matches takes it. Entry points only: what Tune calls.
+GROUPS = [
+    ("searcher (Optuna per study)", "sweep/driver/routing.py", {"suggest", "on_trial_result", "on_trial_complete",
+                                                              "requeue"}, "StudySearcher"),
+    ("scheduler (ASHA per study)", "sweep/driver/routing.py", {"on_trial_add", "on_trial_result", "on_trial_complete",
+                                                             "on_trial_remove", "on_trial_error"}, "StudyScheduler"),
+    ("scheduler (ASHA per study)", "ray/tune/schedulers/trial_scheduler.py", {"choose_trial_to_run"}, None),
+    ("recorder (store rows, histories)", "sweep/driver/recorder.py", {"on_trial_result", "on_trial_complete",
+                                                                     "on_trial_error"}, None),
+    ("progress line", "sweep/driver/progress.py", None, None),
+    ("experiment-state snapshots", "ray/tune/execution/tune_controller.py", {"checkpoint"}, None),
+]
+
+
+class CpuSampler(threading.Thread):
+    """Samples, every ``interval`` s: (time, the machine's busy CPU-seconds from /proc/stat,
+    this process's CPU-seconds, every thread)."""
+
+    def __init__(self, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.interval, self.samples, self.stopped = interval, [], threading.Event()
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def sample(self):
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal: busy leaves out idle, iowait, steal
+        busy = sum(fields[:3]) + sum(fields[5:7])
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return time.time(), busy / self.tick, usage.ru_utime + usage.ru_stime
+
+    def run(self):
+        while not self.stopped.is_set():
+            self.samples.append(self.sample())
+            self.stopped.wait(self.interval)
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """(machine busy CPU-s, driver CPU-s) from the samples nearest ``start`` and ``end``."""
+        def at(t):
+            return min(self.samples, key=lambda s: abs(s[0] - t))
+        a, b = at(start), at(end)
+        return b[1] - a[1], b[2] - a[2]
+
+
+def profile_groups(profile: cProfile.Profile) -> tuple[dict, float, float]:
+    """CPU seconds of the driver's main thread per group, Tune's loop (TuneController.step, the
+    groups left out), and the whole profile."""
+    stats = pstats.Stats(profile).stats
+    groups: dict = {}
+    step = total = 0.0
+    for (path, _line, name), (_cc, _nc, tt, ct, callers) in stats.items():
+        total += tt
+        path = path.replace(os.sep, "/")
+        if path.endswith("ray/tune/execution/tune_controller.py") and name == "step":
+            step += ct
+        for group, suffix, names, owner in GROUPS:
+            if path.endswith(suffix) and (names is None or name in names):
+                if owner is not None and not _owned_by(path, _line, owner):
+                    continue
+                if names is None and any(c[0].replace(os.sep, "/").endswith(suffix) for c in callers):
+                    continue  # a helper called from its own file: counted with its caller
+                groups[group] = groups.get(group, 0.0) + ct
+                break
+    return groups, step - sum(groups.values()), total
+
+
+def _owned_by(path: str, line: int, owner: str) -> bool:
+    """Whether the method at ``path``:``line`` is defined in class ``owner`` (the nearest
+    ``class`` line above it)."""
+    with open(path) as f:
+        lines = f.readlines()[:line]
+    for text in reversed(lines):
+        if text.startswith("class "):
+            return text[len("class "):].startswith(owner)
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", default="demo")
+    parser.add_argument("--where", action="append", default=[], help="as sweep run --where, e.g. mode=linear")
+    parser.add_argument("--profile", default=None, help="write the driver's profile (pstats) here")
+    args = parser.parse_args()
+
+    from sweep.driver import routing
+    from sweep.driver.runner import run_sweep
+    from sweep.cli import _studies
+    from sweep.options import RunOptions, StoreOptions
+    from sweep.store.store import ResultsStore
+
+    studies = _studies(args.grid, tuple(args.where), None, None)
+    # When the searcher hands each trial to Tune (trial id -> time).
+    handed: dict = {}
+    suggest = routing.StudySearcher.suggest
+
+    def stamped(self, trial_id):
+        config = suggest(self, trial_id)
+        if isinstance(config, dict):
+            handed[trial_id] = time.time()
+        return config
+
+    routing.StudySearcher.suggest = stamped
+    cores = os.cpu_count() or 1
+    sampler = CpuSampler()
+    sampler.start()
+    with tempfile.TemporaryDirectory() as work:
+        options = RunOptions(store=StoreOptions(results=os.path.join(work, "results"), cache=os.path.join(work, "cache")),
+                             verbose=1)
+        profile = cProfile.Profile(time.thread_time)
+        started = time.perf_counter()
+        profile.enable()
+        summary = run_sweep(studies, options)
+        profile.disable()
+        read_started = time.perf_counter()
+        store = ResultsStore(summary.results)
+        outcome = summary.outcome(store)
+        read_s = time.perf_counter() - read_started
+        wall = time.perf_counter() - started
+        rows = store.read_trials().to_pylist()
+    sampler.stopped.set()
+    if args.profile:
+        profile.dump_stats(args.profile)
+
+    phases = summary.phases
+    tuner_start, tuner_end = phases["tuner"]
+    tuner = tuner_end - tuner_start
+    own = sum((r["wall_s"] or 0) * r["cpus"] for r in rows)
+    own_raw = sum(r["wall_s"] or 0 for r in rows)
+    packing = tuner / (own / cores)
+    overhead = (tuner - own / cores) / len(rows)
+    busy, driver_cpu = sampler.between(tuner_start, tuner_end)
+
+    print(f"{args.grid}: {summary.studies} studies, {len(rows)} trials, {len(outcome['cells'])} cells, "
+          f"{cores} cores; wall {wall:.1f} s")
+    print("stages: " + ", ".join(f"{name} {end - start:.1f} s" for name, (start, end) in phases.items())
+          + f", closing read {read_s:.1f} s")
+    print(f"trials' own time: {own_raw:.1f} s wall, {own:.1f} CPU-s (x each trial's CPUs); "
+          f"tight on {cores} cores: {own / cores:.1f} s")
+    print(f"packing ratio: Tuner {tuner:.1f} s / {own / cores:.1f} s = {packing:.2f}; "
+          f"per-trial overhead {overhead:.3f} s")
+    capacity = tuner * cores
+    rest = max(0.0, busy - own - driver_cpu)
+    print(f"the cores' {capacity:.0f} CPU-s during the Tuner: trials' own {own:.0f} ({own / capacity:.0%}), "
+          f"driver process {driver_cpu:.0f} ({driver_cpu / capacity:.0%}), Ray and the trials' processes outside "
+          f"their trials {rest:.0f} ({rest / capacity:.0%}), idle {max(0.0, capacity - busy):.0f} "
+          f"({max(0.0, capacity - busy) / capacity:.0%})")
+    groups, loop, total = profile_groups(profile)
+    print(f"driver main thread, CPU-s (whole run {total:.1f}):")
+    for group, seconds in sorted(groups.items(), key=lambda g: -g[1]):
+        print(f"  {group:<36} {seconds:7.2f}  {seconds / len(rows) * 1000:6.1f} ms a trial")
+    print(f"  {'the rest of Tune loop':<36} {loop:7.2f}  {loop / len(rows) * 1000:6.1f} ms a trial")
+    waits = [r["started_at"] - handed[r["trial_id"]] for r in rows
+             if r.get("started_at") is not None and r["trial_id"] in handed]
+    if waits:
+        concurrent = max(1, int(cores / min(r["cpus"] for r in rows)))
+        print(f"actor start (handed to Tune -> started in its process): median {statistics.median(waits):.2f} s, "
+              f"mean {statistics.mean(waits):.2f} s; summed / {concurrent} at once: "
+              f"{sum(waits) / concurrent:.1f} s of the Tuner's {tuner:.1f} s")
+    print(f"packing ratio {packing:.2f}, per-trial overhead {overhead:.3f} s, demo wall {wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
