@@ -62,6 +62,10 @@ class CpuSampler(threading.Thread):
         super().__init__(daemon=True)
         self.interval, self.samples, self.stopped = interval, [], threading.Event()
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.processes: dict = {}  # pid -> (name, start time, CPU-seconds at its last sample)
+        with open("/proc/self/stat") as f:
+            stat = f.read()
+        self.since = int(stat[stat.rindex(")") + 2:].split()[19]) / self.tick
 
     def sample(self):
         with open("/proc/stat") as f:
@@ -74,7 +78,46 @@ class CpuSampler(threading.Thread):
     def run(self):
         while not self.stopped.is_set():
             self.samples.append(self.sample())
+            if len(self.samples) % 5 == 1:
+                self.scan_processes()
             self.stopped.wait(self.interval)
+
+    def scan_processes(self):
+        """Every other process's CPU-seconds so far, by pid, and its name: Ray's daemons
+        (raylet, gcs_server, ...) and its workers (``ray::...`` once they run a task or actor)."""
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    command = f.read().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue  # ended meanwhile
+            fields = stat[stat.rindex(")") + 2:].split()
+            seconds = (int(fields[11]) + int(fields[12])) / self.tick  # utime, stime
+            start = int(fields[19]) / self.tick  # since boot
+            name = os.path.basename(command.split()[0]) if command else ""
+            previous = self.processes.get(pid)
+            if start < self.since:
+                continue  # running before this benchmark: not the sweep's
+            if previous is None or previous[1] == start:
+                self.processes[pid] = (name if not previous or name.startswith("ray::") else previous[0], start, seconds)
+
+    def process_groups(self) -> dict:
+        """name group -> (processes, CPU-seconds) of the processes seen (their last sample)."""
+        groups: dict = {}
+        for name, _start, seconds in self.processes.values():
+            if name.startswith("ray::") or name in ("default_worker.py", "python", "python3"):
+                group = "Ray workers (trial actors, tasks)"
+            elif name in ("raylet", "gcs_server"):
+                group = name
+            else:
+                group = "other (" + name[:30] + ")" if name else "other"
+            count, total = groups.get(group, (0, 0.0))
+            groups[group] = (count + 1, total + seconds)
+        return groups
 
     def between(self, start: float, end: float) -> tuple[float, float]:
         """(machine busy CPU-s, driver CPU-s) from the samples nearest ``start`` and ``end``."""
@@ -159,6 +202,7 @@ def main() -> None:
         read_s = time.perf_counter() - read_started
         wall = time.perf_counter() - started
         rows = store.read_trials().to_pylist()
+    sampler.scan_processes()
     sampler.stopped.set()
     if args.profile:
         profile.dump_stats(args.profile)
@@ -186,6 +230,11 @@ def main() -> None:
           f"driver process {driver_cpu:.0f} ({driver_cpu / capacity:.0%}), Ray and the trials' processes outside "
           f"their trials {rest:.0f} ({rest / capacity:.0%}), idle {max(0.0, capacity - busy):.0f} "
           f"({max(0.0, capacity - busy) / capacity:.0%})")
+    print("processes other than the driver, CPU-s over the whole run (a process's last sample; one that "
+          "ended between samples loses its last half second):")
+    for group, (count, seconds) in sorted(sampler.process_groups().items(), key=lambda g: -g[1][1]):
+        if seconds >= 0.5:
+            print(f"  {group:<44} {count:4d} processes {seconds:8.1f}")
     groups, loop, total = profile_groups(profile)
     print(f"driver main thread, CPU-s (whole run {total:.1f}):")
     for group, seconds in sorted(groups.items(), key=lambda g: -g[1]):

@@ -620,7 +620,9 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     from trainables.training.entry import run_trial
 
     done, pending = plan.done, plan.pending
-    max_concurrent = options.resources.max_concurrent or max(1, int(cpus / min(c.cpus for c in contexts)))
+    # Trials that fit the CPUs at once: without --max-concurrent the resources are the limit,
+    # and Tune holds as many more trials waiting beside them (pending_trials).
+    capacity = max(1, int(cpus / min(c.cpus for c in contexts)))
     resumable = _resumable(store, contexts) if options.store.resume else {}
     if resumable and options.verbose:
         echo(f"resuming {sum(map(len, resumable.values()))} trial(s) from their checkpoints")
@@ -646,7 +648,8 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=StudyScheduler(),
-                                    num_samples=-1, max_concurrent_trials=max_concurrent, reuse_actors=True),
+                                    num_samples=-1, max_concurrent_trials=options.resources.max_concurrent,
+                                    reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"{grid}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=store.ray_dir,
@@ -662,11 +665,36 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
         ),
     )
     try:
-        tuner.fit()
+        with pending_trials(None if options.resources.max_concurrent else capacity):
+            tuner.fit()
     finally:
         store.flush_index()  # the rows of this sweep, indexed: the first read after it opens none
     end_status()
     return len(recorder.written)
+
+
+PENDING_TRIALS = "TUNE_MAX_PENDING_TRIALS_PG"
+
+
+@contextlib.contextmanager
+def pending_trials(limit: Optional[int]):
+    """Tune holds up to ``limit`` trials waiting for resources beside the running ones (Tune's
+    own default for a searcher of its own, like medsweep's: 1; with --max-concurrent N, N).
+
+    A trial that ends hands its actor (its process, torch imported) to a waiting trial of the
+    same resources; with nothing waiting the actor is stopped, and the next trial starts a new
+    process that imports torch, timm and scikit-learn again (about 5 CPU-seconds). On the demo
+    (2 cores) waiting trials took the actor processes from 41 to 15 (benchmarks/overhead.py).
+    Waiting trials hold no resources: their actors start only when the CPUs free up, and one
+    handed an actor before that never starts its own. A limit the environment sets is kept."""
+    if limit is None or PENDING_TRIALS in os.environ:
+        yield
+        return
+    os.environ[PENDING_TRIALS] = str(limit)
+    try:
+        yield
+    finally:
+        os.environ.pop(PENDING_TRIALS, None)
 
 
 def _finish(store: ResultsStore, plan: _Plan, datasets: dict) -> int:

@@ -13,6 +13,7 @@ still carries the test score of its selected model.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import math
@@ -326,6 +327,7 @@ def run_trial(config: dict) -> None:
     from ray import tune
 
     run = TrialRun.of(config, tune.get_context().get_trial_id())
+    _freeze_imported_objects()
     # Tune reuses this actor for the next trial only if this one's thread ends within this
     # many seconds of being stopped (default 2): on a loaded node (a packed GPU, 2 cores) it
     # can take longer, and a failed reuse counts as a trial failure. Read at reuse time.
@@ -365,11 +367,19 @@ def run_trial(config: dict) -> None:
         release_memory()
 
 
+def _freeze_imported_objects() -> None:
+    """Before each trial: every object alive now (torch's, timm's and scikit-learn's modules:
+    millions; what the last trial's release_memory left, caches meant to last) moves out of
+    the garbage collector's reach. They live as long as the process anyway, and each full
+    collection, release_memory's after every trial and Python's own, went through all of them:
+    0.28 s a collection on 2 cores, against 0.04 ms with them frozen. Objects that die later
+    are still freed by their reference counts."""
+    gc.freeze()
+
+
 def release_memory() -> None:
     """ASHA stops a trial by ending its function (the actor itself is reused): its model and
     batches go now, and the GPU blocks torch still caches go back for the next trial."""
-    import gc
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
