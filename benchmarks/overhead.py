@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import resource
@@ -191,6 +192,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         options = RunOptions(store=StoreOptions(results=os.path.join(work, "results"), cache=os.path.join(work, "cache")),
                              verbose=1)
+        collections = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}  # generation -> [count, seconds]
+        collecting = {}
+
+        def on_collection(phase, info):
+            if threading.current_thread() is not threading.main_thread():
+                return
+            if phase == "start":
+                collecting["t"] = time.thread_time()
+            elif "t" in collecting:
+                entry = collections[info["generation"]]
+                entry[0] += 1
+                entry[1] += time.thread_time() - collecting.pop("t")
+
+        gc.callbacks.append(on_collection)
         profile = cProfile.Profile(time.thread_time)
         started = time.perf_counter()
         profile.enable()
@@ -240,6 +255,8 @@ def main() -> None:
     for group, seconds in sorted(groups.items(), key=lambda g: -g[1]):
         print(f"  {group:<36} {seconds:7.2f}  {seconds / len(rows) * 1000:6.1f} ms a trial")
     print(f"  {'the rest of Tune loop':<36} {loop:7.2f}  {loop / len(rows) * 1000:6.1f} ms a trial")
+    print("  of which Python's garbage collections: " + ", ".join(
+        f"generation {g} {n} x {s:.2f} s" for g, (n, s) in collections.items()))
     waits = [r["started_at"] - handed[r["trial_id"]] for r in rows
              if r.get("started_at") is not None and r["trial_id"] in handed]
     if waits:
