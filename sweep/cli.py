@@ -184,7 +184,7 @@ _input_options = _option_group(
 _resource_options = _option_group(
     click.option("--gpus-per-trial", multiple=True, metavar="MODE=FRACTION", help="GPU fraction a trial takes, by MODE or MODE:BACKBONE, e.g. linear=0.1, finetune:dino=1, linear=0 for CPU-only heads (repeatable; overrides the grid's). Ignored without GPUs."),
     click.option("--cpus-per-trial", multiple=True, metavar="MODE=CPUS", help="CPUs a trial takes, by MODE or MODE:BACKBONE, e.g. finetune=4 (repeatable)."),
-    click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: CPUs / smallest CPU share]."),
+    click.option("--max-concurrent", type=click.IntRange(min=1), help="Most trials running at once [default: as many as the CPUs and GPUs hold, with as many more waiting so that a finished trial's process goes straight to the next; with N, none wait and more trials start a process of their own]."),
     click.option("--extract-cpus", type=click.IntRange(min=1), help="CPUs of one embedding-extraction task; all but one decode images [default: beside a GPU its share of the node's CPUs, at most 9; else 1]."),
     click.option("--decode", type=click.Choice(DECODE_CHOICES), default="auto", show_default=True, help="Where extraction decodes JPEG files: device (nvJPEG on the GPU, resized there; workers only read them), workers (CPU DataLoader workers, Pillow), auto (device on a GPU, else workers). Other formats are always decoded by the workers."),
     click.option("--address", help="Join a running Ray cluster (auto or HOST:PORT); without it a local Ray starts."),
