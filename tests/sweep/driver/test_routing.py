@@ -186,3 +186,27 @@ def test_scheduler_state_survives_save_and_restore(tmp_path):
     b = StudyScheduler()
     b.restore(str(tmp_path / "s.pkl"))
     assert set(b._asha) == {cfg.study.study_id}
+
+
+def test_tune_holds_as_many_trials_waiting_as_asked_unless_the_environment_or_a_limit_says_otherwise(monkeypatch):
+    """Waiting trials are what lets an ending trial hand its actor (its process) to the next:
+    Tune's own default for a searcher like ours is 1 (sweep/driver/runner.py, pending_trials)."""
+    import os
+
+    from ray.tune.execution.tune_controller import _get_max_pending_trials
+    from ray.tune.search import SearchGenerator
+
+    from sweep.driver.runner import PENDING_TRIALS, pending_trials
+
+    search = SearchGenerator(StudySearcher(_configs(n_studies=1)))
+    monkeypatch.delenv(PENDING_TRIALS, raising=False)
+    assert _get_max_pending_trials(search) == 1
+    with pending_trials(8):
+        assert _get_max_pending_trials(search) == 8  # what the Tuner reads when it starts
+    assert PENDING_TRIALS not in os.environ
+    with pending_trials(None):  # --max-concurrent given: Tune's limit of it holds
+        assert _get_max_pending_trials(search) == 1
+    monkeypatch.setenv(PENDING_TRIALS, "3")
+    with pending_trials(8):
+        assert _get_max_pending_trials(search) == 3
+    assert os.environ[PENDING_TRIALS] == "3"
