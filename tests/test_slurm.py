@@ -76,16 +76,36 @@ def _in_flight(results) -> dict[str, int]:
     return out
 
 
-def _settled(results: str) -> dict[str, int]:
-    """The trials in flight once the store stops changing: slurmd stops the job's processes
-    after scontrol suspend returns, and a trial may write one more checkpoint, or its row, meanwhile."""
-    seen = _in_flight(results)
+def _job_processes(job: str) -> dict[int, str]:
+    """pid -> state (R, S, D, T, Z, ...) of every process of the job: those whose environment
+    holds its SLURM_JOB_ID (the batch script, srun, Ray's daemons and workers: all inherit it)."""
+    mark = f"SLURM_JOB_ID={job}".encode()
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if mark not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                out[int(pid)] = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # ended meanwhile
+    return out
+
+
+def _settled(job: str, results: str, timeout: float = 60) -> dict[str, int]:
+    """The trials in flight once every process of the suspended job has stopped: slurmd stops
+    them after scontrol suspend returns, and until the last one has, a trial may write one
+    more checkpoint, or its row. (Waiting for the store to stop changing for a second was not
+    enough: a loaded machine can take longer than that between two checkpoints.)"""
+    deadline = time.monotonic() + timeout
     while True:
-        time.sleep(1.0)
-        now = _in_flight(results)
-        if now == seen:
-            return now
-        seen = now
+        states = _job_processes(job)
+        if states and all(s in "TtZX" for s in states.values()):
+            return _in_flight(results)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job} suspended, but not all its processes stopped: {states}")
+        time.sleep(0.2)
 
 
 def _suspend_with_trials_in_flight(slurm, job: str, results: str, timeout: float = 600) -> dict[str, int]:
@@ -95,7 +115,7 @@ def _suspend_with_trials_in_flight(slurm, job: str, results: str, timeout: float
     while time.monotonic() < deadline:
         if _in_flight(results):
             slurm.run("scontrol", "suspend", job)
-            caught = _settled(results)
+            caught = _settled(job, results)
             if caught:
                 return caught
             slurm.run("scontrol", "resume", job)
