@@ -65,8 +65,8 @@ class BootstrapResamples:
             flat = (drawn + np.arange(rows)[:, None] * n).ravel()
             counts[block:block + rows] = np.bincount(flat, minlength=rows * n).reshape(rows, n)
         self.device = torch.device(device or "cpu")
-        # Scoring reads the counts image by image (the positives' rows, the negatives' rows), so
-        # they are kept images x resamples: gathering an image's counts is one contiguous row.
+        # Scoring reads the counts image by image (the positives' rows gathered, every row
+        # binned), so they are kept images x resamples: an image's counts are one contiguous row.
         # In float32 too, once, where a chunk holds them all (test sets below 8,000 images).
         self._by_image = torch.from_numpy(np.ascontiguousarray(counts.T)).to(self.device)
         self._chunk = max(1, CHUNK_ELEMENTS // max(1, n))
