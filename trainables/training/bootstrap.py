@@ -136,8 +136,10 @@ def _weighted_binary_auc(positive: torch.Tensor, scores: torch.Tensor, counts: t
     # Counts, their bins and suffix sums are integers below 2^24, exact in float32; the dot
     # products, up to twice the pairs, in float64.
     beaten = torch.linalg.vecdot(suffix.double(), bins[:-1].double(), dim=0) / 2
-    positives = prefix[-1].double()
-    return beaten / (positives * (counts.sum(dim=0).double() - positives))
+    # Every negative went into two kept bins: their sum is twice the negatives' count, read
+    # off the bins instead of another pass over every image's counts (once per class).
+    negatives = bins[:-1].sum(dim=0).double() / 2
+    return beaten / (prefix[-1].double() * negatives)
 
 
 def _weighted_auc(labels: torch.Tensor, probs: torch.Tensor, counts: torch.Tensor) -> np.ndarray:
