@@ -14,6 +14,7 @@ from collections import Counter
 
 import pytest
 
+from sweep.launch.nodes import process_state
 from sweep.store.store import ResultsStore
 from tests.slurmd import SlurmOnThisMachine, missing
 
@@ -86,10 +87,11 @@ def _job_processes(job: str) -> dict[int, str]:
             with open(f"/proc/{pid}/environ", "rb") as f:
                 if mark not in f.read().split(b"\0"):
                     continue
-            with open(f"/proc/{pid}/stat") as f:
-                out[int(pid)] = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue  # ended meanwhile
+        state = process_state(int(pid))
+        if state is not None:
+            out[int(pid)] = state
     return out
 
 

@@ -34,11 +34,17 @@ def ended(pid: int) -> bool:
     except PermissionError:
         return False
     # A child that exited but was not reaped yet (the shell reaps it): a zombie has ended.
+    return process_state(pid) == "Z"
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter /proc gives process ``pid`` (R, S, D, T, Z, ...); None when it cannot be
+    read (gone, or not Linux)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return False
+        return None
 
 
 def main(argv: list[str]) -> int:
