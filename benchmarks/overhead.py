@@ -55,6 +55,15 @@ GROUPS = [
 ]
 
 
+def _stat_fields(pid) -> list[int]:
+    """/proc/PID/stat's fields after the command name, as numbers (0: the state letter, as 0;
+    11, 12: utime, stime in clock ticks; 19: start time since boot)."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    state, *rest = stat[stat.rindex(")") + 2:].split()
+    return [0, *map(int, rest)]
+
+
 class CpuSampler(threading.Thread):
     """Samples, every ``interval`` s: (time, the machine's busy CPU-seconds from /proc/stat,
     this process's CPU-seconds, every thread)."""
@@ -64,9 +73,7 @@ class CpuSampler(threading.Thread):
         self.interval, self.samples, self.stopped = interval, [], threading.Event()
         self.tick = os.sysconf("SC_CLK_TCK")
         self.processes: dict = {}  # pid -> (name, start time, CPU-seconds at its last sample)
-        with open("/proc/self/stat") as f:
-            stat = f.read()
-        self.since = int(stat[stat.rindex(")") + 2:].split()[19]) / self.tick
+        self.since = _stat_fields("self")[19] / self.tick  # this process's start, since boot
 
     def sample(self):
         with open("/proc/stat") as f:
@@ -90,15 +97,13 @@ class CpuSampler(threading.Thread):
             if not pid.isdigit() or int(pid) == os.getpid():
                 continue
             try:
-                with open(f"/proc/{pid}/stat") as f:
-                    stat = f.read()
+                fields = _stat_fields(pid)
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     command = f.read().split(b"\0")[0].decode(errors="replace")
             except OSError:
                 continue  # ended meanwhile
-            fields = stat[stat.rindex(")") + 2:].split()
-            seconds = (int(fields[11]) + int(fields[12])) / self.tick  # utime, stime
-            start = int(fields[19]) / self.tick  # since boot
+            seconds = (fields[11] + fields[12]) / self.tick  # utime, stime
+            start = fields[19] / self.tick  # since boot
             name = os.path.basename(command.split()[0]) if command else ""
             previous = self.processes.get(pid)
             if start < self.since:
