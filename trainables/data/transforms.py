@@ -57,6 +57,18 @@ def build_transform(dataset: DatasetInfo, backbone: BackboneInfo, train: bool,
     return v2.Compose(ops)
 
 
+# Steps that draw no random numbers: each image's values are the same whether it is transformed
+# alone or in a batch with others (torchvision's kernels work image by image along the batch).
+DETERMINISTIC_STEPS = (v2.ToDtype, v2.Resize, v2.CenterCrop, v2.RGB, v2.Normalize, v2.Identity)
+
+
+def draws_nothing(transform) -> bool:
+    """Whether ``transform`` is a pipeline of deterministic steps only: the evaluation
+    transform, and the training one of a dataset that is not augmented (the demo's digits)."""
+    steps = transform.transforms if isinstance(transform, v2.Compose) else [transform]
+    return all(type(step) in DETERMINISTIC_STEPS for step in steps)
+
+
 def describe(transform: v2.Compose) -> str:
     """A stable text of a transform: part of the embedding-cache key. ``RGB()`` is left out:
     it changes no value (greyscale copied to three channels before resizing, as before it

@@ -275,3 +275,33 @@ def test_a_trial_ended_at_a_report_leaves_the_bootstrap_of_its_selected_epoch(fi
     probs, labels = load_predictions(run.files.predictions)
     assert score("auc", labels, probs) == pytest.approx(records[-1]["test_score"], abs=1e-6)
     np.testing.assert_allclose(np.load(run.files.bootstrap), BootstrapResamples(labels).scores("auc", probs))
+
+
+@pytest.mark.parametrize("dataset", ["nih", "patchcam", "digits"])
+def test_images_transformed_a_batch_at_a_time_have_the_values_of_one_at_a_time(dataset):
+    """Evaluation's transform (no draws) runs on a whole batch (``__getitems__``), value for
+    value what it gives image by image; a training transform that draws stays per image, in
+    the sampler's order, so its random draws are those it had before."""
+    from trainables.data.datasets import get_dataset_info
+    from trainables.data.transforms import build_transform
+    from trainables.models.backbones import get_backbone_info
+    from trainables.training.trainable import ImageDataset
+
+    info = get_dataset_info(dataset)
+    side = 300 if info.resize_to else info.image_size // 2
+    images = torch.randint(0, 256, (6, 1, side, side + 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = np.arange(6) % 2
+    evaluation = ImageDataset(images, labels, build_transform(info, get_backbone_info("random"), train=False))
+    assert evaluation.batched
+    rows = [4, 0, 3]
+    batch = evaluation.__getitems__(rows)
+    for (image, label), row in zip(batch, rows):
+        alone, alone_label = evaluation[row]
+        assert torch.equal(image, alone) and label == alone_label
+    train = ImageDataset(images, labels, build_transform(info, get_backbone_info("random"), train=True))
+    assert train.batched == (info.augment == "none")
+    torch.manual_seed(5)
+    batch = train.__getitems__(rows)
+    torch.manual_seed(5)
+    for (image, _), row in zip(batch, rows):
+        assert torch.equal(image, train[row][0])
