@@ -19,6 +19,7 @@ from trainables.context import CONTEXT, TrialRun
 from trainables.study import StudySpec
 from sweep.store.store import ResultsStore
 from trainables.training.checkpoints import read_meta, remove_checkpoint
+from trainables.training.reports import unpack
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,10 @@ class StoreCallback(Callback):
         self.failures: dict[str, int] = {}  # row trial id -> failures of its earlier attempts
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self.epochs.setdefault(row_trial_id(trial), []).append(result)
+        self.epochs.setdefault(row_trial_id(trial), []).append(unpack(result))
 
     def _write(self, trial, status: str, error: str | None) -> None:
-        row = trial_row(trial.config, trial.last_result or {}, trial.trial_id, status, error, self.facts)
+        row = trial_row(trial.config, unpack(trial.last_result or {}), trial.trial_id, status, error, self.facts)
         epochs = self.epochs.pop(row["trial_id"], [])
         if row["resumed_from_epoch"] is not None:
             # Epochs up to the checkpoint are in its .json: the driver may never have seen them

@@ -21,6 +21,7 @@ import os
 
 from trainables.context import TrialRun
 from trainables.errors import UserError
+from trainables.training.reports import unpack
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_score", "best_val_score", "lr_now")
 
@@ -70,15 +71,17 @@ def mlflow_callback(tracking_uri: str, experiment: str):
             self.mlflow_util.log_params(run_id=started.info.run_id, params_to_log=trial_params(run))
 
         def log_trial_result(self, iteration, trial, result):
+            result = unpack(result)
             metrics = {k: result[k] for k in EPOCH_METRICS if isinstance(result.get(k), (int, float))}
             self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=metrics,
                                          step=int(result.get("epoch") or iteration))
 
         def log_trial_end(self, trial, failed: bool = False):
-            test = (trial.last_result or {}).get("test_score")
+            last = unpack(trial.last_result or {})
+            test = last.get("test_score")
             if isinstance(test, (int, float)) and trial in self._trial_runs:
                 self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log={"test_score": test},
-                                             step=int((trial.last_result or {}).get("epoch") or 0))
+                                             step=int(last.get("epoch") or 0))
             super().log_trial_end(trial, failed)
 
     return StudyMLflowCallback(tracking_uri=tracking_uri, experiment_name=experiment)

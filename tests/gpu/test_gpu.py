@@ -85,6 +85,7 @@ from sweep.driver.runner import standalone_context
 from sweep.spec import StudySpec
 from trainables.context import trial_config
 from trainables.training import trainable
+from trainables.training.reports import unpack
 
 import os, secrets
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))  # as the sweep's own Ray: no ~/.ray file
@@ -98,6 +99,7 @@ before = torch.cuda.memory_allocated() if cuda else 0
 seen = []
 
 def report(result, **kwargs):
+    result = unpack(result)  # as the driver reads it (trainables/training/reports.py)
     probe = {"epoch": result.get("epoch"), "peak_gpu_mib": result.get("peak_gpu_mib"),
              "trial_error": result.get("trial_error"), "allocated": torch.cuda.memory_allocated() if cuda else 0}
     if cuda:

@@ -33,6 +33,7 @@ from trainables.cache.embeddings import load_embeddings
 from trainables.cache.parts import MissingRowsError
 from trainables.training.bootstrap import resamples_of
 from trainables.training.outputs import save_bootstrap, save_predictions
+from trainables.training.reports import pack
 from trainables.training.checkpoints import load_checkpoint, save_checkpoint, settle_meta
 from trainables.training.engine import Fit, predict
 from trainables.errors import ERROR_CHARS, error_line
@@ -367,7 +368,7 @@ def run_trial(config: dict) -> None:
         with contextlib.closing(trial_epochs(run, Checkpointer.for_trial(run))) as epochs:
             for record in epochs:
                 last = {**record, **placement}
-                tune.report(last)
+                tune.report(pack(last))
     except (OSError, MemoryError, torch.cuda.OutOfMemoryError):
         raise  # may pass on another try (storage hiccup, a GPU neighbour's memory): Tune retries it
     except Exception as exc:
@@ -375,7 +376,7 @@ def run_trial(config: dict) -> None:
         # trying again would fail again. Reported once, as the trial's last result, with the
         # epochs it did finish; the store records it with status "error".
         # Tune wants the metric in every result: the last epoch's, or nan before any epoch.
-        tune.report({"val_score": math.nan, **last, **placement, "trial_error": error_text(exc)})
+        tune.report(pack({"val_score": math.nan, **last, **placement, "trial_error": error_text(exc)}))
     finally:
         release_memory()
 
