@@ -210,3 +210,28 @@ def test_tune_holds_as_many_trials_waiting_as_asked_unless_the_environment_or_a_
     with pending_trials(8):
         assert _get_max_pending_trials(search) == 3
     assert os.environ[PENDING_TRIALS] == "3"
+
+
+def test_tune_snapshots_its_experiment_state_only_when_the_tuner_ends_unless_the_environment_says(monkeypatch):
+    """Tune's period for its experiment-state snapshots, as its TuneController reads it: never
+    while the Tuner runs (its forced snapshot at the end still comes); a period the user set
+    stays (sweep/driver/runner.py, snapshots_at_end)."""
+    import math
+    import os
+
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    from sweep.driver.runner import SNAPSHOT_PERIOD, snapshots_at_end
+
+    def period() -> float:
+        return _ExperimentCheckpointManager(storage=None, checkpoint_period=os.getenv(SNAPSHOT_PERIOD, "auto"))._checkpoint_period
+
+    monkeypatch.delenv(SNAPSHOT_PERIOD, raising=False)
+    assert period() == 10.0  # Tune's "auto" starts at 10 s
+    with snapshots_at_end():
+        assert math.isinf(period())
+    assert SNAPSHOT_PERIOD not in os.environ
+    monkeypatch.setenv(SNAPSHOT_PERIOD, "30")
+    with snapshots_at_end():
+        assert period() == 30.0
+    assert os.environ[SNAPSHOT_PERIOD] == "30"
