@@ -19,7 +19,7 @@ from trainables.context import CONTEXT, TrialRun
 from trainables.study import StudySpec
 from sweep.store.store import ResultsStore
 from trainables.training.checkpoints import read_meta, remove_checkpoint
-from trainables.training.reports import unpack
+from trainables.training.reports import records_of, unpack
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,8 @@ class StoreCallback(Callback):
         self.failures: dict[str, int] = {}  # row trial id -> failures of its earlier attempts
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self.epochs.setdefault(row_trial_id(trial), []).append(unpack(result))
+        # A report carries the epochs since the one before it (trainables/training/reports.py).
+        self.epochs.setdefault(row_trial_id(trial), []).extend(records_of(result))
 
     def _write(self, trial, status: str, error: str | None) -> None:
         row = trial_row(trial.config, unpack(trial.last_result or {}), trial.trial_id, status, error, self.facts)

@@ -21,7 +21,7 @@ import os
 
 from trainables.context import TrialRun
 from trainables.errors import UserError
-from trainables.training.reports import unpack
+from trainables.training.reports import records_of, unpack
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_score", "best_val_score", "lr_now")
 
@@ -71,10 +71,11 @@ def mlflow_callback(tracking_uri: str, experiment: str):
             self.mlflow_util.log_params(run_id=started.info.run_id, params_to_log=trial_params(run))
 
         def log_trial_result(self, iteration, trial, result):
-            result = unpack(result)
-            metrics = {k: result[k] for k in EPOCH_METRICS if isinstance(result.get(k), (int, float))}
-            self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=metrics,
-                                         step=int(result.get("epoch") or iteration))
+            # A report carries the epochs since the one before it (trainables/training/reports.py).
+            for record in records_of(result):
+                metrics = {k: record[k] for k in EPOCH_METRICS if isinstance(record.get(k), (int, float))}
+                self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=metrics,
+                                             step=int(record.get("epoch") or iteration))
 
         def log_trial_end(self, trial, failed: bool = False):
             last = unpack(trial.last_result or {})

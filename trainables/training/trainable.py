@@ -5,9 +5,10 @@ split and cache files, where its files go: trainables/context.py) and its learni
 Frozen modes (trainables/models/modes.py: linear, dvme) train a head on cached embeddings and never
 run a backbone; finetune trains the whole backbone on images.
 
-Each epoch is reported once. ``test_score`` is the test score of the epoch with the best
-validation score so far (scored whenever validation improves), so a trial that ASHA stops
-still carries the test score of its selected model.
+Each epoch's record reaches the driver once: reported at ASHA's rungs and the last epoch, with
+the epochs between carried along (trainables/training/reports.py). ``test_score`` is the test
+score of the epoch with the best validation score so far (scored whenever validation improves),
+so a trial that ASHA stops still carries the test score of its selected model.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from trainables.cache.embeddings import load_embeddings
 from trainables.cache.parts import MissingRowsError
 from trainables.training.bootstrap import resamples_of
 from trainables.training.outputs import save_bootstrap, save_predictions
-from trainables.training.reports import pack
+from trainables.training.reports import pack, reported, rung_epochs
 from trainables.training.checkpoints import load_checkpoint, save_checkpoint, settle_meta
 from trainables.training.engine import Fit, predict
 from trainables.errors import ERROR_CHARS, error_line
@@ -361,14 +362,26 @@ def run_trial(config: dict) -> None:
         "gpu_ids": json.dumps([str(g) for g in ray_context.get_accelerator_ids().get("GPU", [])]),
         "started_at": time.time(),
     }
+    study = run.study
+    # Reported: ASHA's rungs, the last epoch and a resumed trial's first; the epochs between
+    # ride along with the next report (trainables/training/reports.py).
+    rungs = rung_epochs(study.max_epochs, study.grace_period, study.reduction_factor)
     last: dict = {}
+    unreported: list[dict] = []
+    first = True
     try:
         # Closed explicitly: when ASHA ends the trial, tune.report raises SystemExit in this
         # thread, and closing the generator then writes its selected epoch's bootstrap.
         with contextlib.closing(trial_epochs(run, Checkpointer.for_trial(run))) as epochs:
             for record in epochs:
                 last = {**record, **placement}
-                tune.report(pack(last))
+                unreported.append(last)
+                resumed_first, first = first and last.get("resumed_from_epoch") is not None, False
+                if reported(last["epoch"], rungs, study.max_epochs, resumed_first):
+                    tune.report(pack(last, earlier=unreported[:-1]))
+                    unreported = []
+        if unreported:  # a trial that ended before its last epoch: nothing of it is left out
+            tune.report(pack(unreported[-1], earlier=unreported[:-1]))
     except (OSError, MemoryError, torch.cuda.OutOfMemoryError):
         raise  # may pass on another try (storage hiccup, a GPU neighbour's memory): Tune retries it
     except Exception as exc:
@@ -376,7 +389,8 @@ def run_trial(config: dict) -> None:
         # trying again would fail again. Reported once, as the trial's last result, with the
         # epochs it did finish; the store records it with status "error".
         # Tune wants the metric in every result: the last epoch's, or nan before any epoch.
-        tune.report(pack({"val_score": math.nan, **last, **placement, "trial_error": error_text(exc)}))
+        failed = {"val_score": math.nan, **last, **placement, "trial_error": error_text(exc)}
+        tune.report(pack(failed, earlier=unreported[:-1]))  # the last epoch is the failure's record
     finally:
         release_memory()
 

@@ -65,6 +65,32 @@ def test_a_resumed_trial_history_takes_the_epochs_its_driver_never_saw_from_the_
     assert not any(__import__("os").path.exists(p) for p in checkpoint_paths(store.checkpoints_dir, study_id, "old_00003"))
 
 
+def test_a_trial_reporting_at_its_rungs_gets_every_epoch_in_its_history_and_its_row_from_the_last(tmp_path):
+    """Reports carry the epochs since the one before (trainables/training/reports.py)."""
+    from types import SimpleNamespace
+
+    from sweep.driver.recorder import StoreCallback
+    from sweep.store.store import ResultsStore
+    from trainables.training.reports import pack
+
+    store = ResultsStore(str(tmp_path))
+    store.open_for("g")
+    callback = StoreCallback(store, CONTEXT)
+    trial = SimpleNamespace(trial_id="t_00000", config=_config(), last_result=None)
+    records = [{"epoch": e, "val_score": 0.1 * e, "best_val_score": 0.1 * e, "best_epoch": e, "test_score": 0.5 + e / 100,
+                "train_loss": 1.0 / e, "trial_wall_s": float(e), "resumed_from_epoch": None} for e in range(1, 9)]
+    for rung, since in ((2, 0), (4, 2), (8, 4)):
+        result = {**pack(records[rung - 1], earlier=records[since:rung - 1]), "training_iteration": 1, "time_total_s": 9.0}
+        callback.on_trial_result(0, [], trial, result)
+        trial.last_result = result
+    callback.on_trial_complete(0, [], trial)
+    history = store.read_history().to_pylist()
+    assert [h["epoch"] for h in history] == list(range(1, 9))
+    assert [h["train_loss"] for h in history] == pytest.approx([1.0 / e for e in range(1, 9)])
+    (row,) = store.read_trials().to_pylist()
+    assert row["epochs"] == 8 and row["test_score"] == pytest.approx(0.58) and row["wall_s"] == 8.0
+
+
 def _failed_trial(tmp_path, trial_id, config, exc, num_failures=1):
     from types import SimpleNamespace
 

@@ -305,3 +305,52 @@ def test_images_transformed_a_batch_at_a_time_have_the_values_of_one_at_a_time(d
     torch.manual_seed(5)
     for (image, _), row in zip(batch, rows):
         assert torch.equal(image, train[row][0])
+
+
+@pytest.mark.parametrize("stop_at", [None, 4])
+def test_run_trial_reports_at_ashas_rungs_and_its_last_epoch_carrying_every_epoch(files, store_root, monkeypatch,
+                                                                                  stop_at):
+    """Through run_trial, with Tune's report, trial id and Ray's placement stood in: a linear
+    trial of 12 epochs (grace 2, factor 2) reports at epochs 2, 4, 8 and 12, and those reports
+    carry epochs 1 to 12, each once, in order. Stopped by ASHA at a rung (SystemExit inside
+    report, as Tune does it), it has reported every epoch up to there."""
+    from types import SimpleNamespace
+
+    import ray
+    from ray import tune
+
+    from trainables.context import trial_config
+    from trainables.training.reports import records_of
+    from trainables.training.trainable import run_trial
+
+    reports = []
+
+    def report(result):
+        reports.append(result)
+        if stop_at is not None and result["epoch"] == stop_at:
+            raise SystemExit(0)
+
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: "t_00001"))
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(
+        get_node_id=lambda: "node", get_accelerator_ids=lambda: {"GPU": []}))
+    spec = StudySpec(grid="t", dataset="digits", backbones=("test_resnet",), mode="linear", subset="M", n_train=100,
+                     fold=1, max_epochs=12, grace_period=2, reduction_factor=2, batch_size=32)
+    config = trial_config(make_context(spec, store_root, embedding_files={"test_resnet": files["test_resnet"]}),
+                          3e-3, None)
+    for name in ("CUDA_VISIBLE_DEVICES", "TUNE_FUNCTION_THREAD_TIMEOUT_S"):  # run_trial sets them: restored after
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    try:
+        run_trial(config)
+    except SystemExit:
+        pass
+    finally:
+        import gc
+
+        gc.unfreeze()  # run_trial froze this test process's objects, as it does an actor's
+    assert [r["epoch"] for r in reports] == ([2, 4, 8, 12] if stop_at is None else [2, 4])
+    epochs = [record for r in reports for record in records_of(r)]
+    assert [e["epoch"] for e in epochs] == list(range(1, (stop_at or 12) + 1))
+    assert all(e["node_id"] == "node" and e["train_loss"] > 0 for e in epochs)
+    assert all(set(r) == {"epoch", "val_score", "best_val_score", "detail"} for r in reports)
