@@ -1,7 +1,7 @@
 """The demo grid: every mode of the paper, and the field's probes, on data that ships with
 scikit-learn, on a CPU.
 
-Run it (about 2 minutes on 2 CPU cores, no GPU, no download)::
+Run it (about a minute on 2 CPU cores, no GPU, no download)::
 
     sweep run --grid demo
 
@@ -40,15 +40,22 @@ DATASET = "digits"
 SIZES = {"S": 50, "M": 250}
 FOLDS = 5
 
+# One CPU for every trial, of every mode: each trial's torch runs one thread, so a trial keeps a
+# core busy, and trials that all ask the same resources share the same actor processes. Tune
+# hands a finished trial's process only to a trial with the same resources: with 0.5 CPU for
+# the heads and 1 for finetuning, the demo started 6 processes instead of 2, each importing
+# torch, timm, scikit-learn and Ray Tune again (about 6.5 CPU-seconds each on 2 cores), and
+# the Tuner took 53-63 s instead of 44 (benchmarks/overhead.py). A GPU machine packs the heads
+# by their GPU fractions below.
 MODES = {
     # mode: (backbone sets, study settings)
     "linear": (
         (("test_resnet",), ("test_vit",)),
-        dict(lr_min=1e-3, lr_max=1e-1, n_trials=4, max_epochs=12, batch_size=32, cpus=0.5, gpus=0.05),
+        dict(lr_min=1e-3, lr_max=1e-1, n_trials=4, max_epochs=12, batch_size=32, cpus=1.0, gpus=0.05),
     ),
     "dvme": (
         (("test_resnet", "test_vit"),),
-        dict(lr_min=1e-4, lr_max=1e-2, n_trials=4, max_epochs=12, batch_size=32, cpus=0.5, gpus=0.1,
+        dict(lr_min=1e-4, lr_max=1e-2, n_trials=4, max_epochs=12, batch_size=32, cpus=1.0, gpus=0.1,
              proj_dim=64, attention=True, attention_form="token"),
     ),
     "finetune": (
@@ -56,12 +63,12 @@ MODES = {
         dict(lr_min=1e-4, lr_max=1e-2, n_trials=3, max_epochs=8, batch_size=32, cpus=1.0, gpus=0.25),
     ),
     # Probes search their own value (logistic's C, knn's k), fitted once: one "epoch".
-    "logistic": ((("test_vit",),), dict(n_trials=3, max_epochs=1, cpus=0.5, gpus=0.05)),
-    "knn": ((("test_vit",),), dict(n_trials=3, max_epochs=1, cpus=0.5, gpus=0.05)),
+    "logistic": ((("test_vit",),), dict(n_trials=3, max_epochs=1, cpus=1.0, gpus=0.05)),
+    "knn": ((("test_vit",),), dict(n_trials=3, max_epochs=1, cpus=1.0, gpus=0.05)),
 }
 
 SHOTS = (1, 2, 4, 8, 16)
-FEWSHOT = dict(n_trials=1, max_epochs=1, grace_period=1, cpus=0.5, gpus=0.05, episodes=20)
+FEWSHOT = dict(n_trials=1, max_epochs=1, grace_period=1, cpus=1.0, gpus=0.05, episodes=20)
 
 STUDIES = [
     StudySpec(
