@@ -1,7 +1,8 @@
-"""Where a sweep's time goes: the demo grid run as `sweep run --grid demo` runs it, with the
-driver profiled and the machine's CPUs sampled, in one run.
+"""Where a sweep's time goes: the demo grid run as `sweep run --grid demo` runs it, twice: once
+with the machine's CPUs sampled, for the figures, and once more with the driver profiled, for
+where the driver's time goes (a profiler slows the very loop it measures).
 
-    .venv/bin/python benchmarks/overhead.py [--grid demo] [--where mode=linear] [--profile FILE]
+    .venv/bin/python benchmarks/overhead.py [--grid demo] [--where mode=linear] [--profile FILE] [--no-profile]
 
 Prints:
 - the stages (Ray start, data read, image check, extraction, Tuner, finish) and the closing
@@ -13,14 +14,15 @@ Prints:
 - the cores' seconds during the Tuner: the trials' own, the driver process's (every thread),
   the rest of the busy CPU (Ray's daemons, the trials' processes outside their trials: actor
   start, imports, Tune's own thread in the actor), and idle;
-- the driver's main thread, from a profile (CPU time, ``time.thread_time``): the searcher
+- the driver's main thread, from the second run's profile (CPU time, ``time.thread_time``): the searcher
   (Optuna, per study), the scheduler (ASHA, per study), the recorder (the store's rows and
   histories), the progress line, Tune's experiment-state snapshots, and the rest of Tune's loop;
 - actor start: from the moment the searcher hands a trial to Tune to the moment the trial
   starts in its process (its ``started_at``), median and mean, and that wait summed over the
   trials, divided by the trials that run at once.
 
-``--profile FILE`` keeps the driver's profile (pstats) for a closer look (``python -m pstats``).
+``--profile FILE`` keeps the driver's profile (pstats) for a closer look (``python -m pstats``);
+``--no-profile`` skips the second run.
 Last line: ``packing ratio X, per-trial overhead Y s, demo wall Z s``.
 """
 
@@ -86,7 +88,7 @@ class CpuSampler(threading.Thread):
     def run(self):
         while not self.stopped.is_set():
             self.samples.append(self.sample())
-            if len(self.samples) % 5 == 1:
+            if len(self.samples) % 10 == 1:
                 self.scan_processes()
             self.stopped.wait(self.interval)
 
@@ -166,38 +168,28 @@ def _owned_by(path: str, line: int, owner: str) -> bool:
     return False
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", default="demo")
-    parser.add_argument("--where", action="append", default=[], help="as sweep run --where, e.g. mode=linear")
-    parser.add_argument("--profile", default=None, help="write the driver's profile (pstats) here")
-    args = parser.parse_args()
+class Run:
+    """One sweep of the studies in a fresh results store and cache, with the CPUs sampled and,
+    when ``profiled``, the driver's main thread under cProfile (``thread_time``)."""
 
-    from sweep.driver import routing
-    from sweep.driver.runner import run_sweep
-    from sweep.cli import _studies
-    from sweep.options import RunOptions, StoreOptions
-    from sweep.store.store import ResultsStore
+    def __init__(self, studies: list, profiled: bool):
+        from sweep.driver import routing
+        from sweep.driver.runner import run_sweep
+        from sweep.options import RunOptions, StoreOptions
+        from sweep.store.store import ResultsStore
 
-    studies = _studies(args.grid, tuple(args.where), None, None)
-    # When the searcher hands each trial to Tune (trial id -> time).
-    handed: dict = {}
-    suggest = routing.StudySearcher.suggest
+        self.handed: dict = {}  # trial id -> when the searcher handed it to Tune
+        suggest = routing.StudySearcher.suggest
+        handed = self.handed
 
-    def stamped(self, trial_id):
-        config = suggest(self, trial_id)
-        if isinstance(config, dict):
-            handed[trial_id] = time.time()
-        return config
+        def stamped(searcher, trial_id):
+            config = suggest(searcher, trial_id)
+            if isinstance(config, dict):
+                handed[trial_id] = time.time()
+            return config
 
-    routing.StudySearcher.suggest = stamped
-    cores = os.cpu_count() or 1
-    sampler = CpuSampler()
-    sampler.start()
-    with tempfile.TemporaryDirectory() as work:
-        options = RunOptions(store=StoreOptions(results=os.path.join(work, "results"), cache=os.path.join(work, "cache")),
-                             verbose=1)
-        collections = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}  # generation -> [count, seconds]
+        routing.StudySearcher.suggest = stamped
+        self.collections = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}  # generation -> [count, seconds]
         collecting = {}
 
         def on_collection(phase, info):
@@ -206,70 +198,129 @@ def main() -> None:
             if phase == "start":
                 collecting["t"] = time.thread_time()
             elif "t" in collecting:
-                entry = collections[info["generation"]]
+                entry = self.collections[info["generation"]]
                 entry[0] += 1
                 entry[1] += time.thread_time() - collecting.pop("t")
 
-        gc.callbacks.append(on_collection)
-        profile = cProfile.Profile(time.thread_time)
-        started = time.perf_counter()
-        profile.enable()
-        summary = run_sweep(studies, options)
-        profile.disable()
-        read_started = time.perf_counter()
-        store = ResultsStore(summary.results)
-        outcome = summary.outcome(store)
-        read_s = time.perf_counter() - read_started
-        wall = time.perf_counter() - started
-        rows = store.read_trials().to_pylist()
-    sampler.scan_processes()
-    sampler.stopped.set()
-    if args.profile:
-        profile.dump_stats(args.profile)
+        self.sampler = CpuSampler()
+        self.sampler.start()
+        self.profile = cProfile.Profile(time.thread_time) if profiled else None
+        try:
+            with tempfile.TemporaryDirectory() as work:
+                options = RunOptions(store=StoreOptions(results=os.path.join(work, "results"),
+                                                        cache=os.path.join(work, "cache")), verbose=1)
+                gc.callbacks.append(on_collection)
+                started = time.perf_counter()
+                if self.profile:
+                    self.profile.enable()
+                self.summary = run_sweep(studies, options)
+                if self.profile:
+                    self.profile.disable()
+                read_started = time.perf_counter()
+                store = ResultsStore(self.summary.results)
+                self.outcome = self.summary.outcome(store)
+                self.read_s = time.perf_counter() - read_started
+                self.wall = time.perf_counter() - started
+                self.rows = store.read_trials().to_pylist()
+        finally:
+            routing.StudySearcher.suggest = suggest
+            if on_collection in gc.callbacks:
+                gc.callbacks.remove(on_collection)
+            self.sampler.scan_processes()
+            self.sampler.stopped.set()
+            self._stop_ray()
 
-    phases = summary.phases
+    @staticmethod
+    def _stop_ray():
+        """The next run starts a Ray of its own, as a new `sweep run` would."""
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def report_figures(run: Run, grid: str, cores: int) -> tuple[float, float]:
+    """Stages, trials' own time, packing, the cores' seconds, processes, actor start of an
+    unprofiled run; (packing ratio, per-trial overhead)."""
+    rows, phases = run.rows, run.summary.phases
     tuner_start, tuner_end = phases["tuner"]
     tuner = tuner_end - tuner_start
     own = sum((r["wall_s"] or 0) * r["cpus"] for r in rows)
     own_raw = sum(r["wall_s"] or 0 for r in rows)
     packing = tuner / (own / cores)
     overhead = (tuner - own / cores) / len(rows)
-    busy, driver_cpu = sampler.between(tuner_start, tuner_end)
-
-    print(f"{args.grid}: {summary.studies} studies, {len(rows)} trials, {len(outcome['cells'])} cells, "
-          f"{cores} cores; wall {wall:.1f} s")
+    busy, driver_cpu = run.sampler.between(tuner_start, tuner_end)
+    print(f"{grid}: {run.summary.studies} studies, {len(rows)} trials, {len(run.outcome['cells'])} cells, "
+          f"{cores} cores; wall {run.wall:.1f} s")
     print("stages: " + ", ".join(f"{name} {end - start:.1f} s" for name, (start, end) in phases.items())
-          + f", closing read {read_s:.1f} s")
+          + f", closing read {run.read_s:.1f} s")
     print(f"trials' own time: {own_raw:.1f} s wall, {own:.1f} CPU-s (x each trial's CPUs); "
           f"tight on {cores} cores: {own / cores:.1f} s")
     print(f"packing ratio: Tuner {tuner:.1f} s / {own / cores:.1f} s = {packing:.2f}; "
           f"per-trial overhead {overhead:.3f} s")
+    starts = [r["started_at"] for r in rows if r.get("started_at") is not None]
+    if starts:
+        ends = [r["started_at"] + (r["wall_s"] or 0) for r in rows if r.get("started_at") is not None]
+        print(f"the Tuner's first trial started {min(starts) - tuner_start:.1f} s after the Tuner did (the first "
+              f"actors' processes starting and importing), its last trial ended {tuner_end - max(ends):.1f} s "
+              f"before the Tuner did")
     capacity = tuner * cores
     rest = max(0.0, busy - own - driver_cpu)
+    idle = max(0.0, capacity - busy)
     print(f"the cores' {capacity:.0f} CPU-s during the Tuner: trials' own {own:.0f} ({own / capacity:.0%}), "
           f"driver process {driver_cpu:.0f} ({driver_cpu / capacity:.0%}), Ray and the trials' processes outside "
-          f"their trials {rest:.0f} ({rest / capacity:.0%}), idle {max(0.0, capacity - busy):.0f} "
-          f"({max(0.0, capacity - busy) / capacity:.0%})")
+          f"their trials {rest:.0f} ({rest / capacity:.0%}), idle {idle:.0f} ({idle / capacity:.0%})")
     print("processes other than the driver, CPU-s over the whole run (a process's last sample; one that "
-          "ended between samples loses its last half second):")
-    for group, (count, seconds) in sorted(sampler.process_groups().items(), key=lambda g: -g[1][1]):
+          "ended between samples loses its last second):")
+    for group, (count, seconds) in sorted(run.sampler.process_groups().items(), key=lambda g: -g[1][1]):
         if seconds >= 0.5:
             print(f"  {group:<44} {count:4d} processes {seconds:8.1f}")
-    groups, loop, total = profile_groups(profile)
-    print(f"driver main thread, CPU-s (whole run {total:.1f}):")
-    for group, seconds in sorted(groups.items(), key=lambda g: -g[1]):
-        print(f"  {group:<36} {seconds:7.2f}  {seconds / len(rows) * 1000:6.1f} ms a trial")
-    print(f"  {'the rest of Tune loop':<36} {loop:7.2f}  {loop / len(rows) * 1000:6.1f} ms a trial")
-    print("  of which Python's garbage collections: " + ", ".join(
-        f"generation {g} {n} x {s:.2f} s" for g, (n, s) in collections.items()))
-    waits = [r["started_at"] - handed[r["trial_id"]] for r in rows
-             if r.get("started_at") is not None and r["trial_id"] in handed]
+    waits = [r["started_at"] - run.handed[r["trial_id"]] for r in rows
+             if r.get("started_at") is not None and r["trial_id"] in run.handed]
     if waits:
         concurrent = max(1, int(cores / min(r["cpus"] for r in rows)))
-        print(f"actor start (handed to Tune -> started in its process): median {statistics.median(waits):.2f} s, "
-              f"mean {statistics.mean(waits):.2f} s; summed / {concurrent} at once: "
-              f"{sum(waits) / concurrent:.1f} s of the Tuner's {tuner:.1f} s")
-    print(f"packing ratio {packing:.2f}, per-trial overhead {overhead:.3f} s, demo wall {wall:.1f} s")
+        print(f"actor start (handed to Tune -> started in its process; trials wait for a free actor too): "
+              f"median {statistics.median(waits):.2f} s, mean {statistics.mean(waits):.2f} s; summed / "
+              f"{concurrent} at once: {sum(waits) / concurrent:.1f} s of the Tuner's {tuner:.1f} s")
+    return packing, overhead
+
+
+def report_profile(run: Run) -> None:
+    """The driver's main thread by part, from a profiled run."""
+    groups, loop, total = profile_groups(run.profile)
+    trials = len(run.rows)
+    print(f"driver main thread, CPU-s, from a second run under cProfile (which slows the driver's Python "
+          f"about 1.5x: read the parts as shares; that run's Tuner took "
+          f"{run.summary.phases['tuner'][1] - run.summary.phases['tuner'][0]:.1f} s; whole thread {total:.1f}):")
+    for group, seconds in sorted(groups.items(), key=lambda g: -g[1]):
+        print(f"  {group:<36} {seconds:7.2f}  {seconds / trials * 1000:6.1f} ms a trial")
+    print(f"  {'the rest of Tune loop':<36} {loop:7.2f}  {loop / trials * 1000:6.1f} ms a trial")
+    print("  of which Python's garbage collections: " + ", ".join(
+        f"generation {g} {n} x {s:.2f} s" for g, (n, s) in run.collections.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", default="demo")
+    parser.add_argument("--where", action="append", default=[], help="as sweep run --where, e.g. mode=linear")
+    parser.add_argument("--profile", default=None, help="write the driver's profile (pstats) here")
+    parser.add_argument("--no-profile", action="store_true", help="skip the second, profiled run")
+    args = parser.parse_args()
+
+    from sweep.cli import _studies
+
+    studies = _studies(args.grid, tuple(args.where), None, None)
+    cores = os.cpu_count() or 1
+    # The figures come from a run as `sweep run` runs it: a profiler on the driver's thread
+    # would slow the very loop whose cost is measured (the Tuner took 75 s profiled, 59 s not).
+    measured = Run(studies, profiled=False)
+    packing, overhead = report_figures(measured, args.grid, cores)
+    if not args.no_profile:
+        profiled = Run(studies, profiled=True)
+        report_profile(profiled)
+        if args.profile:
+            profiled.profile.dump_stats(args.profile)
+    print(f"packing ratio {packing:.2f}, per-trial overhead {overhead:.3f} s, demo wall {measured.wall:.1f} s")
 
 
 if __name__ == "__main__":
