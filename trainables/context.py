@@ -53,6 +53,12 @@ class TrialContext:
     # epoch; None: never).
     checkpoint_every_s: Optional[float]
 
+    def __deepcopy__(self, memo) -> "TrialContext":
+        # A frozen value that nothing mutates: Tune deep-copies every trial's config several
+        # times (when it creates the trial, when it hands it a reused actor), and copying the
+        # context field by field was 1.3 of the driver's 14 CPU-s in the demo's profile.
+        return self
+
     @property
     def embedding_keys(self) -> dict:
         """backbone -> cache keys (the files are named by their keys), view 0 first."""

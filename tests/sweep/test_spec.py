@@ -16,6 +16,24 @@ def test_study_and_cell_ids():
     assert a.study_id.startswith("digits-linear-test_resnet-n50-f0-")
 
 
+def test_cached_ids_and_a_shared_context_survive_what_tune_does_to_a_config():
+    """Tune deep-copies and pickles each trial's config: the context comes back the same
+    value (deepcopy shares it: frozen, nothing mutates it), with the same ids."""
+    import copy
+    import pickle
+
+    from tests.contexts import bare_context
+    from trainables.context import trial_config
+
+    spec = StudySpec(**BASE)
+    config = trial_config(bare_context(spec), 1e-3, None)
+    study_id = spec.study_id  # cached on the instance from here on
+    copied, unpickled = copy.deepcopy(config), pickle.loads(pickle.dumps(config))
+    assert copied["context"] is config["context"] and copied == config
+    assert unpickled["context"] == config["context"] and unpickled["context"].study.study_id == study_id
+    assert spec.replace(fold=1).study_id != study_id  # a changed copy digests its own fields
+
+
 def test_a_study_travels_in_its_trial_context_and_back_into_its_row():
     import dataclasses
 
