@@ -209,7 +209,8 @@ class Run:
             with tempfile.TemporaryDirectory() as work:
                 options = RunOptions(store=StoreOptions(results=os.path.join(work, "results"),
                                                         cache=os.path.join(work, "cache")), verbose=1)
-                gc.callbacks.append(on_collection)
+                if profiled:  # reported with the driver's profile only
+                    gc.callbacks.append(on_collection)
                 started = time.perf_counter()
                 if self.profile:
                     self.profile.enable()
@@ -228,15 +229,7 @@ class Run:
                 gc.callbacks.remove(on_collection)
             self.sampler.scan_processes()
             self.sampler.stopped.set()
-            self._stop_ray()
-
-    @staticmethod
-    def _stop_ray():
-        """The next run starts a Ray of its own, as a new `sweep run` would."""
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
+            # run_sweep stops the Ray it started: the next run starts its own, as `sweep run` would.
 
 
 def report_figures(run: Run, grid: str, cores: int) -> tuple[float, float]:
