@@ -5,7 +5,6 @@ again and requeued while trials are in flight, it resumes into the same store, e
 from __future__ import annotations
 
 import glob
-import json
 import os
 import subprocess
 import sys
@@ -14,14 +13,23 @@ from collections import Counter
 
 import pytest
 
+from sweep.grids import load_grid
 from sweep.launch.nodes import process_state
 from sweep.store.store import ResultsStore
+from trainables.training.reports import rung_epochs
+from tests.faults import checkpoint_epochs, in_flight
 from tests.slurmd import SlurmOnThisMachine, missing
 
 pytestmark = pytest.mark.slow
 
 SWEEP = os.path.join(os.path.dirname(sys.executable), "sweep")
 STUDIES, TRIALS_EACH = 10, 4  # the demo's linear S: 2 backbones x 5 folds, 4 learning rates each
+
+
+def _last_rung() -> int:
+    """The demo linear trials' last report before their last epoch (ASHA's last rung)."""
+    study = next(s for s in load_grid("demo") if s.mode == "linear")
+    return max(rung_epochs(study.max_epochs, study.grace_period, study.reduction_factor))
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +72,6 @@ def test_a_sweep_submitted_to_slurm_completes_into_its_store(slurm, tmp_path):
     assert f"{STUDIES} studies (0 already complete), {STUDIES * TRIALS_EACH} trials" in log
 
 
-def _in_flight(results) -> dict[str, int]:
-    """trial id -> epoch of its checkpoint, for the trials with a checkpoint and no row yet."""
-    out = {}
-    for meta in glob.glob(os.path.join(results, "checkpoints", "*", "*.json")):
-        study, trial = meta.split(os.sep)[-2], os.path.basename(meta)[: -len(".json")]
-        if not os.path.exists(os.path.join(results, "trials", study, f"{trial}.parquet")):
-            try:
-                out[trial] = json.load(open(meta))["epoch"]
-            except (OSError, ValueError):
-                continue  # removed or being written as we read it
-    return out
-
-
 def _job_processes(job: str) -> dict[int, str]:
     """pid -> state (R, S, D, T, Z, ...) of every process of the job: those whose environment
     holds its SLURM_JOB_ID (the batch script, srun, Ray's daemons and workers: all inherit it)."""
@@ -104,7 +99,7 @@ def _settled(job: str, results: str, timeout: float = 60) -> dict[str, int]:
     while True:
         states = _job_processes(job)
         if states and all(s in "TtZX" for s in states.values()):
-            return _in_flight(results)
+            return in_flight(ResultsStore(results))
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job} suspended, but not all its processes stopped: {states}")
         time.sleep(0.2)
@@ -112,18 +107,32 @@ def _settled(job: str, results: str, timeout: float = 60) -> dict[str, int]:
 
 def _suspend_with_trials_in_flight(slurm, job: str, results: str, timeout: float = 600) -> dict[str, int]:
     """Suspend the job (SIGSTOP to all its processes: nothing moves) at a moment some trial has a
-    checkpoint and no row, and say which; resumed and tried again while none has."""
+    checkpoint, no row, and a rung's report still ahead of it, and say which; resumed and tried
+    again while none has. (The report ahead matters: requeueing a suspended job sends SIGCONT
+    before SIGTERM, and in between a trial trains on up to its next report, where it waits on
+    the driver, which is being killed; so it cannot finish, and stays in flight.)"""
+    ahead = _last_rung()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _in_flight(results):
+        if any(epoch < ahead for epoch in in_flight(ResultsStore(results)).values()):
             slurm.run("scontrol", "suspend", job)
-            caught = _settled(job, results)
+            caught = {trial: epoch for trial, epoch in _settled(job, results).items() if epoch < ahead}
             if caught:
                 return caught
             slurm.run("scontrol", "resume", job)
         assert slurm.job(job)["JobState"] in ("PENDING", "RUNNING"), "the job ended before a trial was caught in flight"
         time.sleep(0.2)
     raise AssertionError(f"no trial with a checkpoint in flight within {timeout:.0f} s")
+
+
+def _ended(job: str, timeout: float = 120) -> None:
+    """Wait until no process of the job is left (a requeued job turns PENDING while slurmd may
+    still be ending its processes)."""
+    deadline = time.monotonic() + timeout
+    while _job_processes(job):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job} requeued, but its processes still run: {_job_processes(job)}")
+        time.sleep(0.2)
 
 
 def test_a_requeued_sweep_resumes_every_unfinished_trial_into_the_same_store(slurm, tmp_path):
@@ -134,17 +143,24 @@ def test_a_requeued_sweep_resumes_every_unfinished_trial_into_the_same_store(slu
     done_before = len(glob.glob(os.path.join(results, "trials", "*", "*.parquet")))
     slurm.run("scontrol", "requeue", job)  # as a preemption or the script's own trap does
     slurm.wait(job, "PENDING", timeout=120)
+    _ended(job)
+    # What the next run resumes from: each trial's last checkpoint when its process ended, which
+    # may be an epoch past the one caught (trained between SIGCONT and SIGTERM).
+    store = ResultsStore(results)
+    at_requeue = checkpoint_epochs(store, in_flight(store))
+    assert set(caught) <= set(at_requeue) and all(at_requeue[t] >= e for t, e in caught.items()), (caught, at_requeue)
     # A job requeued while suspended is held, and SLURM holds any requeued job back two
     # minutes: the test lets it start at once.
     slurm.run("scontrol", "release", job, check=False)
     slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
     fields = slurm.wait(job, "COMPLETED")
-    print(f"slurm job {job}: requeued with {len(caught)} trial(s) in flight and {done_before} recorded; "
+    print(f"slurm job {job}: requeued with trial(s) {caught} in flight at the suspend, {at_requeue} when it ended, "
+          f"and {done_before} recorded; "
           f"completed after {time.monotonic() - started:.0f} s")
     assert fields["Restarts"] == "1" and fields["ExitCode"] == "0:0"
     rows = {r["trial_id"]: r for r in _complete_once(results)}
     # The trials in flight at the requeue went on from their checkpoints, under their own ids.
-    for trial, epoch in caught.items():
+    for trial, epoch in at_requeue.items():
         assert rows[trial]["resumed_from_epoch"] == epoch, (trial, epoch, rows[trial]["resumed_from_epoch"])
     log = open(fields["StdOut"]).read()
     assert f"medsweep: job {job} run 0" in log and f"medsweep: job {job} run 1" in log
