@@ -19,7 +19,12 @@ Prints:
   histories), the progress line, Tune's experiment-state snapshots, and the rest of Tune's loop;
 - actor start: from the moment the searcher hands a trial to Tune to the moment the trial
   starts in its process (its ``started_at``), median and mean, and that wait summed over the
-  trials, divided by the trials that run at once.
+  trials, divided by the trials that run at once;
+- where the cores' seconds outside the trials fall, when every trial asks the same CPUs (each
+  of the cores / CPUs places then runs one trial after another): before a place's first trial
+  (its process starting and importing), between two trials of one place (the trial's last
+  report, the driver recording it and handing the place the next, that trial setting up),
+  and after its last.
 
 ``--profile FILE`` keeps the driver's profile (pstats) for a closer look (``python -m pstats``);
 ``--no-profile`` skips the second run.
@@ -275,7 +280,47 @@ def report_figures(run: Run, grid: str, cores: int) -> tuple[float, float]:
         print(f"actor start (handed to Tune -> started in its process; trials wait for a free actor too): "
               f"median {statistics.median(waits):.2f} s, mean {statistics.mean(waits):.2f} s; summed / "
               f"{concurrent} at once: {sum(waits) / concurrent:.1f} s of the Tuner's {tuner:.1f} s")
+    report_places(rows, tuner_start, tuner_end, cores)
     return packing, overhead
+
+
+def places_of(rows: list, places: int) -> list[list[tuple[float, float]]]:
+    """The trials' (start, end) on ``places`` places that each run one trial at a time: each
+    trial on the place freed last before it started (a place is a process Tune reuses, and
+    what frees one is a trial ending there)."""
+    out: list[list[tuple[float, float]]] = [[] for _ in range(places)]
+    for r in sorted(rows, key=lambda r: r["started_at"]):
+        start, end = r["started_at"], r["started_at"] + (r["wall_s"] or 0)
+        free = [p for p in out if not p or p[-1][1] <= start + 1e-3]
+        if not free:
+            raise ValueError("more trials at once than places")
+        # A freed process first (Tune reuses it), else one not used yet.
+        used = [p for p in free if p]
+        place = max(used, key=lambda p: p[-1][1]) if used else free[0]
+        place.append((start, end))
+    return out
+
+
+def report_places(rows: list, tuner_start: float, tuner_end: float, cores: int) -> None:
+    """The cores' seconds outside the trials, by when they fall (see the module's docstring)."""
+    timed = [r for r in rows if r.get("started_at") is not None]
+    cpus = {r["cpus"] for r in timed}
+    if len(cpus) != 1 or not timed:
+        return  # trials of different sizes share places unevenly: no such split
+    places = max(1, int(cores / cpus.pop()))
+    try:
+        trials = places_of(timed, places)
+    except ValueError:
+        return
+    before = sum(p[0][0] - tuner_start for p in trials if p)
+    gaps = [b[0] - a[1] for p in trials for a, b in zip(p, p[1:])]
+    after = sum(tuner_end - p[-1][1] for p in trials if p)
+    unused = (tuner_end - tuner_start) * sum(1 for p in trials if not p)
+    print(f"the {places} places' seconds outside their trials: before the first {before:.1f}, between trials "
+          f"{sum(gaps):.1f} ({len(gaps)} gaps, median {statistics.median(gaps) * 1000:.0f} ms)"
+          if gaps else f"the {places} places' seconds outside their trials: before the first {before:.1f}",
+          end="")
+    print(f", after the last {after:.1f}" + (f", never used {unused:.1f}" if unused else ""))
 
 
 def report_profile(run: Run) -> None:

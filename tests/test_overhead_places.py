@@ -1,0 +1,45 @@
+"""benchmarks/overhead.py's places: the trials laid out on the processes that ran them, one
+after another, so that the cores' seconds outside the trials split into before the first
+trial, between two trials and after the last, and those add up with the trials' own."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _overhead():
+    spec = importlib.util.spec_from_file_location("overhead", os.path.join(ROOT, "benchmarks", "overhead.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(start, end):
+    return {"started_at": start, "wall_s": end - start, "cpus": 1.0}
+
+
+def test_a_trial_goes_to_the_process_freed_last_before_it_and_the_seconds_add_up(capsys):
+    overhead = _overhead()
+    rows = [_row(10.0, 11.0), _row(10.5, 12.0), _row(11.02, 11.5), _row(12.03, 13.0), _row(11.6, 11.9)]
+    first, second = overhead.places_of(rows, 2)
+    # 11.02 reuses the process freed at 11.0; 12.03 the one freed at 12.0 (not the one free
+    # since 11.9, which 11.6 had taken after 11.5)
+    assert first == [(10.0, 11.0), (11.02, 11.5), (11.6, 11.9)]
+    assert second == [(10.5, 12.0), (12.03, 13.0)]
+    overhead.report_places(rows, tuner_start=9.0, tuner_end=13.5, cores=2)
+    line = capsys.readouterr().out
+    # before: 1.0 + 1.5; between: 0.02 + 0.1 + 0.03; after: 1.6 + 0.5
+    assert "before the first 2.5, between trials 0.1 (3 gaps, median 30 ms), after the last 2.1" in line
+    own = sum(r["wall_s"] for r in rows)
+    assert own + 2.5 + 0.15 + 2.1 == pytest.approx((13.5 - 9.0) * 2)
+
+
+def test_more_trials_at_once_than_places_is_refused():
+    overhead = _overhead()
+    with pytest.raises(ValueError, match="more trials at once than places"):
+        overhead.places_of([_row(0.0, 2.0), _row(0.5, 1.5), _row(1.0, 3.0)], 2)
