@@ -293,7 +293,7 @@ def places_of(rows: list, places: int) -> list[list[tuple[float, float]]]:
         start, end = r["started_at"], r["started_at"] + (r["wall_s"] or 0)
         free = [p for p in out if not p or p[-1][1] <= start + 1e-3]
         if not free:
-            raise ValueError("more trials at once than places")
+            raise ValueError(f"more trials at once than places ({places}) at {start:.3f}")
         # A freed process first (Tune reuses it), else one not used yet.
         used = [p for p in free if p]
         place = max(used, key=lambda p: p[-1][1]) if used else free[0]
@@ -305,22 +305,27 @@ def report_places(rows: list, tuner_start: float, tuner_end: float, cores: int) 
     """The cores' seconds outside the trials, by when they fall (see the module's docstring)."""
     timed = [r for r in rows if r.get("started_at") is not None]
     cpus = {r["cpus"] for r in timed}
-    if len(cpus) != 1 or not timed:
-        return  # trials of different sizes share places unevenly: no such split
+    if len(cpus) != 1:
+        print(f"the seconds outside the trials are not split by place: the trials ask {sorted(cpus)} CPUs, and "
+              f"trials of different sizes share the cores unevenly")
+        return
     places = max(1, int(cores / cpus.pop()))
     try:
         trials = places_of(timed, places)
-    except ValueError:
+    except ValueError as exc:
+        print(f"the seconds outside the trials are not split by place: {exc}")
         return
     before = sum(p[0][0] - tuner_start for p in trials if p)
     gaps = [b[0] - a[1] for p in trials for a, b in zip(p, p[1:])]
     after = sum(tuner_end - p[-1][1] for p in trials if p)
     unused = (tuner_end - tuner_start) * sum(1 for p in trials if not p)
-    print(f"the {places} places' seconds outside their trials: before the first {before:.1f}, between trials "
-          f"{sum(gaps):.1f} ({len(gaps)} gaps, median {statistics.median(gaps) * 1000:.0f} ms)"
-          if gaps else f"the {places} places' seconds outside their trials: before the first {before:.1f}",
-          end="")
-    print(f", after the last {after:.1f}" + (f", never used {unused:.1f}" if unused else ""))
+    parts = [f"before the first {before:.1f}"]
+    if gaps:
+        parts.append(f"between trials {sum(gaps):.1f} ({len(gaps)} gaps, median {statistics.median(gaps) * 1000:.0f} ms)")
+    parts.append(f"after the last {after:.1f}")
+    if unused:
+        parts.append(f"never used {unused:.1f}")
+    print(f"the {places} places' seconds outside their trials: " + ", ".join(parts))
 
 
 def report_profile(run: Run) -> None:
