@@ -4,7 +4,6 @@ again and requeued while trials are in flight, it resumes into the same store, e
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from sweep.grids import load_grid
 from sweep.launch.nodes import process_state
 from sweep.store.store import ResultsStore
 from trainables.training.reports import rung_epochs
-from tests.faults import checkpoint_epochs, in_flight
+from tests.faults import checkpoint_epochs, in_flight, recorded
 from tests.slurmd import SlurmOnThisMachine, missing
 
 pytestmark = pytest.mark.slow
@@ -140,7 +139,7 @@ def test_a_requeued_sweep_resumes_every_unfinished_trial_into_the_same_store(slu
     started = time.monotonic()
     job = slurm.submit(_script(tmp_path, results))
     caught = _suspend_with_trials_in_flight(slurm, job, results)
-    done_before = len(glob.glob(os.path.join(results, "trials", "*", "*.parquet")))
+    done_before = len(recorded(ResultsStore(results)))
     slurm.run("scontrol", "requeue", job)  # as a preemption or the script's own trap does
     slurm.wait(job, "PENDING", timeout=120)
     _ended(job)
