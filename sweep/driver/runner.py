@@ -244,7 +244,7 @@ def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: b
     extracted."""
     import ray
 
-    from sweep.driver.progress import ProgressBoard, extraction_status
+    from sweep.driver.extraction_progress import ProgressBoard, extraction_status
     from trainables.cache.embeddings import extract_views_if_missing, extraction_name
 
     cpus = extraction_cpus(options.resources, has_gpu)

@@ -23,8 +23,6 @@ Example::
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import cohen_kappa_score
 
 from trainables.errors import UserError
 
@@ -53,12 +51,19 @@ def score(metric: str, labels: np.ndarray, probs: np.ndarray, where: str = "spli
             return float(_auc(labels[:, None] == 1, probs[:, 1:])[0])
         # One-vs-rest over the classes present (a small fold may miss one): the module's definition.
         return float(np.mean(_auc(labels[:, None] == present[None, :], probs[:, present])))
+    from sklearn.metrics import cohen_kappa_score  # here, as rankdata below: see _auc
+
     return float(cohen_kappa_score(labels, probs.argmax(axis=1), weights="quadratic"))
 
 
 def _auc(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Per column j: the binary ROC AUC of ``scores[:, j]`` for ``positive[:, j]``, i.e.
     P(score of a positive > score of a negative), ties counting half."""
+    # Imported where scoring happens: the dataset registry reads METRICS, and every process
+    # that loads a dataset (the CLI, the extraction tasks) would pay scipy.stats and
+    # scikit-learn's metrics, above 1 CPU-s, for two names.
+    from scipy.stats import rankdata
+
     ranks = rankdata(scores, axis=0)  # average ranks: tied scores share the mean rank
     n_pos = positive.sum(axis=0)
     n_neg = len(positive) - n_pos

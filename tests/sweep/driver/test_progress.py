@@ -7,7 +7,8 @@ import sys
 
 from sweep.driver import console
 from sweep.driver.console import Console, capture
-from sweep.driver.progress import SweepProgress, extraction_status
+from sweep.driver.extraction_progress import extraction_status
+from sweep.driver.progress import SweepProgress
 
 
 class Clock:
