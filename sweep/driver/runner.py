@@ -618,6 +618,7 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     from sweep.driver.progress import SweepProgress
     from sweep.driver.recorder import StoreCallback
     from sweep.driver.routing import METRIC, MODE, StudyScheduler, StudySearcher
+    from sweep.driver.telemetry import callback_census_skipped
     from trainables.training.entry import run_trial
 
     done, pending = plan.done, plan.pending
@@ -671,7 +672,8 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     # Unfrozen after: what of it becomes garbage later (a second sweep in this process) is freed.
     gc.freeze()
     try:
-        with pending_trials(None if options.resources.max_concurrent else capacity), snapshots_at_end():
+        with (pending_trials(None if options.resources.max_concurrent else capacity), snapshots_at_end(),
+              callback_census_skipped()):
             tuner.fit()
     finally:
         gc.unfreeze()
