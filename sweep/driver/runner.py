@@ -618,7 +618,7 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     from sweep.driver.progress import SweepProgress
     from sweep.driver.recorder import StoreCallback
     from sweep.driver.routing import METRIC, MODE, StudyScheduler, StudySearcher
-    from sweep.driver.telemetry import callback_census_skipped
+    from sweep.driver.tune_overheads import tune_overheads_avoided
     from trainables.training.entry import run_trial
 
     done, pending = plan.done, plan.pending
@@ -673,7 +673,7 @@ def _tune(plan: _Plan, contexts: list[TrialContext], options: RunOptions, store:
     gc.freeze()
     try:
         with (pending_trials(None if options.resources.max_concurrent else capacity), snapshots_at_end(),
-              callback_census_skipped()):
+              tune_overheads_avoided()):
             tuner.fit()
     finally:
         gc.unfreeze()
