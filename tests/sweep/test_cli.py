@@ -15,6 +15,20 @@ def test_every_command_explains_itself(args):
     assert len(result.output.splitlines()) > 4
 
 
+def test_the_cli_starts_without_timm_or_torchvision():
+    """Every command imports sweep.cli first: timm and torchvision (with torch._dynamo) cost it
+    2 s of CPU before the command did anything. They load where a model or an image pipeline
+    is built (a trial, an extraction task, `weights check`), never for names."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, sweep.cli, sweep.driver.runner; "
+             "print(sorted(m for m in ('timm', 'torchvision', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
 def test_run_help_names_its_options():
     text = CliRunner().invoke(main, ["run", "--help"]).output
     for option in ("--grid", "--results", "--resume", "--data", "--weights", "--gpus-per-trial", "--address"):

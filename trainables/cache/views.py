@@ -26,7 +26,6 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 from trainables.cache.device_decode import DeviceBatch, EncodedViews, collate, decodes_on_device
 from trainables.models.backbones import embed
@@ -50,16 +49,21 @@ class View:
 
 # Steps that draw nothing: where the views' pipelines begin alike with them (to float, resize to
 # 256), that beginning is computed once per image and each view goes on from it.
-DRAW_NOTHING = (v2.ToDtype, v2.Resize)
+DRAW_NOTHING = ("ToDtype", "Resize")
 
 
 def shared_prefix(transforms: list) -> tuple[Callable, list[Callable]]:
     """(the steps every transform begins with and none of which draws, what is left of each):
     running the first and then one of the rest is running that transform, value for value."""
+    # Imported here, as in trainables/data/transforms.py: the driver imports this module for
+    # its names, and torchvision brings torch._dynamo (2 s).
+    from torchvision.transforms import v2
+
+    draw_nothing = tuple(getattr(v2, name) for name in DRAW_NOTHING)
     steps = [list(t.transforms) if isinstance(t, v2.Compose) else None for t in transforms]
     n = 0
     if steps and all(s is not None for s in steps):
-        while (all(len(s) > n for s in steps) and isinstance(steps[0][n], DRAW_NOTHING)
+        while (all(len(s) > n for s in steps) and isinstance(steps[0][n], draw_nothing)
                and all(repr(s[n]) == repr(steps[0][n]) for s in steps)):
             n += 1
     if n == 0:

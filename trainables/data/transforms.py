@@ -13,7 +13,6 @@ cost a third of the work and give the same values as three copied channels would
 from __future__ import annotations
 
 import torch
-from torchvision.transforms import v2
 
 from trainables.models.backbones import BackboneInfo
 from trainables.data.datasets import DatasetInfo
@@ -33,6 +32,10 @@ def build_transform(dataset: DatasetInfo, backbone: BackboneInfo, train: bool,
                     flips: tuple[bool, bool] | None = None) -> v2.Compose:
     """``flips`` (training only, a flips-only dataset): that one combination of FLIPS, for
     every image, instead of random flips: a cached view of each combination."""
+    # torchvision is imported where a pipeline is built, not with this module: the driver and
+    # the CLI read this module's names only, and torchvision brings torch._dynamo (2 s).
+    from torchvision.transforms import v2
+
     ops: list = [v2.ToDtype(torch.float32, scale=True)]
     if backbone.imposed_size:
         # A foundation model sees its card's geometry: resize, then centre-crop to its input
@@ -59,18 +62,22 @@ def build_transform(dataset: DatasetInfo, backbone: BackboneInfo, train: bool,
 
 # Steps that draw no random numbers: each image's values are the same whether it is transformed
 # alone or in a batch with others (torchvision's kernels work image by image along the batch).
-DETERMINISTIC_STEPS = (v2.ToDtype, v2.Resize, v2.CenterCrop, v2.RGB, v2.Normalize, v2.Identity)
+DETERMINISTIC_STEPS = ("ToDtype", "Resize", "CenterCrop", "RGB", "Normalize", "Identity")
 
 
 def draws_nothing(transform) -> bool:
     """Whether ``transform`` is a pipeline of deterministic steps only: the evaluation
     transform, and the training one of a dataset that is not augmented (the demo's digits)."""
+    from torchvision.transforms import v2
+
     steps = transform.transforms if isinstance(transform, v2.Compose) else [transform]
-    return all(type(step) in DETERMINISTIC_STEPS for step in steps)
+    return all(type(step) in tuple(getattr(v2, name) for name in DETERMINISTIC_STEPS) for step in steps)
 
 
 def describe(transform: v2.Compose) -> str:
     """A stable text of a transform: part of the embedding-cache key. ``RGB()`` is left out:
     it changes no value (greyscale copied to three channels before resizing, as before it
     was added, or after, gives the same floats), so caches written before it still serve."""
+    from torchvision.transforms import v2
+
     return " | ".join(repr(t) for t in transform.transforms if not isinstance(t, v2.RGB))

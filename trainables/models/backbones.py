@@ -18,9 +18,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-import timm
-from timm.layers import resample_abs_pos_embed
-from timm.models import get_pretrained_cfg
+# timm is imported where a model is built or an unregistered name is looked up, not here:
+# with torchvision and torch._dynamo it costs 2 s of CPU, which every `sweep` command (the
+# CLI reads this registry) and a sweep's driver paid before doing anything, for names alone.
 import torch
 from torch import nn
 
@@ -32,6 +32,11 @@ from trainables.models.weights import ConvertedWeights, read_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# OpenAI CLIP's normalisation (BiomedCLIP, CONCH): timm.data.constants' OPENAI_CLIP_MEAN/STD,
+# written here so that the catalog does not import timm (tests/trainables/models/test_backbones.py
+# checks all four against timm's).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class BackboneError(UserError):
@@ -134,15 +139,20 @@ def get_backbone_info(name: str, weights_path: Optional[str] = None) -> Backbone
     """A registered backbone; a hub one (``hf-hub:ORG/REPO``, timm tag ``ARCH.TAG``; its config
     read beside ``weights_path`` where given); else any timm architecture by name
     (``convnext_tiny``...): random init, or ``--weights``'s file."""
-    if name not in _REGISTRY.names() and is_hub_backbone(name):
+    if name in _REGISTRY.names():
+        return _REGISTRY.get(name)
+    if is_hub_backbone(name):
         return hub_backbone_info(name, weights_path)
-    if name not in _REGISTRY.names() and "." in name and timm.is_model(name.split(".", 1)[0]):
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    if "." in name and timm.is_model(name.split(".", 1)[0]):
         # timm.is_model takes any tag after a known architecture; its pretrained cfg then raises.
         arch, tag = name.split(".", 1)
         tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{arch}.*")]
         raise BackboneError(f"backbone {name!r}: timm has no pretrained tag {tag!r} for {arch}"
                             f"{did_you_mean(tag, tags)}; its tags: {', '.join(tags) or 'none'}")
-    if name not in _REGISTRY.names() and timm.is_model(name):
+    if timm.is_model(name):
         cfg = get_pretrained_cfg(name)
         return BackboneInfo(
             name=name,
@@ -152,8 +162,6 @@ def get_backbone_info(name: str, weights_path: Optional[str] = None) -> Backbone
             takes_img_size=True,  # tried at creation: architectures without it are built without
             description=f"timm {name}",
         )
-    if name in _REGISTRY.names():
-        return _REGISTRY.get(name)
     raise BackboneError(f"unknown backbone {name!r}{did_you_mean(name, _REGISTRY.names() + timm.list_models())}; "
                         f"valid backbones: {', '.join(_REGISTRY.names())}, or any timm architecture name")
 
@@ -184,6 +192,8 @@ def resample_pos_embed(model: nn.Module, state: dict) -> None:
     pos = getattr(model, "pos_embed", None)
     if pos is None or "pos_embed" not in state or state["pos_embed"].shape == pos.shape:
         return
+    from timm.layers import resample_abs_pos_embed
+
     prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
     state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], new_size=list(model.patch_embed.grid_size),
                                                 num_prefix_tokens=prefix)
@@ -226,6 +236,8 @@ def resolve_info(name: str, weights_path: Optional[str] = None) -> BackboneInfo:
 def build_architecture(info: BackboneInfo, img_size: Optional[int] = None, seed: int = 0, **create) -> nn.Module:
     """The backbone's timm architecture without classifier, initialised from ``seed``;
     ``create``: more ``timm.create_model`` arguments (a hub model's pretrained_cfg)."""
+    import timm
+
     # The architecture's own arguments (a hub repo's model_args), ours winning: no classifier.
     kwargs = {**dict(info.timm_kwargs), "num_classes": 0, "pretrained": False, **create}
     if info.takes_img_size and img_size is not None:

@@ -24,9 +24,6 @@ import json
 import os
 from typing import Optional
 
-import timm
-from timm.models import get_pretrained_cfg
-
 from trainables.errors import UserError
 
 HUB_PREFIX = "hf-hub:"
@@ -42,7 +39,13 @@ def is_hub_backbone(name: str) -> bool:
     """``hf-hub:ORG/REPO``, or ``ARCH.TAG`` naming one of timm's published pretrained weights."""
     if name.startswith(HUB_PREFIX):
         return True
-    if "." not in name or not timm.is_model(name.split(".", 1)[0]):
+    if "." not in name:
+        return False
+    # Here, not at the module's top: names without a tag never need timm (2 s to import).
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    if not timm.is_model(name.split(".", 1)[0]):
         return False
     try:
         cfg = get_pretrained_cfg(name)
@@ -146,6 +149,8 @@ def _repo_and_file(name: str) -> tuple[str, Optional[str], dict]:
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise HubError(f"backbone {name!r}: expected hf-hub:ORG/REPO")
         return repo, None, {}
+    from timm.models import get_pretrained_cfg
+
     cfg = get_pretrained_cfg(name).to_dict()
     if not cfg.get("hf_hub_id"):
         raise HubError(f"backbone {name!r}: timm publishes its weights only at {cfg.get('url') or 'no address'}, "
@@ -182,6 +187,8 @@ def hub_config(name: str, weights_path: Optional[str] = None) -> tuple[str, dict
             f"{name}: {_where(repo)} has no config.json: not a timm model repo")
     config = read_config(path)
     arch = config.get("architecture")
+    import timm
+
     if not arch or not timm.is_model(arch):
         raise HubError(f"{path}: architecture {arch!r} is not a timm model (a timm hub repo's config.json names one)")
     pretrained_cfg = dict(config.get("pretrained_cfg") or {})

@@ -157,3 +157,12 @@ def test_any_timm_architecture_by_name(name, dim, tmp_path):
     torch.save(timm.create_model(name, pretrained=False).state_dict(), path)  # with its classifier
     loaded, _ = create_backbone(name, img_size=64, weights_path=str(path))
     assert torch.equal(next(loaded.parameters()), torch.load(path)[next(iter(loaded.state_dict()))])
+
+
+def test_the_normalisation_constants_written_out_are_timms():
+    from timm.data import constants
+
+    from trainables.models.backbones import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+
+    assert (IMAGENET_MEAN, IMAGENET_STD) == (constants.IMAGENET_DEFAULT_MEAN, constants.IMAGENET_DEFAULT_STD)
+    assert (CLIP_MEAN, CLIP_STD) == (constants.OPENAI_CLIP_MEAN, constants.OPENAI_CLIP_STD)

@@ -21,17 +21,16 @@ Example::
 
 from __future__ import annotations
 
-from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-
-from trainables.models.backbones import BackboneInfo, get_backbone_info, register_backbone  # noqa: F401
+from trainables.models.backbones import (BackboneInfo, CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD,  # noqa: F401
+                                         get_backbone_info, register_backbone)
 
 CC_BY_NC_ND = "CC-BY-NC-ND-4.0 (non-commercial, no derivatives)"
 APACHE = "Apache-2.0"
 
 
 def _foundation(**fields) -> BackboneInfo:
-    fields.setdefault("mean", IMAGENET_DEFAULT_MEAN)
-    fields.setdefault("std", IMAGENET_DEFAULT_STD)
+    fields.setdefault("mean", IMAGENET_MEAN)
+    fields.setdefault("std", IMAGENET_STD)
     fields.setdefault("input_size", 224)
     fields.setdefault("resize_size", fields["input_size"])
     fields.setdefault("card", f"https://huggingface.co/{fields['repo']}")
@@ -114,7 +113,7 @@ _foundation(name="hibou-b", repo="histai/hibou-b", loader="transformers", timm_n
 # `conch` package; for linear probes model.encode_image(image, proj_contrast=False,
 # normalize=False), 512-d, at 448 with OpenAI CLIP's mean/std.
 _foundation(name="conch", repo="MahmoodLab/CONCH", loader="conch", timm_name="conch_ViT-B-16", embedding="image_tower",
-            dim=512, input_size=448, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, licence=CC_BY_NC_ND, gated=True,
+            dim=512, input_size=448, mean=CLIP_MEAN, std=CLIP_STD, licence=CC_BY_NC_ND, gated=True,
             description="CONCH (Mahmood Lab): CoCa ViT-B/16 image tower, pathology vision-language; 512-d")
 
 # --- radiology ---------------------------------------------------------------------------------
@@ -131,7 +130,7 @@ _foundation(name="rad-dino", repo="microsoft/rad-dino", loader="transformers", t
 # as model(images, texts) gives them: encode_image, normalised, 512-d.
 _foundation(name="biomedclip", repo="microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224", loader="open_clip",
             timm_name="vit_base_patch16_224 (open_clip)", embedding="image_tower", dim=512,
-            mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, licence="MIT", gated=False,
+            mean=CLIP_MEAN, std=CLIP_STD, licence="MIT", gated=False,
             description="BiomedCLIP (Microsoft): ViT-B/16 image tower, PubMed figure-caption pairs; 512-d")
 
 # --- general ---------------------------------------------------------------------------------
