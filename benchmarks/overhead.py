@@ -304,6 +304,9 @@ def places_of(rows: list, places: int) -> list[list[tuple[float, float]]]:
 def report_places(rows: list, tuner_start: float, tuner_end: float, cores: int) -> None:
     """The cores' seconds outside the trials, by when they fall (see the module's docstring)."""
     timed = [r for r in rows if r.get("started_at") is not None]
+    if not timed:
+        print("the seconds outside the trials are not split by place: no trial row has a started_at")
+        return
     cpus = {r["cpus"] for r in timed}
     if len(cpus) != 1:
         print(f"the seconds outside the trials are not split by place: the trials ask {sorted(cpus)} CPUs, and "

@@ -43,3 +43,10 @@ def test_more_trials_at_once_than_places_is_refused():
     overhead = _overhead()
     with pytest.raises(ValueError, match="more trials at once than places"):
         overhead.places_of([_row(0.0, 2.0), _row(0.5, 1.5), _row(1.0, 3.0)], 2)
+
+
+def test_rows_without_a_start_are_named_instead_of_split(capsys):
+    overhead = _overhead()
+    overhead.report_places([{"started_at": None, "wall_s": 1.0, "cpus": 1.0}], tuner_start=0.0, tuner_end=2.0, cores=2)
+    assert capsys.readouterr().out.strip() == (
+        "the seconds outside the trials are not split by place: no trial row has a started_at")
