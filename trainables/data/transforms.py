@@ -70,8 +70,9 @@ def draws_nothing(transform) -> bool:
     transform, and the training one of a dataset that is not augmented (the demo's digits)."""
     from torchvision.transforms import v2
 
+    deterministic = tuple(getattr(v2, name) for name in DETERMINISTIC_STEPS)
     steps = transform.transforms if isinstance(transform, v2.Compose) else [transform]
-    return all(type(step) in tuple(getattr(v2, name) for name in DETERMINISTIC_STEPS) for step in steps)
+    return all(type(step) in deterministic for step in steps)
 
 
 def describe(transform: v2.Compose) -> str:
