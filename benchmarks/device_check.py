@@ -32,6 +32,12 @@ its own share of the time and records its own error; a failed step never stops t
                  this device, with the frozen part scaled by how the packed sweep's measured time
                  compared with that model's figure for it; and the wall hours at the packing
                  measured. (Smoke: the demo grid stands in for the paper's.)
+``demo_packing`` the demo grid as ``sweep run --grid demo --gpus-per-trial linear=0.1`` runs it
+                 here (benchmarks/overhead.py's unprofiled run): the Tuner's wall against the
+                 least its trials allow, the trials' seconds times their CPUs over the cores or
+                 times their GPU shares over the GPUs, whichever is larger (named as ``bound``);
+                 the packing ratio, the per-trial overhead, the demo's wall. (Smoke: its linear
+                 S cells, on the CPU.)
 """
 
 from __future__ import annotations
@@ -208,6 +214,19 @@ def projection(sweep: dict, smoke: bool) -> dict:
             "wall_hours_at_measured_packing": round(corrected / max(sweep["packing"], 1.0), 2)}
 
 
+def demo_packing(smoke: bool) -> dict:
+    """benchmarks/overhead.py's packing figures for the demo with 0.1 GPU a linear trial."""
+    import overhead
+    from sweep.cli import _studies
+
+    studies = _studies("demo", ("mode=linear", "subset=S") if smoke else (), None, None)
+    run = overhead.Run(studies, profiled=False, resources=overhead.gpu_shares(["linear=0.1"]))
+    figures = overhead.packing_figures(run, os.cpu_count() or 1, overhead.machine_gpus(run.rows))
+    shares = sorted({(r["mode"], r["gpus"]) for r in run.rows})
+    return {**figures, "cells": len(run.outcome["cells"]), "ok": sum(r["status"] == "ok" for r in run.rows),
+            "gpu_share_by_mode": {mode: share for mode, share in shares}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir")
@@ -238,6 +257,7 @@ def main() -> None:
             step("projection", projection, sweep, args.smoke)
             for key in ("_studies", "_rows", "_cache"):
                 sweep.pop(key)
+        step("demo_packing", demo_packing, args.smoke)
     figures["total_s"] = round(time.perf_counter() - started, 1)
     path = os.path.join(args.out_dir, "device_check.json")
     with open(path, "w") as f:

@@ -2,7 +2,8 @@
 with the machine's CPUs sampled, for the figures, and once more with the driver profiled, for
 where the driver's time goes (a profiler slows the very loop it measures).
 
-    .venv/bin/python benchmarks/overhead.py [--grid demo] [--where mode=linear] [--profile FILE] [--no-profile]
+    .venv/bin/python benchmarks/overhead.py [--grid demo] [--where mode=linear] [--gpus-per-trial linear=0.1]
+                                            [--profile FILE] [--no-profile]
 
 Prints:
 - the stages (Ray start, data read, image check, extraction, Tuner, finish) and the closing
@@ -10,7 +11,10 @@ Prints:
 - the trials' own time: each trial's ``wall_s`` (inside its process, from the store) times
   its CPUs, summed; the packing ratio, Tuner wall / (trials' CPU-seconds / cores), 1.0 when
   the trials alone filled every core; the per-trial overhead, (Tuner wall - trials'
-  CPU-seconds / cores) / trials;
+  CPU-seconds / cores) / trials. Where trials take GPU shares (on a GPU machine, the grid's
+  or ``--gpus-per-trial``'s), the GPUs bound the Tuner's wall too: trials' GPU-seconds / GPUs.
+  The ratio and the overhead are then taken against the larger of the two bounds, the
+  resource that limits the packing, which the output names;
 - the cores' seconds during the Tuner: the trials' own, the driver process's (every thread),
   the rest of the busy CPU (Ray's daemons, the trials' processes outside their trials: actor
   start, imports, Tune's own thread in the actor), and idle;
@@ -20,8 +24,9 @@ Prints:
 - actor start: from the moment the searcher hands a trial to Tune to the moment the trial
   starts in its process (its ``started_at``), median and mean, and that wait summed over the
   trials, divided by the trials that run at once;
-- where the cores' seconds outside the trials fall, when every trial asks the same CPUs (each
-  of the cores / CPUs places then runs one trial after another): before a place's first trial
+- where the cores' seconds outside the trials fall, when every trial asks the same CPUs and
+  GPU share (each of the min(cores / CPUs, GPUs / share) places then runs one trial after
+  another): before a place's first trial
   (its process starting and importing), between two trials of one place (the trial's last
   report, the driver recording it and handing the place the next, that trial setting up),
   and after its last.
@@ -177,10 +182,10 @@ class Run:
     """One sweep of the studies in a fresh results store and cache, with the CPUs sampled and,
     when ``profiled``, the driver's main thread under cProfile (``thread_time``)."""
 
-    def __init__(self, studies: list, profiled: bool):
+    def __init__(self, studies: list, profiled: bool, resources=None):
         from sweep.driver import routing
         from sweep.driver.runner import run_sweep
-        from sweep.options import RunOptions, StoreOptions
+        from sweep.options import Resources, RunOptions, StoreOptions
         from sweep.store.store import ResultsStore
 
         self.handed: dict = {}  # trial id -> when the searcher handed it to Tune
@@ -213,7 +218,8 @@ class Run:
         try:
             with tempfile.TemporaryDirectory() as work:
                 options = RunOptions(store=StoreOptions(results=os.path.join(work, "results"),
-                                                        cache=os.path.join(work, "cache")), verbose=1)
+                                                        cache=os.path.join(work, "cache")),
+                                     resources=resources or Resources(), verbose=1)
                 if profiled:  # reported with the driver's profile only
                     gc.callbacks.append(on_collection)
                 started = time.perf_counter()
@@ -237,29 +243,76 @@ class Run:
             # run_sweep stops the Ray it started: the next run starts its own, as `sweep run` would.
 
 
+def tight_bounds(rows: list, cores: int, gpus: int = 0) -> dict:
+    """The Tuner's least possible wall by each resource the trials take: their seconds times
+    their share of it, summed, over the machine's amount of it. "cores" always; "GPUs" where
+    a trial took a GPU share and the machine has GPUs."""
+    bounds = {"cores": sum((r["wall_s"] or 0) * r["cpus"] for r in rows) / cores}
+    gpu_seconds = sum((r["wall_s"] or 0) * (r.get("gpus") or 0) for r in rows)
+    if gpu_seconds and gpus:
+        bounds["GPUs"] = gpu_seconds / gpus
+    return bounds
+
+
+def at_once(cores: int, gpus: int, cpus: float, share: float) -> int:
+    """Trials of ``cpus`` CPUs and ``share`` of a GPU that fit the machine at once."""
+    fit = int(cores / cpus + 1e-9)
+    if share:
+        fit = min(fit, int(gpus / share + 1e-9))  # 1 / 0.1 is 9.999... in floating point
+    return max(1, fit)
+
+
+def machine_gpus(rows: list) -> int:
+    """The GPUs the trials had to share (torch's count; 0 where no trial took a GPU share)."""
+    if not any(r.get("gpus") for r in rows):
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def packing_figures(run: Run, cores: int, gpus: int) -> dict:
+    """The packing of an unprofiled run: the Tuner's wall against its least possible wall,
+    the resource that bounds it, the per-trial overhead, when the first trial started."""
+    rows, (tuner_start, tuner_end) = run.rows, run.summary.phases["tuner"]
+    tuner = tuner_end - tuner_start
+    bounds = tight_bounds(rows, cores, gpus)
+    bound = max(bounds, key=bounds.get)
+    starts = [r["started_at"] for r in rows if r.get("started_at") is not None]
+    return {"trials": len(rows), "cores": cores, "gpus": gpus, "demo_wall_s": round(run.wall, 1),
+            "tuner_s": round(tuner, 1), "tight_s": {k: round(v, 1) for k, v in bounds.items()}, "bound": bound,
+            "packing_ratio": round(tuner / bounds[bound], 3),
+            "per_trial_overhead_s": round((tuner - bounds[bound]) / len(rows), 4),
+            "first_trial_after_s": round(min(starts) - tuner_start, 1) if starts else None}
+
+
 def report_figures(run: Run, grid: str, cores: int) -> tuple[float, float]:
     """Stages, trials' own time, packing, the cores' seconds, processes, actor start of an
     unprofiled run; (packing ratio, per-trial overhead)."""
     rows, phases = run.rows, run.summary.phases
     tuner_start, tuner_end = phases["tuner"]
     tuner = tuner_end - tuner_start
+    gpus = machine_gpus(rows)
+    figures = packing_figures(run, cores, gpus)
     own = sum((r["wall_s"] or 0) * r["cpus"] for r in rows)
     own_raw = sum(r["wall_s"] or 0 for r in rows)
-    packing = tuner / (own / cores)
-    overhead = (tuner - own / cores) / len(rows)
+    packing, overhead = figures["packing_ratio"], figures["per_trial_overhead_s"]
+    tight = figures["tight_s"][figures["bound"]]
     busy, driver_cpu = run.sampler.between(tuner_start, tuner_end)
     print(f"{grid}: {run.summary.studies} studies, {len(rows)} trials, {len(run.outcome['cells'])} cells, "
-          f"{cores} cores; wall {run.wall:.1f} s")
+          f"{cores} cores{f', {gpus} GPUs' if gpus else ''}; wall {run.wall:.1f} s")
     print("stages: " + ", ".join(f"{name} {end - start:.1f} s" for name, (start, end) in phases.items())
           + f", closing read {run.read_s:.1f} s")
     print(f"trials' own time: {own_raw:.1f} s wall, {own:.1f} CPU-s (x each trial's CPUs); "
-          f"tight on {cores} cores: {own / cores:.1f} s")
-    print(f"packing ratio: Tuner {tuner:.1f} s / {own / cores:.1f} s = {packing:.2f}; "
+          f"tight on {cores} cores: {own / cores:.1f} s"
+          + (f"; tight on {gpus} GPUs (x each trial's GPU share): {figures['tight_s']['GPUs']:.1f} s"
+             if "GPUs" in figures["tight_s"] else ""))
+    print(f"packing ratio: Tuner {tuner:.1f} s / {tight:.1f} s (bound by the {figures['bound']}) = {packing:.2f}; "
           f"per-trial overhead {overhead:.3f} s")
     starts = [r["started_at"] for r in rows if r.get("started_at") is not None]
     if starts:
         ends = [r["started_at"] + (r["wall_s"] or 0) for r in rows if r.get("started_at") is not None]
-        print(f"the Tuner's first trial started {min(starts) - tuner_start:.1f} s after the Tuner did (the first "
+        print(f"the Tuner's first trial started {figures['first_trial_after_s']:.1f} s after the Tuner did (the first "
               f"actors' processes starting and importing), its last trial ended {tuner_end - max(ends):.1f} s "
               f"before the Tuner did")
     capacity = tuner * cores
@@ -276,11 +329,11 @@ def report_figures(run: Run, grid: str, cores: int) -> tuple[float, float]:
     waits = [r["started_at"] - run.handed[r["trial_id"]] for r in rows
              if r.get("started_at") is not None and r["trial_id"] in run.handed]
     if waits:
-        concurrent = max(1, int(cores / min(r["cpus"] for r in rows)))
+        concurrent = at_once(cores, gpus, min(r["cpus"] for r in rows), min(r.get("gpus") or 0 for r in rows))
         print(f"actor start (handed to Tune -> started in its process; trials wait for a free actor too): "
               f"median {statistics.median(waits):.2f} s, mean {statistics.mean(waits):.2f} s; summed / "
               f"{concurrent} at once: {sum(waits) / concurrent:.1f} s of the Tuner's {tuner:.1f} s")
-    report_places(rows, tuner_start, tuner_end, cores)
+    report_places(rows, tuner_start, tuner_end, cores, gpus)
     return packing, overhead
 
 
@@ -301,8 +354,8 @@ def places_of(rows: list, places: int) -> list[list[tuple[float, float]]]:
     return out
 
 
-def report_places(rows: list, tuner_start: float, tuner_end: float, cores: int) -> None:
-    """The cores' seconds outside the trials, by when they fall (see the module's docstring)."""
+def report_places(rows: list, tuner_start: float, tuner_end: float, cores: int, gpus: int = 0) -> None:
+    """The places' seconds outside the trials, by when they fall (see the module's docstring)."""
     timed = [r for r in rows if r.get("started_at") is not None]
     if not timed:
         print("the seconds outside the trials are not split by place: no trial row has a started_at")
@@ -312,7 +365,12 @@ def report_places(rows: list, tuner_start: float, tuner_end: float, cores: int) 
         print(f"the seconds outside the trials are not split by place: the trials ask {sorted(cpus)} CPUs, and "
               f"trials of different sizes share the cores unevenly")
         return
-    places = max(1, int(cores / cpus.pop()))
+    shares = {r.get("gpus") or 0 for r in timed} if gpus else {0}
+    if len(shares) != 1:
+        print(f"the seconds outside the trials are not split by place: the trials ask GPU shares {sorted(shares)}, "
+              f"and trials of different sizes share the GPUs unevenly")
+        return
+    places = at_once(cores, gpus, cpus.pop(), shares.pop())
     try:
         trials = places_of(timed, places)
     except ValueError as exc:
@@ -345,24 +403,40 @@ def report_profile(run: Run) -> None:
         f"generation {g} {n} x {s:.2f} s" for g, (n, s) in run.collections.items()))
 
 
+def gpu_shares(values: list):
+    """``--gpus-per-trial`` values as `sweep run` reads them, into its Resources."""
+    from sweep.cli import _gpus, _modes, _pairs
+    from sweep.options import Resources
+
+    return Resources(gpus_per_trial=_modes(_pairs(tuple(values), "--gpus-per-trial", _gpus), "--gpus-per-trial"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", default="demo")
     parser.add_argument("--where", action="append", default=[], help="as sweep run --where, e.g. mode=linear")
+    parser.add_argument("--gpus-per-trial", action="append", default=[], metavar="MODE=FRACTION",
+                        help="as sweep run --gpus-per-trial, e.g. linear=0.1 (ignored without GPUs)")
     parser.add_argument("--profile", default=None, help="write the driver's profile (pstats) here")
     parser.add_argument("--no-profile", action="store_true", help="skip the second, profiled run")
     args = parser.parse_args()
 
+    import click
+
     from sweep.cli import _studies
 
     studies = _studies(args.grid, tuple(args.where), None, None)
+    try:
+        resources = gpu_shares(args.gpus_per_trial)
+    except click.BadParameter as exc:
+        parser.error(exc.format_message())
     cores = os.cpu_count() or 1
     # The figures come from a run as `sweep run` runs it: a profiler on the driver's thread
     # would slow the very loop whose cost is measured (the Tuner took 75 s profiled, 59 s not).
-    measured = Run(studies, profiled=False)
+    measured = Run(studies, profiled=False, resources=resources)
     packing, overhead = report_figures(measured, args.grid, cores)
     if not args.no_profile:
-        profiled = Run(studies, profiled=True)
+        profiled = Run(studies, profiled=True, resources=resources)
         report_profile(profiled)
         if args.profile:
             profiled.profile.dump_stats(args.profile)

@@ -19,7 +19,8 @@ def test_device_check_smoke_writes_every_figure(tmp_path):
                           env={**os.environ, "RAY_ADDRESS": "local"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     figures = json.loads((out / "device_check.json").read_text())
-    assert all("error" not in figures[step] for step in ("device", "extraction", "packed_sweep", "projection")), figures
+    assert all("error" not in figures[step]
+               for step in ("device", "extraction", "packed_sweep", "projection", "demo_packing")), figures
     forward = figures["extraction"]["forward_only"]
     assert set(forward) == {"resnet50@224", "resnet50@96", "vit_small_patch8@224", "vit_small_patch8@96"}
     assert all(f["images_per_s"] > 0 for f in forward.values())
@@ -39,3 +40,9 @@ def test_device_check_smoke_writes_every_figure(tmp_path):
     projection = figures["projection"]
     assert projection["grid"] == "demo" and projection["device_hours_modelled"] > 0
     assert projection["device_hours_corrected"] > 0 and projection["frozen_measured_over_modelled"] > 0
+    demo = figures["demo_packing"]
+    # The demo's linear S cells (2 backbones x 5 folds, 4 trials a study) on this CPU: linear=0.1
+    # is ignored without GPUs, so the cores bound the Tuner, which cannot beat that bound.
+    assert demo["trials"] == demo["ok"] == 40 and demo["cells"] == 2
+    assert demo["gpus"] == 0 and demo["gpu_share_by_mode"] == {"linear": 0.0} and set(demo["tight_s"]) == {"cores"}
+    assert demo["bound"] == "cores" and demo["packing_ratio"] >= 1.0 and demo["per_trial_overhead_s"] >= 0

@@ -50,3 +50,32 @@ def test_rows_without_a_start_are_named_instead_of_split(capsys):
     overhead.report_places([{"started_at": None, "wall_s": 1.0, "cpus": 1.0}], tuner_start=0.0, tuner_end=2.0, cores=2)
     assert capsys.readouterr().out.strip() == (
         "the seconds outside the trials are not split by place: no trial row has a started_at")
+
+
+def test_the_gpus_bound_the_tuner_where_the_trials_gpu_shares_fill_them_first():
+    overhead = _overhead()
+    # 20 trials of 1 s, 1 CPU and 0.1 GPU each, on 16 cores and 1 GPU: 10 fit at once (the
+    # GPU's tenths), not 16, so the least wall is 2 s, not 1.25 s.
+    rows = [{"started_at": 0.0, "wall_s": 1.0, "cpus": 1.0, "gpus": 0.1} for _ in range(20)]
+    assert overhead.tight_bounds(rows, cores=16, gpus=1) == pytest.approx({"cores": 1.25, "GPUs": 2.0})
+    assert overhead.at_once(16, 1, 1.0, 0.1) == 10  # 1 / 0.1 is not 10 in floating point
+    assert overhead.at_once(16, 1, 1.0, 0.0) == 16
+    assert overhead.at_once(2, 0, 1.0, 0.0) == 2
+    # Without GPUs (or trials that took none) only the cores bound it.
+    assert overhead.tight_bounds(rows, cores=16, gpus=0) == pytest.approx({"cores": 1.25})
+    assert overhead.tight_bounds([{**r, "gpus": 0.0} for r in rows], cores=16, gpus=1) == pytest.approx({"cores": 1.25})
+
+
+def test_places_on_a_gpu_are_as_many_as_the_gpu_shares_allow(capsys):
+    overhead = _overhead()
+    # 10 trials at once from 0 to 1 and 10 more from 1.01 to 2: on 16 cores and 1 GPU at 0.1
+    # each, 10 places, each running two trials with a 10 ms gap.
+    rows = [{"started_at": start, "wall_s": 0.99 if start else 1.0, "cpus": 1.0, "gpus": 0.1}
+            for start in [0.0] * 10 + [1.01] * 10]
+    overhead.report_places(rows, tuner_start=0.0, tuner_end=2.5, cores=16, gpus=1)
+    assert capsys.readouterr().out.strip() == (
+        "the 10 places' seconds outside their trials: before the first 0.0, between trials 0.1 (10 gaps, median 10 ms), "
+        "after the last 5.0")
+    mixed = rows[:-1] + [{**rows[-1], "gpus": 0.05}]
+    overhead.report_places(mixed, tuner_start=0.0, tuner_end=2.5, cores=16, gpus=1)
+    assert "the trials ask GPU shares [0.05, 0.1]" in capsys.readouterr().out
