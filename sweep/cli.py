@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import gc
 import json
 import os
 import re
@@ -146,6 +148,12 @@ def main() -> None:
 
     Start with `sweep run --grid demo` (a few minutes on 2 CPU cores, no download).
     """
+    # The process ends after its one command: what is alive then needs no garbage collection.
+    # Python's exit collects every object torch, timm and Ray made (a full pass, 0.9 s after
+    # `sweep run --grid demo` on 2 cores); frozen first, the exit takes 0.3 s. Exit handlers
+    # that run after it (Ray's shutdown) are unaffected: the collector only skips what is frozen.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 class CheckpointEvery(click.ParamType):

@@ -197,9 +197,9 @@ def _verify_images(datasets: dict, cache_dir: str, verbose: int) -> dict:
     import ray
 
     from trainables.cache.embeddings import files_index_dir
-    from trainables.data.filedigests import content_fingerprint, inspect_files
+    from trainables.data.filedigests import content_fingerprint, inspect_files_in_worker
 
-    task = ray.remote(num_cpus=1)(inspect_files)
+    task = ray.remote(num_cpus=1)(inspect_files_in_worker)
 
     def on_ray(chunks: list, decode: bool) -> list:
         return ray.get([task.remote(chunk, decode) for chunk in chunks])
@@ -245,10 +245,10 @@ def _extract_all(requests: dict, options: RunOptions, cache_dir: str, has_gpu: b
     import ray
 
     from sweep.driver.extraction_progress import ProgressBoard, extraction_status
-    from trainables.cache.embeddings import extract_views_if_missing, extraction_name
+    from trainables.cache.embeddings import extract_views_in_worker, extraction_name
 
     cpus = extraction_cpus(options.resources, has_gpu)
-    task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(extract_views_if_missing)
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if has_gpu else 0)(extract_views_in_worker)
     board = ray.remote(num_cpus=0)(ProgressBoard).remote() if options.verbose > 0 else None
     groups: dict = defaultdict(dict)  # (dataset, backbone, dtype) -> view -> rows
     for (d, b, v, t), rows in sorted(requests.items()):

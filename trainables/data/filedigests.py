@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from trainables import storage
 from trainables.data.datasets import LoadedDataset
+from trainables.gcfreeze import freeze_long_lived
 from trainables.data.images import FileImages, H5Images, ImageDecodeError, decode_bytes
 
 CHUNK = 256  # files per task: large enough that a Ray task's overhead (~ms) is noise
@@ -49,6 +50,14 @@ _SUFFIXES = re.compile(r"((-holdout[0-9.e-]+)|(-skip[0-9a-f]{8}))*$")
 # (chunks of paths, decode) -> inspect_files' result per chunk, in order: threads here, Ray tasks
 # on the driver of a sweep.
 ChunkRunner = Callable[[list, bool], list]
+
+
+def inspect_files_in_worker(paths: Sequence[str], decode: bool) -> list[tuple[str, Optional[str]]]:
+    """:func:`inspect_files` as a sweep's Ray task runs it: the worker keeps its imports
+    (torch, the decoders) for its life, frozen out of the collector's reach once, so that its
+    exit when Ray stops it (as the Tuner's actors start) costs a fifth (trainables/gcfreeze.py)."""
+    freeze_long_lived(once=True)
+    return inspect_files(paths, decode)
 
 
 def inspect_files(paths: Sequence[str], decode: bool) -> list[tuple[str, Optional[str]]]:
