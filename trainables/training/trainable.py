@@ -255,7 +255,8 @@ def trial_epochs(run: TrialRun, checkpointer: Optional[Checkpointer] = None) -> 
 
     The selected epoch's test probabilities go to the trial's predictions file (Kaggle's
     submission files where the test labels are hidden, which have no test score); its scores on
-    the test set's bootstrap resamples to the bootstrap file, once, when the trial ends.
+    the test set's bootstrap resamples to the bootstrap file, once: before the last epoch's
+    record, or when the trial is ended at a report before that (ASHA).
 
     With a ``checkpointer`` the trial resumes from its checkpoint when it has one (records
     then start at the epoch after it and carry ``resumed_from_epoch``) and saves new ones.
@@ -310,6 +311,12 @@ def trial_epochs(run: TrialRun, checkpointer: Optional[Checkpointer] = None) -> 
             if checkpointer and checkpointer.due(record["epoch"], study.max_epochs):
                 extras = {"best": best, "wall_s": out["trial_wall_s"], "peak_rss_mib": peak_rss}
                 checkpointer.save(fit, lr, extras, records)
+            if record["epoch"] >= study.max_epochs:
+                # Before the last epoch's record goes: its report ends the trial (reports.py),
+                # and Tune may stop this thread right there (an actor no next trial takes over).
+                # Not in trial_wall_s, as before: the training's time, without the bootstrap.
+                _save_selected_bootstrap(run, metric, selected, device)
+                selected = None
             yield out
     except GeneratorExit:  # ASHA ended the trial at a report: its selected epoch is final too
         _save_selected_bootstrap(run, metric, selected, device)
@@ -379,10 +386,12 @@ def run_trial(config: dict) -> None:
                 unreported.append(last)
                 resumed_first, first = first and last.get("resumed_from_epoch") is not None, False
                 if reported(last["epoch"], rungs, study.max_epochs, resumed_first):
-                    tune.report(pack(last, earlier=unreported[:-1]))
+                    # The last epoch's report ends the trial (reports.py): the driver stops the
+                    # thread there, and closing the generator writes the bootstrap as above.
+                    tune.report(pack(last, earlier=unreported[:-1], final=last["epoch"] >= study.max_epochs))
                     unreported = []
         if unreported:  # a trial that ended before its last epoch: nothing of it is left out
-            tune.report(pack(unreported[-1], earlier=unreported[:-1]))
+            tune.report(pack(unreported[-1], earlier=unreported[:-1], final=True))
     except (OSError, MemoryError, torch.cuda.OutOfMemoryError):
         raise  # may pass on another try (storage hiccup, a GPU neighbour's memory): Tune retries it
     except Exception as exc:
@@ -391,7 +400,7 @@ def run_trial(config: dict) -> None:
         # epochs it did finish; the store records it with status "error".
         # Tune wants the metric in every result: the last epoch's, or nan before any epoch.
         failed = {"val_score": math.nan, **last, **placement, "trial_error": error_text(exc)}
-        tune.report(pack(failed, earlier=unreported[:-1]))  # the last epoch is the failure's record
+        tune.report(pack(failed, earlier=unreported[:-1], final=True))  # the last epoch is the failure's record
     finally:
         release_memory()
 

@@ -81,6 +81,23 @@ def test_asha_stopped_some_trials_within_their_study(swept):
         assert any(r["epochs"] == r["max_epochs"] for r in rows if r["study_id"] == sid)
 
 
+def test_a_trial_that_runs_to_its_last_epoch_writes_its_bootstrap_before_its_report_ends_it(swept):
+    # Its last report says "done" and Tune may stop its thread right there (when no next trial
+    # takes its actor over): the selected epoch's scores on the test set's resamples are
+    # written before that report. (A trial ASHA stops at a rung writes them on its way out
+    # when its thread gets that far; else the report's intervals recompute them from its
+    # predictions: sweep/store/intervals.py.)
+    from trainables.artifacts import TrialFiles
+    from trainables.training.outputs import load_bootstrap
+
+    _, results, _ = swept
+    full = [r for r in ResultsStore(results).read_trials().to_pylist() if r["epochs"] == r["max_epochs"]]
+    assert len(full) >= 5
+    for r in full:
+        scores = load_bootstrap(TrialFiles(results, r["study_id"], r["trial_id"]).bootstrap)
+        assert scores is not None and len(scores) >= 100 and ((0 <= scores) & (scores <= 1)).all(), r["trial_id"]
+
+
 def test_embeddings_were_extracted_once_per_dataset_and_backbone(swept):
     # Three frozen studies (two linear folds on test_resnet, DVME on test_resnet + test_vit)
     # need two (dataset, backbone) files: two extractions, not one per study.

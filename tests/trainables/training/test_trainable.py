@@ -353,4 +353,9 @@ def test_run_trial_reports_at_ashas_rungs_and_its_last_epoch_carrying_every_epoc
     epochs = [record for r in reports for record in records_of(r)]
     assert [e["epoch"] for e in epochs] == list(range(1, (stop_at or 12) + 1))
     assert all(e["node_id"] == "node" and e["train_loss"] > 0 for e in epochs)
-    assert all(set(r) == {"epoch", "val_score", "best_val_score", "detail"} for r in reports)
+    # Only the last epoch's report ends the trial itself (Tune's "done"); one that ASHA stops
+    # at a rung never says so.
+    fields = {"epoch", "val_score", "best_val_score", "detail"}
+    assert all(set(r) == fields for r in reports[:-1])
+    assert set(reports[-1]) == (fields if stop_at is not None else fields | {"done"})
+    assert reports[-1].get("done", False) is (stop_at is None)
