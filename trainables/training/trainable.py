@@ -387,7 +387,7 @@ def run_trial(config: dict) -> None:
                 resumed_first, first = first and last.get("resumed_from_epoch") is not None, False
                 if reported(last["epoch"], rungs, study.max_epochs, resumed_first):
                     # The last epoch's report ends the trial (reports.py): the driver stops the
-                    # thread there, and closing the generator writes the bootstrap as above.
+                    # thread inside it (trial_epochs wrote the bootstrap before that record).
                     tune.report(pack(last, earlier=unreported[:-1], final=last["epoch"] >= study.max_epochs))
                     unreported = []
         if unreported:  # a trial that ended before its last epoch: nothing of it is left out
