@@ -321,7 +321,6 @@ def trial_epochs(run: TrialRun, checkpointer: Optional[Checkpointer] = None) -> 
     except GeneratorExit:  # ASHA ended the trial at a report: its selected epoch is final too
         _save_selected_bootstrap(run, metric, selected, device)
         raise
-    _save_selected_bootstrap(run, metric, selected, device)
 
 
 def _save_selected_bootstrap(run: TrialRun, metric: str, selected, device) -> None:
