@@ -2,11 +2,20 @@
 
     .venv/bin/python benchmarks/device_check.py OUT_DIR            # on a GPU machine: under 8 minutes
     .venv/bin/python benchmarks/device_check.py OUT_DIR --smoke    # on a CPU: the same steps, tiny (< 1 minute)
+    .venv/bin/python benchmarks/device_check.py OUT_DIR --steps demo_packing   # only these (and ``device``)
 
 Writes ``OUT_DIR/device_check.json`` (and prints it, then one line per figure). Each step has
-its own share of the time and records its own error; a failed step never stops the others.
+its own share of the time and records its own error; a failed step never stops the others. The
+file is written again after every step: a run killed at its time limit keeps the figures of
+the steps it finished.
 
-``device``       the GPU (name, memory), torch and CUDA versions.
+On a machine with its own Python, a CUDA torch and no package index (a lent GPU machine, an
+offline node), ``benchmarks/device_wheels.py`` run beforehand where the index is reachable
+puts the wheels of what the machine lacks in ``.device-wheels/`` and prints the one command
+to run there (install them under ``/tmp/site``, then this script with that on the path).
+
+``device``       the GPU (name, memory), torch and CUDA versions, and the versions of the
+                 packages medsweep ran with (``VERSIONS``).
 ``gpu_tests``    every ``gpu``-marked test (tests/gpu/): bf16 + channels_last embeddings equal
                  fp32 ones within the stated tolerance; a trial cannot allocate past its GPU
                  fraction; ``peak_gpu_mib`` is recorded and the memory comes back when a trial
@@ -59,9 +68,21 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 
+VERSIONS = ("medsweep", "torchvision", "timm", "ray", "optuna", "torchcodec", "pyarrow", "numpy", "scikit-learn",
+            "pillow", "pytest")
+
+
 def device_info() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
     info = {"torch": torch.__version__, "cuda": torch.version.cuda, "gpu": None, "gpu_memory_gib": None,
-            "cpus": os.cpu_count()}
+            "cpus": os.cpu_count(), "python": sys.version.split()[0], "versions": {n: installed(n) for n in VERSIONS}}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
@@ -227,15 +248,38 @@ def demo_packing(smoke: bool) -> dict:
             "gpu_share_by_mode": {mode: share for mode, share in shares}}
 
 
+STEPS = ("device", "gpu_tests", "extraction", "packed_sweep", "projection", "demo_packing")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on a CPU: a smoke run (< 1 minute)")
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help=f"the steps to run, comma-separated (default all: {','.join(STEPS)}); a second "
+                             f"call can run those a first one did not reach")
     args = parser.parse_args()
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        parser.error(f"--steps: unknown {', '.join(unknown)}; expected some of {', '.join(STEPS)}")
     os.makedirs(args.out_dir, exist_ok=True)
     os.environ.setdefault("RAY_ADDRESS", "local")  # a Ray of its own
     figures: dict = {"smoke": args.smoke, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     started = time.perf_counter()
+    path = os.path.join(args.out_dir, "device_check.json")
+
+    def shown() -> dict:
+        """The figures without the packed sweep's rows and studies (its "_" keys), which only
+        the projection reads."""
+        return {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v
+                for k, v in figures.items()}
+
+    def write():
+        figures["total_s"] = round(time.perf_counter() - started, 1)
+        with open(path + ".part", "w") as f:
+            json.dump(shown(), f, indent=1, default=str)
+        os.replace(path + ".part", path)  # whole or not at all, even if the run is killed while writing
 
     def step(name, fn, *fn_args):
         t0 = time.perf_counter()
@@ -245,24 +289,22 @@ def main() -> None:
             figures[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
         figures.setdefault("seconds", {})[name] = round(time.perf_counter() - t0, 1)
         print(f"{name}: {figures['seconds'][name]} s", flush=True)
+        write()
 
     with tempfile.TemporaryDirectory() as work:
-        step("device", device_info)
-        if not args.smoke:  # on a CPU they skip: the smoke run checks the rest, quickly
+        step("device", device_info)  # always: what the other figures were measured on
+        if "gpu_tests" in steps and not args.smoke:  # on a CPU they skip: the smoke run checks the rest
             step("gpu_tests", gpu_tests, args.out_dir, 240)
-        step("extraction", extraction, work, args.smoke)
-        step("packed_sweep", packed_sweep, work, args.smoke)
-        sweep = figures["packed_sweep"]
-        if "error" not in sweep:
-            step("projection", projection, sweep, args.smoke)
-            for key in ("_studies", "_rows", "_cache"):
-                sweep.pop(key)
-        step("demo_packing", demo_packing, args.smoke)
-    figures["total_s"] = round(time.perf_counter() - started, 1)
-    path = os.path.join(args.out_dir, "device_check.json")
-    with open(path, "w") as f:
-        json.dump(figures, f, indent=1, default=str)
-    print(json.dumps({k: v for k, v in figures.items() if k != "gpu_tests"}, indent=1, default=str)[:6000])
+        if "extraction" in steps:
+            step("extraction", extraction, work, args.smoke)
+        if "packed_sweep" in steps or "projection" in steps:  # the projection scales by the sweep
+            step("packed_sweep", packed_sweep, work, args.smoke)
+            if "error" not in figures["packed_sweep"]:
+                step("projection", projection, figures["packed_sweep"], args.smoke)
+        if "demo_packing" in steps:
+            step("demo_packing", demo_packing, args.smoke)
+    write()
+    print(json.dumps({k: v for k, v in shown().items() if k != "gpu_tests"}, indent=1, default=str)[:6000])
     print(f"wrote {path} in {figures['total_s']} s")
 
 

@@ -46,3 +46,67 @@ def test_device_check_smoke_writes_every_figure(tmp_path):
     assert demo["trials"] == demo["ok"] == 40 and demo["cells"] == 2
     assert demo["gpus"] == 0 and demo["gpu_share_by_mode"] == {"linear": 0.0} and set(demo["tight_s"]) == {"cores"}
     assert demo["bound"] == "cores" and demo["packing_ratio"] >= 1.0 and demo["per_trial_overhead_s"] >= 0
+
+
+def _device_check(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    import device_check
+
+    return device_check
+
+
+def test_each_steps_figures_are_on_disk_before_the_next_step_runs(tmp_path, monkeypatch):
+    """A run killed at the device's time limit keeps what it measured: the file is rewritten
+    after every step, a failed step recorded with its error and the others still run."""
+    device_check = _device_check(monkeypatch)
+    out = tmp_path / "out"
+    on_disk = {}
+
+    def read():
+        return json.loads((out / "device_check.json").read_text())
+
+    def extraction(work, smoke):
+        on_disk["extraction"] = read()
+        return {"forward_only": {"resnet50@224": 1.0}}
+
+    def packed_sweep(work, smoke):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def demo_packing(smoke):
+        on_disk["demo_packing"] = read()
+        return {"packing_ratio": 1.2}
+
+    for name, fn in (("extraction", extraction), ("packed_sweep", packed_sweep), ("demo_packing", demo_packing)):
+        monkeypatch.setattr(device_check, name, fn)
+    monkeypatch.setattr(sys, "argv", ["device_check.py", str(out), "--smoke"])
+    device_check.main()
+    first = on_disk["extraction"]
+    assert set(first) >= {"device", "seconds"} and "extraction" not in first
+    # What ran is named with its version: the carried wheels' packages, medsweep's own metadata.
+    assert first["device"]["versions"]["medsweep"] and first["device"]["versions"]["ray"]
+    before_demo = on_disk["demo_packing"]
+    assert before_demo["extraction"] == {"forward_only": {"resnet50@224": 1.0}}
+    assert before_demo["packed_sweep"]["error"] == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert "projection" not in before_demo  # it scales by the sweep that failed
+    final = read()
+    assert final["demo_packing"] == {"packing_ratio": 1.2} and set(final["seconds"]) == {
+        "device", "extraction", "packed_sweep", "demo_packing"}
+    assert not (out / "device_check.json.part").exists()
+
+
+def test_steps_runs_only_those_named_and_refuses_an_unknown_one(tmp_path, monkeypatch, capsys):
+    device_check = _device_check(monkeypatch)
+    ran = []
+    for name in ("extraction", "packed_sweep", "projection", "demo_packing"):
+        monkeypatch.setattr(device_check, name, lambda *a, name=name: ran.append(name) or {"ran": name})
+    monkeypatch.setattr(sys, "argv", ["device_check.py", str(tmp_path / "a"), "--smoke", "--steps", "demo_packing"])
+    device_check.main()
+    assert ran == ["demo_packing"]
+    assert set(json.loads((tmp_path / "a" / "device_check.json").read_text())["seconds"]) == {"device", "demo_packing"}
+    monkeypatch.setattr(sys, "argv", ["device_check.py", str(tmp_path / "b"), "--steps", "demo,extraction"])
+    with pytest.raises(SystemExit) as exit_:
+        device_check.main()
+    assert exit_.value.code == 2
+    assert "--steps: unknown demo; expected some of device, gpu_tests, extraction" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "device_check.json").exists()
