@@ -206,14 +206,24 @@ def packed_sweep(work: str, smoke: bool) -> dict:
             "_studies": studies, "_rows": rows, "_cache": cache}
 
 
+def projection_target(smoke: bool) -> list:
+    """The grid the projection is for, its whole-pool (F) studies sized by each dataset's
+    published pool, as ``sweep plan --grid paper --estimate`` sizes them without the data."""
+    from sweep.grids import load_grid
+    from sweep.plan.preflight import published_pools
+    from sweep.spec import resolve_pools
+
+    target = load_grid("demo" if smoke else "paper")
+    return resolve_pools(target, published_pools(target))
+
+
 def projection(sweep: dict, smoke: bool) -> dict:
     """The target grid by the estimate's model calibrated here, its frozen part scaled by the
     packed sweep's measured over modelled time."""
-    from sweep.grids import load_grid
     from sweep.plan.estimate import TEST_SCORING_SHARE, calibrate, estimate, head_key
 
     resolved = {s.study_id: s for s in (s.replace(n_train=sweep["pool_images"]) for s in sweep["_studies"])}
-    target = load_grid("demo" if smoke else "paper")
+    target = projection_target(smoke)
     costs = calibrate(list(resolved.values()) + target)
     # The estimate's model of each trial the packed sweep ran, at the epochs it really ran.
     modelled_trials = 0.0

@@ -110,3 +110,19 @@ def test_steps_runs_only_those_named_and_refuses_an_unknown_one(tmp_path, monkey
     assert exit_.value.code == 2
     assert "--steps: unknown demo; expected some of device, gpu_tests, extraction" in capsys.readouterr().err
     assert not (tmp_path / "b" / "device_check.json").exists()
+
+
+def test_the_projection_sizes_the_paper_grids_whole_pool_studies_as_sweep_plan_does(monkeypatch):
+    """On a GPU the projection is for the paper grid, whose F studies leave n_train to the
+    data: the estimate needs a size for each (the smoke run's demo grid has none to resolve)."""
+    device_check = _device_check(monkeypatch)
+    from sweep.grids import load_grid
+    from sweep.plan.preflight import published_pools
+
+    grid = load_grid("paper")
+    pools = published_pools(grid)
+    assert {s.dataset for s in grid if s.n_train is None} == set(pools) == {"aptos", "pneumonia", "nih"}
+    target = device_check.projection_target(smoke=False)
+    assert len(target) == len(grid)
+    for planned, sized in zip(grid, target):  # each study as planned, its whole pool sized
+        assert sized == (planned if planned.n_train else planned.replace(n_train=pools[planned.dataset]))
