@@ -95,8 +95,9 @@ def main() -> None:
             row = {}
             for mode, chunk in (("streamed", "default"), ("buffered", str(2**62))):
                 cache = os.path.join(tmp, f"cache-{mode}-{n}")
+                path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)  # keep the caller's too
                 out = subprocess.run([sys.executable, "-c", CHILD, root, cache, str(n), str(args.dim), chunk],
-                                     capture_output=True, text=True, cwd=here, env={**os.environ, "PYTHONPATH": here})
+                                     capture_output=True, text=True, cwd=here, env={**os.environ, "PYTHONPATH": path})
                 if out.returncode:
                     sys.exit(out.stderr)
                 row[mode] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]

@@ -129,8 +129,11 @@ def test_a_trial_is_capped_at_its_gpu_fraction_and_gives_its_memory_back_when_st
     import os
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # The checkout first, the rest of the path kept: a machine whose packages come from a folder
+    # on PYTHONPATH (benchmarks/device_wheels.py) has Ray there.
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     out = subprocess.run([sys.executable, "-c", TRIAL_THROUGH_RUN_TRIAL, str(tmp_path)], capture_output=True,
-                         text=True, timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": root})
+                         text=True, timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": path})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     found = json.loads(out.stdout.strip().splitlines()[-1])
     (first,) = found["reports"]  # stopped after its first epoch
