@@ -309,7 +309,7 @@ def main() -> None:
             step("extraction", extraction, work, args.smoke)
         if "packed_sweep" in steps or "projection" in steps:  # the projection scales by the sweep
             step("packed_sweep", packed_sweep, work, args.smoke)
-            if "error" not in figures["packed_sweep"]:
+            if "projection" in steps and "error" not in figures["packed_sweep"]:
                 step("projection", projection, figures["packed_sweep"], args.smoke)
         if "demo_packing" in steps:
             step("demo_packing", demo_packing, args.smoke)

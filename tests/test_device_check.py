@@ -104,6 +104,14 @@ def test_steps_runs_only_those_named_and_refuses_an_unknown_one(tmp_path, monkey
     device_check.main()
     assert ran == ["demo_packing"]
     assert set(json.loads((tmp_path / "a" / "device_check.json").read_text())["seconds"]) == {"device", "demo_packing"}
+    ran.clear()  # the projection scales by the packed sweep: naming it runs the sweep first
+    monkeypatch.setattr(sys, "argv", ["device_check.py", str(tmp_path / "p"), "--smoke", "--steps", "projection"])
+    device_check.main()
+    assert ran == ["packed_sweep", "projection"]
+    ran.clear()
+    monkeypatch.setattr(sys, "argv", ["device_check.py", str(tmp_path / "s"), "--smoke", "--steps", "packed_sweep"])
+    device_check.main()
+    assert ran == ["packed_sweep"]
     monkeypatch.setattr(sys, "argv", ["device_check.py", str(tmp_path / "b"), "--steps", "demo,extraction"])
     with pytest.raises(SystemExit) as exit_:
         device_check.main()
