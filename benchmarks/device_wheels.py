@@ -14,8 +14,10 @@ with their environment markers evaluated for the target (CPython ``--python`` on
 Linux), takes each missing distribution's version from ``requirements.lock``, and downloads
 its wheel for the target. Ray's wheel (79 MB) alone is over what a device call carries (64 MiB
 with the working tree), and a third of it is the Java workers' jar: rewritten without it (and
-without the dashboard's web client, which runs only with ``ray[default]``), with its RECORD to
-match, so pip installs it as any wheel; TorchCodec's FFmpeg libraries likewise (``UNUSED_PARTS``). It prints the total size, and the command to run there:
+without the dashboard's web client, which runs only with ``ray[default]``), LZMA-compressed,
+with its RECORD to match, so pip installs it as any wheel; TorchCodec's FFmpeg libraries
+likewise (``UNUSED_PARTS``). It adds medsweep's own wheel, prints the total size, and the
+command to run there:
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \\
         .device-wheels/*.whl && PYTHONPATH=/tmp/site:$PWD python3 benchmarks/device_check.py $OUT
@@ -44,7 +46,7 @@ import sys
 import zipfile
 
 from packaging.markers import default_environment
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,7 +115,10 @@ def lock_pins(lock_path: str, env: dict) -> dict[str, str]:
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
-            requirement = Requirement(text)
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement as exc:
+                raise WheelsError(f"{lock_path}:{number}: {text!r}: expected NAME==VERSION ({exc})") from None
             versions = [s.version for s in requirement.specifier if s.operator == "=="]
             if len(versions) != 1:
                 raise WheelsError(f"{lock_path}:{number}: {text!r}: expected NAME==VERSION")
