@@ -47,7 +47,7 @@ import zipfile
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -262,10 +262,10 @@ def main(argv=None) -> int:
         os.makedirs(args.out)
         files = download(wanted, args.out, args.python)
         for path in files:
-            unused = UNUSED_PARTS.get(canonicalize_name(os.path.basename(path).split("-")[0]))
+            unused = UNUSED_PARTS.get(parse_wheel_filename(os.path.basename(path))[0])
             if unused:
                 print(f"{os.path.basename(path)}: {slim_wheel(path, unused) / 2**20:.1f} MiB smaller (unused parts removed, LZMA)")
-        got = {canonicalize_name(os.path.basename(f).split("-")[0]) for f in files}
+        got = {parse_wheel_filename(os.path.basename(f))[0] for f in files}
         if got != set(wanted):
             raise WheelsError(f"wheels missing for CPython {args.python}: {', '.join(sorted(set(wanted) - got))}")
         files.append(own_wheel(args.out))
