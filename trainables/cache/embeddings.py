@@ -64,7 +64,7 @@ import pyarrow.ipc as ipc
 import torch
 
 from trainables.errors import UserError
-from trainables.gcfreeze import freeze_long_lived
+from trainables.gcfreeze import freeze_at_exit, freeze_long_lived
 from trainables import storage
 from trainables.models.backbones import create_backbone, resolve_info, weights_digest
 from trainables.data.datasets import ImageSet, get_dataset_info, load_dataset
@@ -260,10 +260,11 @@ class _ViewPlan:
 def extract_views_in_worker(*args, **kwargs) -> dict:
     """:func:`extract_views_if_missing` as a Ray task runs it (sweep/driver/runner.py): the
     worker's imports (torch, timm) stay for its life, and Ray stops the worker when the
-    Tuner's first actors need its CPUs, while they import; frozen, that exit costs a fifth
-    (trainables/gcfreeze.py). Only in a worker: a process that goes on (the CLI's ``sweep
-    embed``, a test) keeps its collector as it is."""
+    Tuner's first actors need its CPUs, while they import; frozen as it begins, that exit
+    costs a tenth (trainables/gcfreeze.py). Only in a worker: a process that goes on (the CLI's
+    ``sweep embed``, a test) keeps its collector as it is."""
     freeze_long_lived(once=True)
+    freeze_at_exit()
     return extract_views_if_missing(*args, **kwargs)
 
 

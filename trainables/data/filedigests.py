@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from trainables import storage
 from trainables.data.datasets import LoadedDataset
-from trainables.gcfreeze import freeze_long_lived
+from trainables.gcfreeze import freeze_at_exit, freeze_long_lived
 from trainables.data.images import FileImages, H5Images, ImageDecodeError, decode_bytes
 
 CHUNK = 256  # files per task: large enough that a Ray task's overhead (~ms) is noise
@@ -54,9 +54,11 @@ ChunkRunner = Callable[[list, bool], list]
 
 def inspect_files_in_worker(paths: Sequence[str], decode: bool) -> list[tuple[str, Optional[str]]]:
     """:func:`inspect_files` as a sweep's Ray task runs it: the worker keeps its imports
-    (torch, the decoders) for its life, frozen out of the collector's reach once, so that its
-    exit when Ray stops it (as the Tuner's actors start) costs a fifth (trainables/gcfreeze.py)."""
+    (torch, the decoders) for its life, frozen out of the collector's reach once, and again as
+    its exit begins, so that the exit when Ray stops it (as the Tuner's actors start) costs a
+    tenth (trainables/gcfreeze.py)."""
     freeze_long_lived(once=True)
+    freeze_at_exit()
     return inspect_files(paths, decode)
 
 

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 def run_trial(config: dict) -> None:
     """The Ray Tune function trainable: ``config`` is ``trial_config(context, lr, ...)``
-    (trainables/context.py); the trial itself is trainables/training/trainable.py."""
+    (trainables/context.py); the trial itself is trainables/training/trainable.py. The
+    actor's process, when Tune stops it, exits without walking its objects
+    (trainables/gcfreeze.py)."""
+    from trainables.gcfreeze import freeze_at_exit
     from trainables.training.trainable import run_trial as run
+
+    freeze_at_exit()
 
     run(config)
