@@ -1,9 +1,8 @@
-"""Where a sweep's time goes: the demo grid run as `sweep run --grid demo` runs it, twice: once
-with the machine's CPUs sampled, for the figures, and once more with the driver profiled, for
-where the driver's time goes (a profiler slows the very loop it measures).
+"""Where a sweep's time goes: the demo grid run as `sweep run --grid demo` runs it, with the
+machine's CPUs sampled and the driver's parts timed.
 
     .venv/bin/python benchmarks/overhead.py [--grid demo] [--where mode=linear] [--gpus-per-trial linear=0.1]
-                                            [--profile FILE] [--no-profile]
+                                            [--profile FILE]
 
 Prints:
 - the stages (Ray start, data read, image check, extraction, Tuner, finish) and the closing
@@ -18,9 +17,13 @@ Prints:
 - the cores' seconds during the Tuner: the trials' own, the driver process's (every thread),
   the rest of the busy CPU (Ray's daemons, the trials' processes outside their trials: actor
   start, imports, Tune's own thread in the actor), and idle;
-- the driver's main thread, from the second run's profile (CPU time, ``time.thread_time``): the searcher
-  (Optuna, per study), the scheduler (ASHA, per study), the recorder (the store's rows and
-  histories), the progress line, Tune's experiment-state snapshots, and the rest of Tune's loop;
+- the driver's main thread during the Tuner (CPU time, ``time.thread_time``), timed around
+  each entry point Tune calls in the same run: the searcher (Optuna, per study), the scheduler
+  (ASHA, per study), the recorder (the store's rows and histories), the progress line, Tune's
+  experiment-state snapshots, and the rest of Tune's loop; Python's garbage collections in it.
+  Timers, not a profiler: cProfile slowed the driver's Python unevenly (Tune's snapshot, pure
+  Python pickling and JSON, 10 times; the loop about 1.5 times) and made a 0.26 s part look
+  like the largest;
 - actor start: from the moment the searcher hands a trial to Tune to the moment the trial
   starts in its process (its ``started_at``), median and mean, and that wait summed over the
   trials, divided by the trials that run at once;
@@ -31,8 +34,10 @@ Prints:
   report, the driver recording it and handing the place the next, that trial setting up),
   and after its last.
 
-``--profile FILE`` keeps the driver's profile (pstats) for a closer look (``python -m pstats``);
-``--no-profile`` skips the second run.
+``--profile FILE`` runs the sweep a second time with the driver's main thread under cProfile
+and writes its profile (pstats) there, for a closer look (``python -m pstats``): read its
+shares with the caution above. ``--no-profile`` is what the benchmark does without
+``--profile`` (it once meant skipping a profiled second run that is no longer the default).
 Last line: ``packing ratio X, per-trial overhead Y s, demo wall Z s``.
 """
 
@@ -40,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import contextlib
+import functools
 import gc
 import os
 import pstats
@@ -49,11 +56,13 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # (group, file suffix, function names or None for every function of the file) of the driver's
-# profile; the first group a function matches takes it. Entry points only: what Tune calls.
+# profile (--profile); the first group a function matches takes it. Entry points only: what
+# Tune calls. The same entry points are timed in the measured run (PART_ENTRY_POINTS).
 GROUPS = [
     ("searcher (Optuna per study)", "sweep/driver/routing.py", {"suggest", "on_trial_result", "on_trial_complete",
                                                               "requeue"}, "StudySearcher"),
@@ -65,6 +74,88 @@ GROUPS = [
     ("progress line", "sweep/driver/progress.py", None, None),
     ("experiment-state snapshots", "ray/tune/execution/tune_controller.py", {"checkpoint"}, None),
 ]
+
+
+def part_entry_points() -> list[tuple[str, type, tuple[str, ...]]]:
+    """(part, class, methods) timed in the driver: the calls Tune makes into each part."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    from sweep.driver.progress import SweepProgress
+    from sweep.driver.recorder import StoreCallback
+    from sweep.driver.routing import StudyScheduler, StudySearcher
+
+    return [
+        ("searcher (Optuna per study)", StudySearcher, ("suggest", "on_trial_result", "on_trial_complete", "requeue")),
+        ("scheduler (ASHA per study)", StudyScheduler, ("on_trial_add", "on_trial_result", "on_trial_complete",
+                                                        "on_trial_remove", "on_trial_error", "choose_trial_to_run")),
+        ("recorder (store rows, histories)", StoreCallback, ("on_trial_result", "on_trial_complete", "on_trial_error")),
+        ("progress line", SweepProgress, ("trial_written", "on_step_end")),
+        ("experiment-state snapshots", TuneController, ("checkpoint",)),
+    ]
+
+
+class PartTimers:
+    """The driver's main-thread CPU seconds (``time.thread_time``) in each part, timed around
+    the methods Tune calls (:func:`part_entry_points`), and in the whole of ``Tuner.fit``. A
+    part's time leaves out the timed calls nested in it (the recorder calling the searcher's
+    ``requeue``): each second counts once. Calls from other threads are not timed. About a
+    microsecond a call, against the milliseconds the parts take."""
+
+    def __init__(self):
+        self.seconds: dict = {}
+        self.calls: dict = {}
+        self.fit_s = 0.0
+        self.fitting = False  # inside Tuner.fit now
+        self._nested: list[float] = []  # per open timed call: the seconds of timed calls inside it
+        self._patched: list = []  # (class, name, its own attribute or None)
+
+    def _timed(self, part: str, method):
+        timers = self
+
+        @functools.wraps(method)
+        def timed(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                return method(*args, **kwargs)
+            started = time.thread_time()
+            timers._nested.append(0.0)
+            if part is None:
+                timers.fitting = True
+            try:
+                return method(*args, **kwargs)
+            finally:
+                elapsed = time.thread_time() - started
+                inside = timers._nested.pop()
+                if part is not None:
+                    timers.seconds[part] = timers.seconds.get(part, 0.0) + elapsed - inside
+                    timers.calls[part] = timers.calls.get(part, 0) + 1
+                    if timers._nested:
+                        timers._nested[-1] += elapsed
+                else:  # Tuner.fit: the whole
+                    timers.fit_s += elapsed
+                    timers.fitting = False
+        return timed
+
+    def _patch(self, owner: type, name: str, part: Optional[str]) -> None:
+        own = owner.__dict__.get(name)
+        self._patched.append((owner, name, own))
+        setattr(owner, name, self._timed(part, getattr(owner, name)))
+
+    def __enter__(self):
+        from ray import tune
+
+        for part, owner, names in part_entry_points():
+            for name in names:
+                self._patch(owner, name, part)
+        self._patch(tune.Tuner, "fit", None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for owner, name, own in reversed(self._patched):
+            if own is None:
+                delattr(owner, name)  # inherited: the base class's again
+            else:
+                setattr(owner, name, own)
+        self._patched = []
 
 
 def _stat_fields(pid) -> list[int]:
@@ -179,8 +270,9 @@ def _owned_by(path: str, line: int, owner: str) -> bool:
 
 
 class Run:
-    """One sweep of the studies in a fresh results store and cache, with the CPUs sampled and,
-    when ``profiled``, the driver's main thread under cProfile (``thread_time``)."""
+    """One sweep of the studies in a fresh results store and cache, with the CPUs sampled, the
+    driver's parts timed (:class:`PartTimers`) and, when ``profiled``, the driver's main
+    thread under cProfile (``thread_time``) instead."""
 
     def __init__(self, studies: list, profiled: bool, resources=None):
         from sweep.driver import routing
@@ -201,10 +293,15 @@ class Run:
         routing.StudySearcher.suggest = stamped
         self.collections = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}  # generation -> [count, seconds]
         collecting = {}
+        # A profiled run is for its pstats only: timers inside it would time the profiler too.
+        self.timers = PartTimers() if not profiled else None
+        timers = self.timers
 
         def on_collection(phase, info):
             if threading.current_thread() is not threading.main_thread():
                 return
+            if timers is not None and not timers.fitting and phase == "start":
+                return  # the Tuner's collections only
             if phase == "start":
                 collecting["t"] = time.thread_time()
             elif "t" in collecting:
@@ -220,12 +317,12 @@ class Run:
                 options = RunOptions(store=StoreOptions(results=os.path.join(work, "results"),
                                                         cache=os.path.join(work, "cache")),
                                      resources=resources or Resources(), verbose=1)
-                if profiled:  # reported with the driver's profile only
-                    gc.callbacks.append(on_collection)
+                gc.callbacks.append(on_collection)
                 started = time.perf_counter()
                 if self.profile:
                     self.profile.enable()
-                self.summary = run_sweep(studies, options)
+                with (self.timers or contextlib.nullcontext()):
+                    self.summary = run_sweep(studies, options)
                 if self.profile:
                     self.profile.disable()
                 read_started = time.perf_counter()
@@ -389,18 +486,30 @@ def report_places(rows: list, tuner_start: float, tuner_end: float, cores: int, 
     print(f"the {places} places' seconds outside their trials: " + ", ".join(parts))
 
 
+def report_parts(run: Run) -> None:
+    """The driver's main thread during the Tuner by part, from the measured run's timers."""
+    timers, trials = run.timers, len(run.rows)
+    print(f"driver main thread in the Tuner, CPU-s, timed around each part Tune calls: {timers.fit_s:.2f} "
+          f"({timers.fit_s / trials * 1000:.1f} ms a trial)")
+    for part, seconds in sorted(timers.seconds.items(), key=lambda g: -g[1]):
+        print(f"  {part:<36} {seconds:7.2f}  {seconds / trials * 1000:6.1f} ms a trial  "
+              f"{timers.calls[part]:6d} calls")
+    loop = timers.fit_s - sum(timers.seconds.values())
+    print(f"  {'the rest of Tune loop':<36} {loop:7.2f}  {loop / trials * 1000:6.1f} ms a trial")
+    print("  Python's garbage collections in it: " + ", ".join(
+        f"generation {g} {n} x {s:.2f} s" for g, (n, s) in run.collections.items()))
+
+
 def report_profile(run: Run) -> None:
-    """The driver's main thread by part, from a profiled run."""
+    """The driver's main thread by part, from a profiled run (``--profile``)."""
     groups, loop, total = profile_groups(run.profile)
     trials = len(run.rows)
     print(f"driver main thread, CPU-s, from a second run under cProfile (which slows the driver's Python "
-          f"about 1.5x: read the parts as shares; that run's Tuner took "
+          f"unevenly, Tune's snapshots 10x: the timed parts above are the figures; that run's Tuner took "
           f"{run.summary.phases['tuner'][1] - run.summary.phases['tuner'][0]:.1f} s; whole thread {total:.1f}):")
     for group, seconds in sorted(groups.items(), key=lambda g: -g[1]):
         print(f"  {group:<36} {seconds:7.2f}  {seconds / trials * 1000:6.1f} ms a trial")
     print(f"  {'the rest of Tune loop':<36} {loop:7.2f}  {loop / trials * 1000:6.1f} ms a trial")
-    print("  of which Python's garbage collections: " + ", ".join(
-        f"generation {g} {n} x {s:.2f} s" for g, (n, s) in run.collections.items()))
 
 
 def gpu_shares(values: list):
@@ -417,8 +526,9 @@ def main() -> None:
     parser.add_argument("--where", action="append", default=[], help="as sweep run --where, e.g. mode=linear")
     parser.add_argument("--gpus-per-trial", action="append", default=[], metavar="MODE=FRACTION",
                         help="as sweep run --gpus-per-trial, e.g. linear=0.1 (ignored without GPUs)")
-    parser.add_argument("--profile", default=None, help="write the driver's profile (pstats) here")
-    parser.add_argument("--no-profile", action="store_true", help="skip the second, profiled run")
+    parser.add_argument("--profile", default=None,
+                        help="run the sweep a second time with the driver profiled and write its profile (pstats) here")
+    parser.add_argument("--no-profile", action="store_true", help="no profiled second run (the default)")
     args = parser.parse_args()
 
     import click
@@ -435,11 +545,11 @@ def main() -> None:
     # would slow the very loop whose cost is measured (the Tuner took 75 s profiled, 59 s not).
     measured = Run(studies, profiled=False, resources=resources)
     packing, overhead = report_figures(measured, args.grid, cores)
-    if not args.no_profile:
+    report_parts(measured)
+    if args.profile and not args.no_profile:
         profiled = Run(studies, profiled=True, resources=resources)
         report_profile(profiled)
-        if args.profile:
-            profiled.profile.dump_stats(args.profile)
+        profiled.profile.dump_stats(args.profile)
     print(f"packing ratio {packing:.2f}, per-trial overhead {overhead:.3f} s, demo wall {measured.wall:.1f} s")
 
 

@@ -1,11 +1,14 @@
 """benchmarks/overhead.py's places: the trials laid out on the processes that ran them, one
 after another, so that the cores' seconds outside the trials split into before the first
-trial, between two trials and after the last, and those add up with the trials' own."""
+trial, between two trials and after the last, and those add up with the trials' own. And its
+timers of the driver's parts: each second counted once, the classes left as they were."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import threading
+import time
 
 import pytest
 
@@ -79,3 +82,61 @@ def test_places_on_a_gpu_are_as_many_as_the_gpu_shares_allow(capsys):
     mixed = rows[:-1] + [{**rows[-1], "gpus": 0.05}]
     overhead.report_places(mixed, tuner_start=0.0, tuner_end=2.5, cores=16, gpus=1)
     assert "the trials ask GPU shares [0.05, 0.1]" in capsys.readouterr().out
+
+
+def _spin(seconds: float) -> None:
+    """Busy this thread for ``seconds`` of its own CPU time."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+class _Base:
+    def inherited(self):
+        return "base"
+
+
+class _Part(_Base):
+    def outer(self):
+        _spin(0.05)
+        return self.inner()
+
+    def inner(self):
+        _spin(0.1)
+        return "inner"
+
+
+def test_a_part_timer_leaves_out_the_timed_calls_inside_it_and_other_threads():
+    overhead = _overhead()
+    outer, inner = _Part.outer, _Part.inner
+    timers = overhead.PartTimers()
+    timers._patch(_Part, "outer", "outer part")
+    timers._patch(_Part, "inner", "inner part")
+    timers._patch(_Part, "inherited", "never called")
+    try:
+        assert _Part().outer() == "inner"
+        other = threading.Thread(target=_Part().inner)  # Tune's other threads: not the driver's loop
+        other.start()
+        other.join()
+    finally:
+        timers.__exit__(None, None, None)
+    assert timers.calls == {"outer part": 1, "inner part": 1}
+    assert 0.1 <= timers.seconds["inner part"] < 0.15
+    assert 0.05 <= timers.seconds["outer part"] < 0.09  # its own 0.05, not the inner call's 0.1 again
+    # Every class as it was: its own methods back, the inherited one its base's again.
+    assert _Part.outer is outer and _Part.inner is inner and "inherited" not in _Part.__dict__
+    assert _Part().inherited() == "base"
+
+
+def test_the_part_timers_wrap_what_tune_calls_and_restore_it():
+    overhead = _overhead()
+    from ray import tune
+
+    from sweep.driver.routing import StudyScheduler, StudySearcher
+
+    suggest, fit = StudySearcher.__dict__["suggest"], tune.Tuner.__dict__["fit"]
+    with overhead.PartTimers():
+        assert StudySearcher.__dict__["suggest"] is not suggest and tune.Tuner.__dict__["fit"] is not fit
+        assert "choose_trial_to_run" in StudyScheduler.__dict__  # FIFOScheduler's, timed on medsweep's class
+    assert StudySearcher.__dict__["suggest"] is suggest and tune.Tuner.__dict__["fit"] is fit
+    assert "choose_trial_to_run" not in StudyScheduler.__dict__
