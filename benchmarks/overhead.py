@@ -60,24 +60,9 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# (group, file suffix, function names or None for every function of the file) of the driver's
-# profile (--profile); the first group a function matches takes it. Entry points only: what
-# Tune calls. The same entry points are timed in the measured run (PART_ENTRY_POINTS).
-GROUPS = [
-    ("searcher (Optuna per study)", "sweep/driver/routing.py", {"suggest", "on_trial_result", "on_trial_complete",
-                                                              "requeue"}, "StudySearcher"),
-    ("scheduler (ASHA per study)", "sweep/driver/routing.py", {"on_trial_add", "on_trial_result", "on_trial_complete",
-                                                             "on_trial_remove", "on_trial_error"}, "StudyScheduler"),
-    ("scheduler (ASHA per study)", "ray/tune/schedulers/trial_scheduler.py", {"choose_trial_to_run"}, None),
-    ("recorder (store rows, histories)", "sweep/driver/recorder.py", {"on_trial_result", "on_trial_complete",
-                                                                     "on_trial_error"}, None),
-    ("progress line", "sweep/driver/progress.py", None, None),
-    ("experiment-state snapshots", "ray/tune/execution/tune_controller.py", {"checkpoint"}, None),
-]
-
-
 def part_entry_points() -> list[tuple[str, type, tuple[str, ...]]]:
-    """(part, class, methods) timed in the driver: the calls Tune makes into each part."""
+    """(part, class, methods) of the driver: the calls Tune makes into each part, timed in the
+    measured run (:class:`PartTimers`) and summed from the profile of ``--profile``'s run."""
     from ray.tune.execution.tune_controller import TuneController
 
     from sweep.driver.progress import SweepProgress
@@ -237,36 +222,24 @@ class CpuSampler(threading.Thread):
 
 
 def profile_groups(profile: cProfile.Profile) -> tuple[dict, float, float]:
-    """CPU seconds of the driver's main thread per group, Tune's loop (TuneController.step, the
-    groups left out), and the whole profile."""
+    """CPU seconds of the driver's main thread per part (the cumulative time of its entry
+    points, found by their code as cProfile keys it), Tune's loop (TuneController.step, the
+    parts left out), and the whole profile."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    def key(function) -> tuple:
+        code = function.__code__
+        return code.co_filename, code.co_firstlineno, code.co_name
+
+    parts = {key(getattr(owner, name)): part for part, owner, names in part_entry_points() for name in names}
     stats = pstats.Stats(profile).stats
     groups: dict = {}
-    step = total = 0.0
-    for (path, _line, name), (_cc, _nc, tt, ct, callers) in stats.items():
-        total += tt
-        path = path.replace(os.sep, "/")
-        if path.endswith("ray/tune/execution/tune_controller.py") and name == "step":
-            step += ct
-        for group, suffix, names, owner in GROUPS:
-            if path.endswith(suffix) and (names is None or name in names):
-                if owner is not None and not _owned_by(path, _line, owner):
-                    continue
-                if names is None and any(c[0].replace(os.sep, "/").endswith(suffix) for c in callers):
-                    continue  # a helper called from its own file: counted with its caller
-                groups[group] = groups.get(group, 0.0) + ct
-                break
+    total = sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.values())
+    step = stats.get(key(TuneController.step), (0, 0, 0.0, 0.0, {}))[3]
+    for function, (_cc, _nc, _tt, ct, _callers) in stats.items():
+        if function in parts:
+            groups[parts[function]] = groups.get(parts[function], 0.0) + ct
     return groups, step - sum(groups.values()), total
-
-
-def _owned_by(path: str, line: int, owner: str) -> bool:
-    """Whether the method at ``path``:``line`` is defined in class ``owner`` (the nearest
-    ``class`` line above it)."""
-    with open(path) as f:
-        lines = f.readlines()[:line]
-    for text in reversed(lines):
-        if text.startswith("class "):
-            return text[len("class "):].startswith(owner)
-    return False
 
 
 class Run:
