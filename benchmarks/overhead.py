@@ -273,7 +273,7 @@ class Run:
         def on_collection(phase, info):
             if threading.current_thread() is not threading.main_thread():
                 return
-            if timers is not None and not timers.fitting and phase == "start":
+            if not timers.fitting and phase == "start":
                 return  # the Tuner's collections only
             if phase == "start":
                 collecting["t"] = time.thread_time()
@@ -290,7 +290,8 @@ class Run:
                 options = RunOptions(store=StoreOptions(results=os.path.join(work, "results"),
                                                         cache=os.path.join(work, "cache")),
                                      resources=resources or Resources(), verbose=1)
-                gc.callbacks.append(on_collection)
+                if timers is not None:  # reported with the timed parts only
+                    gc.callbacks.append(on_collection)
                 started = time.perf_counter()
                 if self.profile:
                     self.profile.enable()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import gc
 import json
 import os
 import re
@@ -21,6 +19,7 @@ from sweep.spec import EMBEDDING_DTYPES, MODES, cpus_problem, gpus_problem
 from sweep.store.store import ResultsStore
 from trainables.data.dataset_types import counts_line
 from trainables.errors import UserError, did_you_mean
+from trainables.gcfreeze import freeze_at_exit
 
 # trainables/cache/device_decode.py's DECODE_CHOICES, spelled here: importing it loads torch,
 # which every `sweep` command would then wait for (a test keeps the two equal).
@@ -152,8 +151,7 @@ def main() -> None:
     # Python's exit collects every object torch, timm and Ray made (a full pass, 0.9 s after
     # `sweep run --grid demo` on 2 cores); frozen first, the exit takes 0.3 s. Exit handlers
     # that run after it (Ray's shutdown) are unaffected: the collector only skips what is frozen.
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)
+    freeze_at_exit()
 
 
 class CheckpointEvery(click.ParamType):
