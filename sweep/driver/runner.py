@@ -482,8 +482,8 @@ class _Plan:
 
 
 def _sweep_locked(studies: list[StudySpec], options: RunOptions, store: ResultsStore, grid: str, started: float) -> RunSummary:
-    """The sweep once this driver holds the store's lock, stage by stage as DESIGN.md's "How
-    a sweep flows": store, data, Ray, data checked, extraction, trial contexts, tune, finish."""
+    """The sweep once this driver holds the store's lock, stage by stage: store, data, Ray,
+    data checked, extraction, trial contexts, tune, finish."""
     phases = _Phases()
     data = _DataLoader(options.inputs, store)
     with phases("store"):
