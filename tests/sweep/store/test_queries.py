@@ -8,8 +8,8 @@ from sweep.store.formatting import render
 from sweep.store.queries import aggregate_cells, select_studies
 
 
-def _trial(study, fold, trial, val, test, cell="c1", status="ok", backbone="b"):
-    return {"study_id": study, "cell_id": cell, "trial_id": trial, "val_score": val, "test_score": test,
+def _trial(study, fold, trial, val, test, cell="c1", status="ok", backbone="b", lr=0.01):
+    return {"study_id": study, "cell_id": cell, "trial_id": trial, "lr": lr, "val_score": val, "test_score": test,
             "status": status, "fold": fold, "dataset": "digits", "backbone": backbone, "mode": "linear",
             "subset": "S", "n_train": 50, "metric": "auc", "attention": True, "attention_form": "token",
             "backbones": [backbone], "views": 1, "embedding_dtype": "float32"}
@@ -21,7 +21,7 @@ TRIALS = [
     _trial("s0", 0, "b", 0.90, 0.80),
     _trial("s0", 0, "c", None, None, status="error"),
     _trial("s1", 1, "d", 0.85, 0.60),
-    _trial("s1", 1, "e", 0.85, 0.99),  # tie on validation: the earlier trial id is selected
+    _trial("s1", 1, "e", 0.85, 0.99),  # tie on validation and lr: the earlier trial id is selected
     _trial("s2", 2, "f", 0.60, 0.70),
     _trial("x0", 0, "g", 0.50, 0.55, cell="c2", backbone="other"),
 ]
@@ -33,6 +33,17 @@ def test_studies_select_the_best_validation_score_never_the_test_score():
     assert studies["s0"]["trials"] == 3 and studies["s0"]["errors"] == 1
     assert studies["s1"]["trial_id"] == "d"
     assert {s["trial_id"] for s in select_studies(list(reversed(TRIALS)))} == {"b", "d", "f", "g"}
+
+
+def test_a_tie_on_validation_goes_to_the_smallest_value_searched_whatever_the_trial_ids():
+    # Tune draws trial ids at random: two runs whose trials came out the same must still select
+    # the same trial, so the tie is broken by what the trials are (their lr), not their ids.
+    for first, second in (("a", "z"), ("z", "a")):
+        rows = [_trial("s", 0, first, 0.9, 0.70, lr=0.3), _trial("s", 0, second, 0.9, 0.80, lr=0.02),
+                _trial("s", 0, "m", 0.8, 0.99, lr=0.001)]
+        for order in (rows, rows[::-1]):
+            (selected,) = select_studies(order)
+            assert selected["lr"] == 0.02 and selected["test_score"] == 0.80
 
 
 def test_cells_are_mean_and_sample_std_over_folds_of_the_selected_trials():
